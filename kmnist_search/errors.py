@@ -1,0 +1,39 @@
+"""The few error types the command line turns into one-line messages.
+
+Every expected failure (bad data, a bad search-space file, a bad model file, a bad image)
+raises a subclass of :class:`KmnistSearchError` whose message names the problem and the fix.
+The command-line front ends print that message on one line and exit non-zero; anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class KmnistSearchError(Exception):
+    """An expected failure, reported to the user as one line."""
+
+    exit_code = 2
+
+
+class DataError(KmnistSearchError):
+    """A dataset file is missing, corrupt, or not what the registry says it should be."""
+
+
+class SpaceError(KmnistSearchError):
+    """A search-space file cannot be read or is invalid."""
+
+
+class RunError(KmnistSearchError):
+    """A search cannot start or continue (bad options, unwritable or mismatched run directory)."""
+
+
+class ModelFileError(KmnistSearchError):
+    """A model file (ONNX or Keras) is missing, truncated or not the expected model."""
+
+
+class ParityError(KmnistSearchError):
+    """The ONNX model does not reproduce the Keras model's predictions."""
+
+
+class InputImageError(KmnistSearchError):
+    """An input image or array for prediction cannot be read or used."""

@@ -1,0 +1,62 @@
+"""Plan a search before running it: how many trials, which configurations, roughly how long.
+
+Imports no TensorFlow, so ``--dry-run`` answers at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+from kmnist_search.spaces import SearchSpace
+
+STRATEGIES = ("grid", "bayesian", "random", "hyperband")
+DEFAULT_MAX_TRIALS = 10
+# Rough CPU cost model fitted to measurements on a 2-core machine (see README):
+# one 60k-image epoch of the study's CNN takes ~70 s at batch 128 and ~210 s at batch 8.
+SECONDS_PER_IMAGE = 0.00101
+SECONDS_PER_STEP = 0.0199
+
+
+def planned_trials(space: SearchSpace, strategy: str, max_trials: int | None) -> int:
+    """How many configurations a strategy will try (Hyperband decides for itself: an upper bound)."""
+    if strategy == "grid":
+        return min(space.num_configurations, max_trials or space.num_configurations)
+    if strategy in ("bayesian", "random"):
+        return min(space.num_configurations, max_trials or DEFAULT_MAX_TRIALS)
+    return space.num_configurations
+
+
+def estimate_trial_seconds(space: SearchSpace, batch_size: int, train_images: int) -> float:
+    """A rough wall-time estimate for one full trial on a 2-core CPU."""
+    steps = math.ceil(train_images / batch_size)
+    epoch_s = train_images * SECONDS_PER_IMAGE + steps * SECONDS_PER_STEP
+    validation_s = space.validation_images * SECONDS_PER_IMAGE / 3
+    return space.epochs * (epoch_s + validation_s)
+
+
+def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, train_pool: int) -> str:
+    """The dry-run text: the space, the configurations and a cost estimate."""
+    train_images = min(space.train_images or train_pool, train_pool)
+    configurations = space.configurations()
+    trials = planned_trials(space, strategy, max_trials)
+    costs = [estimate_trial_seconds(space, c["batch_size"], train_images) for c in configurations]
+    lines = [
+        f"search space {space.name} ({space.source}): {space.description}",
+        f"strategy {strategy}: {trials} of {len(configurations)} configurations, {space.epochs} epochs each, "
+        f"optimizer {space.optimizer}, {train_images} training and {space.validation_images} validation images",
+        "",
+        f"{'#':>3}  {'learning_rate':>13}  {'batch_size':>10}  {'loss':<26} {'est. time':>9}",
+    ]
+    for index, (config, cost) in enumerate(zip(configurations, costs, strict=True), start=1):
+        lines.append(f"{index:>3}  {config['learning_rate']:>13g}  {config['batch_size']:>10}  "
+                     f"{config['loss']:<26} {_duration(cost):>9}")
+    total = sum(costs[:trials]) if strategy == "grid" else sum(costs) / len(costs) * trials
+    lines.append("")
+    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough; {trials} trials"
+                 f"{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes / 60:.1f} h" if minutes >= 90 else f"{minutes:.1f} min"

@@ -1,0 +1,153 @@
+"""Trials -> records and tables.
+
+Reads a Keras Tuner project directly from its JSON files (``trial_*/trial.json``) plus the per-epoch
+log our tuners write beside it (``trial_log.json``), so it works on a finished, running or
+interrupted run without constructing a tuner or importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRIAL_LOG_FILE = "trial_log.json"
+STATUS_NAMES = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid", "STOPPED": "stopped",
+                "RUNNING": "running", "IDLE": "idle"}
+
+
+@dataclass
+class TrialRecord:
+    """One trial as the reports see it."""
+
+    trial_id: str
+    hyperparameters: dict[str, Any]
+    status: str
+    best_val_accuracy: float | None
+    best_val_loss: float | None
+    best_epoch: int | None
+    epochs_run: int
+    wall_time_s: float | None
+    message: str | None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_trial_json(cls, state: dict[str, Any], log: dict[str, Any] | None) -> TrialRecord:
+        """Combine Keras Tuner's trial state with our per-epoch log (either may be partial)."""
+        metrics = state.get("metrics", {}).get("metrics", {})
+        history = list((log or {}).get("epochs", []))
+        val_accuracy = _best(metrics, "val_accuracy", max)
+        val_loss = _best(metrics, "val_loss", min)
+        best_epoch = None
+        if history:
+            accuracies = [e.get("val_accuracy", float("-inf")) for e in history]
+            best_index = max(range(len(history)), key=accuracies.__getitem__)
+            best_epoch = int(history[best_index]["epoch"])
+            if val_accuracy is None and state.get("status") != "FAILED":
+                val_accuracy = history[best_index].get("val_accuracy")
+                val_loss = history[best_index].get("val_loss")
+        message = state.get("message")
+        return cls(
+            trial_id=str(state.get("trial_id")),
+            hyperparameters=dict(state.get("hyperparameters", {}).get("values", {})),
+            status=str(state.get("status", "UNKNOWN")),
+            best_val_accuracy=val_accuracy,
+            best_val_loss=val_loss,
+            best_epoch=best_epoch,
+            epochs_run=len(history),
+            wall_time_s=(log or {}).get("wall_time_s"),
+            message=message.strip().splitlines()[-1] if message else None,
+            history=history,
+        )
+
+    def to_dict(self, with_history: bool = True) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_history:
+            data.pop("history")
+        return data
+
+
+def _best(metrics: dict[str, Any], name: str, pick: Any) -> float | None:
+    observations = metrics.get(name, {}).get("observations", [])
+    values = [value for obs in observations for value in obs.get("value", [])]
+    return float(pick(values)) if values else None
+
+
+def collect_trials(run_dir: Path) -> list[TrialRecord]:
+    """All trials of a run directory, in trial order."""
+    records = []
+    for trial_json in sorted(run_dir.glob("trial_*/trial.json")):
+        try:
+            state = json.loads(trial_json.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # a trial file being written right now; the next look will see it
+        log_path = trial_json.parent / TRIAL_LOG_FILE
+        log = None
+        if log_path.is_file():
+            try:
+                log = json.loads(log_path.read_text())
+            except (OSError, json.JSONDecodeError):
+                log = None
+        records.append(TrialRecord.from_trial_json(state, log))
+    return records
+
+
+def rank_trials(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Best validation accuracy first; trials without one last."""
+    return sorted(records, key=lambda r: (r.best_val_accuracy is None, -(r.best_val_accuracy or 0.0)))
+
+
+def format_trials_table(records: list[TrialRecord], top: int | None = None) -> str:
+    """A ranked, fixed-width table of trials for the terminal."""
+    ranked = rank_trials(records)[:top]
+    names = sorted({name for r in ranked for name in r.hyperparameters})
+    header = ["rank", "trial", *names, "val_acc", "val_loss", "epochs", "time", "status"]
+    rows = [header]
+    for rank, record in enumerate(ranked, start=1):
+        rows.append([
+            str(rank), record.trial_id,
+            *(_format_value(record.hyperparameters.get(name)) for name in names),
+            _format_metric(record.best_val_accuracy, percent=True),
+            _format_metric(record.best_val_loss),
+            str(record.epochs_run),
+            _format_seconds(record.wall_time_s),
+            _status_text(record),
+        ])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1]
+             for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _status_text(record: TrialRecord) -> str:
+    status = STATUS_NAMES.get(record.status, record.status.lower())
+    return f"{status}: {record.message}" if record.message and record.status != "COMPLETED" else status
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "-" if value is None else str(value)
+
+
+def _format_metric(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:.2f}%" if percent else f"{value:.4f}"
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 60:.1f}m" if seconds >= 90 else f"{seconds:.0f}s"
+
+
+def format_winner(results: dict[str, Any]) -> str:
+    """Two lines naming the winner and its single test-set evaluation."""
+    winner = results["winner"]
+    values = ", ".join(f"{k}={_format_value(v)}" for k, v in sorted(winner["hyperparameters"].items()))
+    return (f"winner: trial {winner['trial_id']} ({values})\n"
+            f"  validation accuracy {winner['val_accuracy'] * 100:.2f}%, "
+            f"test accuracy {winner['test_accuracy'] * 100:.2f}% (evaluated once, on "
+            f"{results['dataset']['test_images']} test images)")

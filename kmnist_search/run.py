@@ -1,0 +1,88 @@
+"""Run a hyperparameter search: ``python -m kmnist_search.run --strategy grid --space quick``.
+
+Rerunning the same command resumes an interrupted search; ``--overwrite`` starts afresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from kmnist_search.cli import OneLineArgumentParser, quiet_tensorflow_logs, run_main
+from kmnist_search.datasets import load_dataset
+from kmnist_search.errors import RunError
+from kmnist_search.plan import STRATEGIES, describe_plan
+from kmnist_search.spaces import load_space
+
+DEFAULT_SPACE = "report"
+
+
+def build_parser() -> OneLineArgumentParser:
+    parser = OneLineArgumentParser(
+        prog="python -m kmnist_search.run",
+        description="Search the study's CNN hyperparameters on KMNIST with Keras Tuner, evaluate the winner "
+                    "once on the test set, and export it to ONNX.",
+    )
+    parser.add_argument("--strategy", choices=STRATEGIES, default="grid", help="search strategy (default grid)")
+    parser.add_argument("--space", default=DEFAULT_SPACE,
+                        help="built-in space name (report, quick) or a .toml path (default report)")
+    parser.add_argument("--dataset", default="kmnist", help="dataset name (default kmnist)")
+    parser.add_argument("--max-trials", type=int, help="at most this many trials (default: the whole grid; "
+                                                       "10 for bayesian and random)")
+    parser.add_argument("--epochs", type=int, help="override the space's epochs per trial")
+    parser.add_argument("--seed", type=int, default=42, help="seed for the split, weights and trial order")
+    parser.add_argument("--project-dir", type=Path, default=Path("runs"), help="where runs live (default runs/)")
+    parser.add_argument("--name", help="run name (default SPACE-STRATEGY)")
+    parser.add_argument("--data-dir", type=Path, help="use the official files in DIR; never download")
+    parser.add_argument("--cache-dir", type=Path, help="download cache (default ~/.keras/datasets)")
+    parser.add_argument("--no-checksum", action="store_true",
+                        help="accept local files whose checksums differ from the official release")
+    parser.add_argument("--exports-dir", type=Path, default=Path("exports"),
+                        help="where the verified ONNX model and model card go (default exports/)")
+    parser.add_argument("--no-export", action="store_true", help="skip the ONNX export of the winner")
+    parser.add_argument("--overwrite", action="store_true", help="delete an existing run of this name first")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and a cost estimate, train nothing")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.max_trials is not None and args.max_trials < 1:
+        raise RunError(f"--max-trials {args.max_trials}: must be at least 1")
+    space = load_space(args.space)
+    if args.epochs is not None:
+        space = space.with_epochs(args.epochs)
+    name = args.name or f"{space.name}-{args.strategy}"
+    if args.dry_run:
+        train_pool = 60000 - space.validation_images
+        print(describe_plan(space, args.strategy, args.max_trials, train_pool))
+        return 0
+    # Check every input before TensorFlow loads, so mistakes are reported at once.
+    dataset = load_dataset(args.dataset, args.data_dir, args.cache_dir, verify_checksums=not args.no_checksum)
+
+    quiet_tensorflow_logs()
+    from kmnist_search.reports import TrialRecord, format_trials_table, format_winner
+    from kmnist_search.search import SearchOptions, run_search
+
+    options = SearchOptions(strategy=args.strategy, project_dir=args.project_dir, name=name, seed=args.seed,
+                            max_trials=args.max_trials, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+    results = run_search(dataset, space, options)
+    trials = [TrialRecord(**t) for t in results["trials"]]
+    print()
+    print(f"run {name}: {len(trials)} trials in {results['run_dir']}")
+    print(format_trials_table(trials))
+    print()
+    print(format_winner(results))
+    print(f"results: {Path(results['run_dir']) / 'results.json'}")
+    return 0
+
+
+def cli() -> None:
+    """Console-script entry point (``kmnist-search``)."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()

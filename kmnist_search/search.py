@@ -1,0 +1,267 @@
+"""Strategy name -> Keras Tuner tuner; run (or resume) a search, evaluate the winner once on the test set.
+
+A run directory ``PROJECT_DIR/NAME`` is the Keras Tuner project (oracle and trial files) plus our own
+files: ``space.json`` (what was searched, checked on resume), ``winner.keras`` and ``results.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import platform
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from kmnist_search.datasets import Dataset, split_train_validation
+from kmnist_search.errors import RunError
+from kmnist_search.files import atomic_write_json
+from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters, to_model_input
+from kmnist_search.plan import STRATEGIES, planned_trials
+from kmnist_search.reports import TRIAL_LOG_FILE, TrialRecord, collect_trials
+from kmnist_search.spaces import SearchSpace
+
+OBJECTIVE = kt.Objective("val_accuracy", direction="max")
+RESULTS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything a search needs besides the data and the space."""
+
+    strategy: str
+    project_dir: Path
+    name: str
+    seed: int = 42
+    max_trials: int | None = None
+    overwrite: bool = False
+    verbose: int = 1
+
+
+class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
+    """Grid search that derives the next configuration from the stored trials alone.
+
+    keras-tuner 1.4.8's GridSearchOracle keeps its position in state it never saves, so a
+    resumed grid search crashes (upstream issue #1055). Here every call walks the full grid in
+    order and returns the first configuration no trial has taken, which resumes correctly.
+    """
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        space = self.get_space().space
+        taken = {_values_key(trial.hyperparameters.values) for tid, trial in self.trials.items() if tid != trial_id}
+        names = [hp.name for hp in space]
+        for combination in itertools.product(*(hp.values for hp in space)):
+            values = dict(zip(names, combination, strict=True))
+            if _values_key(values) not in taken:
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        if self.ongoing_trials:
+            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+
+def _values_key(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Write every epoch's metrics and seconds to a trial's ``trial_log.json`` as it goes."""
+
+    def __init__(self, log_path: Path) -> None:
+        super().__init__()
+        self.log_path = log_path
+        self.started = time.monotonic()
+        self.epoch_started = self.started
+        self.epochs: list[dict[str, float]] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+                 "seconds": round(time.monotonic() - self.epoch_started, 2)}
+        self.epochs.append(entry)
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_json(self.log_path, {"epochs": self.epochs,
+                                          "wall_time_s": round(time.monotonic() - self.started, 2)})
+
+
+class TrialRecorder:
+    """Mixin for tuners: log each trial's epochs and wall time beside its trial.json."""
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        log_path = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_LOG_FILE  # type: ignore[attr-defined]
+        log_path.unlink(missing_ok=True)  # a trial rerun after a crash starts its log afresh
+        started = time.monotonic()
+        # Keras Tuner deep-copies callbacks per execution, so the copy writes the log.
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochLogger(log_path)]
+        try:
+            return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            log = json.loads(log_path.read_text()) if log_path.is_file() else {"epochs": []}
+            log["wall_time_s"] = round(time.monotonic() - started, 2)
+            atomic_write_json(log_path, log)
+
+
+class KmnistTuner(TrialRecorder, kt.Tuner):
+    """A plain Keras Tuner tuner (any oracle) that logs its trials."""
+
+
+class KmnistHyperband(TrialRecorder, kt.Hyperband):
+    """Keras Tuner's Hyperband that logs its trials."""
+
+
+def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: SearchOptions) -> kt.Tuner:
+    """Build the Keras Tuner tuner for a strategy name."""
+    hyperparameters = search_hyperparameters(space)
+    common: dict[str, Any] = {
+        "objective": OBJECTIVE,
+        "hyperparameters": hyperparameters,
+        "tune_new_entries": False,
+        "allow_new_entries": False,
+        "seed": options.seed,
+        "max_consecutive_failed_trials": 3,
+    }
+    project = {"directory": str(options.project_dir), "project_name": options.name, "overwrite": options.overwrite}
+    trials = planned_trials(space, options.strategy, options.max_trials)
+    if options.strategy == "hyperband":
+        return KmnistHyperband(hypermodel, max_epochs=space.epochs, factor=3, **common, **project)
+    if options.strategy == "grid":
+        oracle: kt.Oracle = ResumableGridSearchOracle(max_trials=trials, **common)
+    elif options.strategy == "random":
+        oracle = kt.oracles.RandomSearchOracle(max_trials=trials, **common)
+    elif options.strategy == "bayesian":
+        oracle = kt.oracles.BayesianOptimizationOracle(
+            max_trials=trials, num_initial_points=min(3, trials), **common
+        )
+    else:
+        raise RunError(f"unknown strategy {options.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+    return KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
+
+
+def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -> None:
+    """Create the run directory, or check that a resumed run searches the same thing."""
+    record: dict[str, Any] = {"space": space.fingerprint(), "strategy": options.strategy, "seed": options.seed}
+    record_path = run_dir / "space.json"
+    if options.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(f"cannot write to {run_dir} ({error.strerror}): choose another --project-dir") from None
+    if record_path.exists():
+        previous = json.loads(record_path.read_text())
+        if previous != record:
+            changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
+            changed += [k for k in ("strategy", "seed") if previous.get(k) != record[k]]
+            raise RunError(f"{run_dir} holds a run with a different search ({', '.join(changed) or 'settings'} "
+                           f"changed): pass --overwrite to start afresh or --name to start a new run")
+    else:
+        atomic_write_json(record_path, record)
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return keras.utils.to_categorical(labels, num_classes).astype(np.float32)
+
+
+def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> dict[str, Any]:
+    """Run or resume a search, evaluate the winner once on the test set and write results.json."""
+    run_dir = options.project_dir / options.name
+    prepare_run_dir(run_dir, space, options)
+    keras.utils.set_random_seed(options.seed)
+    started_at = datetime.now(timezone.utc)
+    num_classes = dataset.spec.num_classes
+    split = split_train_validation(dataset.train_images, dataset.train_labels, space.validation_images,
+                                   options.seed, space.train_images)
+    hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape)
+    tuner = make_tuner(hypermodel, space, options)
+    try:
+        tuner.search(
+            to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
+            validation_data=(to_model_input(split.validation_images), one_hot(split.validation_labels, num_classes)),
+            epochs=space.epochs,
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+            verbose=options.verbose,
+        )
+    except RuntimeError as error:
+        if "consecutive failures" not in str(error):
+            raise
+        raise RunError(f"search stopped after 3 consecutive failed trials ({str(error).splitlines()[-1]}): "
+                       f"see `python -m kmnist_search.summary {run_dir}`") from None
+    trials = collect_trials(run_dir)
+    completed = [t for t in trials if t.status == "COMPLETED" and t.best_val_accuracy is not None]
+    if not completed:
+        raise RunError(f"no trial completed in {run_dir}: see the trial messages with "
+                       f"`python -m kmnist_search.summary {run_dir}`")
+    winner = evaluate_winner(tuner, dataset, run_dir)
+    results = {
+        "schema_version": RESULTS_SCHEMA_VERSION,
+        "run_name": options.name,
+        "run_dir": str(run_dir),
+        "strategy": options.strategy,
+        "seed": options.seed,
+        "space": {"name": space.name, "source": space.source, **space.fingerprint()},
+        "dataset": {
+            "name": dataset.spec.name,
+            "checksums": dataset.checksums,
+            "train_images": len(split.train_labels),
+            "validation_images": len(split.validation_labels),
+            "test_images": len(dataset.test_labels),
+        },
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "trials": [t.to_dict() for t in trials],
+        "winner": winner,
+        "versions": library_versions(),
+    }
+    atomic_write_json(run_dir / "results.json", results)
+    return results
+
+
+def evaluate_winner(tuner: kt.Tuner, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
+    """Load the best trial's best checkpoint, evaluate it once on the test set, save it."""
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model = tuner.get_best_models(1)[0]
+    test_x = to_model_input(dataset.test_images)
+    test_y = one_hot(dataset.test_labels, dataset.spec.num_classes)
+    metrics = model.evaluate(test_x, test_y, batch_size=1000, verbose=0, return_dict=True)
+    model_path = run_dir / "winner.keras"
+    partial = run_dir / "winner.partial.keras"
+    model.save(partial)
+    partial.replace(model_path)
+    record = TrialRecord.from_trial_json(best_trial.get_state(), None)
+    return {
+        "trial_id": best_trial.trial_id,
+        "hyperparameters": record.hyperparameters,
+        "val_accuracy": record.best_val_accuracy,
+        "best_epoch": record.best_epoch,
+        "test_accuracy": float(metrics["accuracy"]),
+        "test_loss": float(metrics["loss"]),
+        "model_path": str(model_path),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_tuner": kt.__version__,
+        "numpy": np.__version__,
+    }

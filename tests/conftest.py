@@ -1,0 +1,61 @@
+"""Shared fixtures: seeded randomness, small synthetic KMNIST files in the official format, real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kmnist_search.datasets import DATA_DIR_ENV, KMNIST
+
+REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
+
+
+def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """28x28 uint8 images a small CNN can tell apart: a bright bar whose position encodes the class."""
+    images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
+    for index, label in enumerate(labels):
+        row = 2 + int(label) * 2
+        images[index, row:row + 3, 4:24] = 230
+    return images
+
+
+def write_kmnist_files(directory: Path, train_per_class: int = 60, test_per_class: int = 20, seed: int = 0) -> Path:
+    """Write the four official KMNIST npz files (key ``arr_0``) with synthetic content."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), per_class))
+        np.savez_compressed(directory / KMNIST.files[f"{split}_images"].name, make_images(labels, rng))
+        np.savez_compressed(directory / KMNIST.files[f"{split}_labels"].name, labels)
+    return directory
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the user's data dir or download cache."""
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.setenv("KMNIST_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def synthetic_data_dir(tmp_path: Path) -> Path:
+    return write_kmnist_files(tmp_path / "kmnist")
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    directory = os.environ.get(REAL_DATA_ENV)
+    if not directory or not Path(directory).is_dir():
+        pytest.skip(f"real KMNIST data not available (set {REAL_DATA_ENV})")
+    return Path(directory)
+
+
+@pytest.fixture
+def seeded() -> None:
+    import keras
+
+    keras.utils.set_random_seed(1234)

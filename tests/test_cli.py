@@ -1,0 +1,104 @@
+"""The command line end to end, and its one-line errors for expected failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_SPACE = """
+name = "tiny"
+[hyperparameters]
+learning_rate = [1.0, 0.1]
+batch_size = [64]
+loss = ["categorical_crossentropy"]
+[training]
+epochs = 1
+validation_images = 100
+train_images = 400
+"""
+
+
+def run_cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "python -m kmnist_search"))]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+@pytest.fixture
+def tiny_space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def test_run_end_to_end_prints_summary_and_writes_results(synthetic_data_dir: Path, tiny_space_file: Path,
+                                                          tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", str(tiny_space_file), "--data-dir",
+                     str(synthetic_data_dir), "--no-checksum", "--quiet", "--no-export", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rank  trial" in result.stdout and "winner: trial" in result.stdout
+    assert "test accuracy" in result.stdout
+    results = json.loads((tmp_path / "runs" / "tiny-grid" / "results.json").read_text())
+    assert len(results["trials"]) == 2 and results["strategy"] == "grid"
+
+
+def test_dry_run_plans_40_configurations(tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.run", "--strategy", "grid", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "strategy grid: 40 of 40 configurations" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_strategy(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("kmnist_search.run", "--strategy", "annealing", cwd=tmp_path),
+                          "invalid choice: 'annealing'")
+
+
+def test_bad_space_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(TINY_SPACE.replace('"categorical_crossentropy"', '"hinge"'))
+    assert_one_line_error(run_cli("kmnist_search.run", "--space", str(path), "--dry-run", cwd=tmp_path),
+                          str(path), "[hyperparameters].loss", "'hinge'")
+
+
+def test_missing_data_dir(tmp_path: Path, tiny_space_file: Path) -> None:
+    assert_one_line_error(run_cli("kmnist_search.run", "--space", str(tiny_space_file), "--data-dir",
+                                  str(tmp_path / "absent"), cwd=tmp_path), "does not exist")
+
+
+def test_corrupt_data_file(tmp_path: Path, tiny_space_file: Path, synthetic_data_dir: Path) -> None:
+    target = synthetic_data_dir / "kmnist-test-imgs.npz"
+    target.write_bytes(target.read_bytes()[:100])
+    assert_one_line_error(run_cli("kmnist_search.run", "--space", str(tiny_space_file), "--data-dir",
+                                  str(synthetic_data_dir), "--no-checksum", cwd=tmp_path),
+                          "kmnist-test-imgs.npz", "truncated or corrupt")
+
+
+def test_wrong_checksum(tmp_path: Path, tiny_space_file: Path, synthetic_data_dir: Path) -> None:
+    assert_one_line_error(run_cli("kmnist_search.run", "--space", str(tiny_space_file), "--data-dir",
+                                  str(synthetic_data_dir), cwd=tmp_path), "has sha256", "--no-checksum")
+
+
+def test_max_trials_zero(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("kmnist_search.run", "--max-trials", "0", "--dry-run", cwd=tmp_path),
+                          "--max-trials 0")
+
+
+def test_download_offline_error_lists_both_fixes(tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.download", "kmnist", "--cache-dir", str(tmp_path / "cache"), "--base-url",
+                     "http://127.0.0.1:9", cwd=tmp_path)
+    assert_one_line_error(result, "could not download", "--data-dir")

@@ -1,0 +1,61 @@
+"""The study's CNN and the HyperModel, smoke-tested on random images before any search."""
+
+from __future__ import annotations
+
+import keras
+import keras_tuner as kt
+import numpy as np
+import pytest
+
+from kmnist_search.hypermodel import (
+    KmnistHyperModel,
+    build_cnn,
+    fail_on_non_finite_loss,
+    search_hyperparameters,
+    to_model_input,
+)
+from kmnist_search.spaces import load_space
+
+
+def test_cnn_is_the_study_architecture() -> None:
+    model = build_cnn(num_classes=10)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["InputLayer", "Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten",
+                     "Dense", "Dropout", "Dense"]
+    assert model.count_params() == 1_199_882  # the Keras MNIST example's parameter count
+    assert [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)] == [0.25, 0.5]
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+
+
+def test_model_scales_raw_pixels_itself(seeded: None) -> None:
+    model = build_cnn()
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    probabilities = model(to_model_input(images).astype("float32"), training=False).numpy()
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    scaled = model.layers[1](to_model_input(images).astype("float32")).numpy()
+    assert scaled.max() <= 1.0 and scaled.max() > 0.5
+
+
+def test_hypermodel_build_and_fit_use_the_trial_values(seeded: None) -> None:
+    space = load_space("report")
+    hp = search_hyperparameters(space)
+    assert [p.name for p in hp.space] == ["learning_rate", "batch_size", "loss"]
+    hp.values.update({"learning_rate": 0.01, "batch_size": 16, "loss": "mean_squared_error"})
+    hypermodel = KmnistHyperModel(space, num_classes=10)
+    model = hypermodel.build(hp)
+    assert model.loss == "mean_squared_error"
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    images = to_model_input(np.random.default_rng(1).integers(0, 256, (48, 28, 28), dtype=np.uint8))
+    labels = keras.utils.to_categorical(np.arange(48) % 10, 10)
+    history = hypermodel.fit(hp, model, images, labels, epochs=1, verbose=0)
+    assert model.optimizer.iterations.numpy() == 3  # 48 images / batch_size 16
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_diverging_loss_fails_the_trial() -> None:
+    history = keras.callbacks.History()
+    history.history = {"loss": [2.3, float("nan")]}
+    with pytest.raises(kt.errors.FailedTrialError, match="loss became nan at epoch 2"):
+        fail_on_non_finite_loss(history)
+    history.history = {"loss": [2.3, 1.9]}
+    fail_on_non_finite_loss(history)

@@ -1,0 +1,102 @@
+"""Each strategy on a tiny budget, grid resume (keras-tuner #1055), and the run directory contract."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kmnist_search.datasets import Dataset, load_dataset
+from kmnist_search.errors import RunError
+from kmnist_search.plan import describe_plan, planned_trials
+from kmnist_search.search import SearchOptions, run_search
+from kmnist_search.spaces import SearchSpace, load_space, parse_space
+
+TINY = {
+    "name": "tiny",
+    "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64], "loss": ["categorical_crossentropy"]},
+    "training": {"epochs": 2, "validation_images": 100, "train_images": 400},
+}
+
+
+@pytest.fixture
+def tiny_space() -> SearchSpace:
+    return parse_space(TINY)
+
+
+@pytest.fixture
+def dataset(synthetic_data_dir: Path) -> Dataset:
+    return load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
+
+
+def options(tmp_path: Path, strategy: str, **kwargs: object) -> SearchOptions:
+    return SearchOptions(strategy=strategy, project_dir=tmp_path / "runs", name=f"tiny-{strategy}", verbose=0,
+                         **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("strategy", ["grid", "random", "bayesian", "hyperband"])
+def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace, dataset: Dataset,
+                                         tmp_path: Path) -> None:
+    results = run_search(dataset, tiny_space, options(tmp_path, strategy, max_trials=2))
+    run_dir = tmp_path / "runs" / f"tiny-{strategy}"
+    assert json.loads((run_dir / "results.json").read_text()) == results
+    trials = results["trials"]
+    assert trials and all(t["status"] == "COMPLETED" for t in trials)
+    assert all(t["epochs_run"] >= 1 and t["wall_time_s"] > 0 for t in trials)
+    assert all(len(t["history"]) == t["epochs_run"] for t in trials)
+    winner = results["winner"]
+    assert winner["val_accuracy"] == max(t["best_val_accuracy"] for t in trials)
+    assert 0.0 <= winner["test_accuracy"] <= 1.0 and Path(winner["model_path"]).is_file()
+    assert results["dataset"] | {"checksums": None} == {
+        "name": "kmnist", "checksums": None, "train_images": 400, "validation_images": 100, "test_images": 200}
+    if strategy != "hyperband":
+        configurations = {json.dumps(t["hyperparameters"], sort_keys=True) for t in trials}
+        assert len(configurations) == len(trials) == 2
+
+
+def test_synthetic_classes_are_learnable(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
+    """The pipeline really trains: lr 1.0 learns the synthetic bars well above chance."""
+    results = run_search(dataset, tiny_space.with_epochs(3), options(tmp_path, "grid", max_trials=1))
+    assert results["winner"]["test_accuracy"] > 0.5
+
+
+def test_grid_search_resumes_without_rerunning_trials(tiny_space: SearchSpace, dataset: Dataset,
+                                                      tmp_path: Path) -> None:
+    first = run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1))
+    assert len(first["trials"]) == 1
+    (first_log_path,) = (tmp_path / "runs" / "tiny-grid").glob("trial_*/trial_log.json")
+    first_log = first_log_path.read_text()
+    # A new process reloading the grid (keras-tuner 1.4.8 crashes here, upstream #1055).
+    resumed = run_search(dataset, tiny_space, options(tmp_path, "grid"))
+    values = [t["hyperparameters"]["learning_rate"] for t in resumed["trials"]]
+    assert sorted(values) == [0.1, 1.0]
+    assert first_log_path.read_text() == first_log
+    again = run_search(dataset, tiny_space, options(tmp_path, "grid"))
+    assert [t["trial_id"] for t in again["trials"]] == [t["trial_id"] for t in resumed["trials"]]
+
+
+def test_resume_with_a_changed_space_is_refused(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
+    run_search(dataset, tiny_space.with_epochs(1), options(tmp_path, "grid", max_trials=1))
+    with pytest.raises(RunError, match=r"different search \(epochs changed\).*--overwrite"):
+        run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1))
+    results = run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1, overwrite=True))
+    assert results["trials"][0]["epochs_run"] == 2
+
+
+def test_unwritable_project_dir(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    bad = SearchOptions(strategy="grid", project_dir=blocker, name="x", verbose=0)
+    with pytest.raises(RunError, match="choose another --project-dir"):
+        run_search(dataset, tiny_space, bad)
+
+
+def test_dry_run_plans_the_study_grid() -> None:
+    space = load_space("report")
+    plan = describe_plan(space, "grid", None, train_pool=54000)
+    assert "40 of 40 configurations" in plan
+    assert sum(1 for line in plan.splitlines() if "_error" in line or "_crossentropy" in line) == 40
+    hours = float(plan.rsplit("estimated total: ", 1)[1].split(" h")[0])
+    assert 10 < hours < 20  # the study's grid is about 15 hours on this machine
+    assert planned_trials(space, "bayesian", None) == 10 and planned_trials(space, "grid", 5) == 5

@@ -1,0 +1,94 @@
+"""Search-space files: the built-in spaces and every way a file can be wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kmnist_search.errors import SpaceError
+from kmnist_search.spaces import load_space, parse_space
+
+VALID = """
+name = "tiny"
+[hyperparameters]
+learning_rate = [1.0, 0.1]
+batch_size = [32]
+loss = ["categorical_crossentropy"]
+[training]
+epochs = 1
+validation_images = 100
+"""
+
+
+def test_report_space_is_the_study_exactly() -> None:
+    space = load_space("report")
+    assert space.learning_rates == (0.1, 0.01, 0.001, 0.0001)
+    assert space.batch_sizes == (8, 16, 32, 64, 128)
+    assert space.losses == ("categorical_crossentropy", "mean_squared_error")
+    assert (space.optimizer, space.epochs, space.train_images) == ("adadelta", 12, None)
+    assert space.num_configurations == 40 == len({tuple(c.items()) for c in space.configurations()})
+
+
+def test_quick_space_is_small() -> None:
+    space = load_space("quick")
+    assert space.num_configurations <= 4 and space.epochs <= 3 and space.train_images == 10000
+
+
+def test_user_file_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(VALID)
+    space = load_space(str(path))
+    assert space.name == "tiny" and space.source == str(path)
+    assert space.configurations() == [
+        {"learning_rate": 1.0, "batch_size": 32, "loss": "categorical_crossentropy"},
+        {"learning_rate": 0.1, "batch_size": 32, "loss": "categorical_crossentropy"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("epochs = 1", "epochs = 1\nepochz = 3"), r"unknown key \[training\]\.epochz"),
+        (("loss = [", "dropout = [0.5]\nloss = ["), r"unknown key \[hyperparameters\]\.dropout"),
+        (('"categorical_crossentropy"]', '"hinge"]'), r"\[hyperparameters\]\.loss has invalid value 'hinge'"),
+        (("batch_size = [32]", "batch_size = []"), r"\[hyperparameters\]\.batch_size is an empty list"),
+        (("batch_size = [32]", "batch_size = [0]"), r"batch_size has invalid value 0: expected a positive whole"),
+        (("[1.0, 0.1]", "[-0.1]"), r"learning_rate has invalid value -0.1: expected a positive number"),
+        (("[1.0, 0.1]", '["fast"]'), r"learning_rate has invalid value 'fast'"),
+        (("[1.0, 0.1]", "[nan]"), r"learning_rate has invalid value nan"),
+        (("[1.0, 0.1]", "[0.1, 0.1]"), r"learning_rate lists a value twice"),
+        (("epochs = 1", "epochs = 0"), r"\[training\]\.epochs = 0: expected a whole number >= 1"),
+        (("epochs = 1", ""), r"\[training\]\.epochs is missing"),
+        (("batch_size = [32]\n", ""), r"\[hyperparameters\]\.batch_size is missing"),
+        (("epochs = 1", "epochs = 1\ntrain_images = 16"), r"train_images = 16 is smaller than the largest batch"),
+    ],
+)
+def test_invalid_files_name_file_key_and_problem(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(VALID.replace(*edit, 1))
+    with pytest.raises(SpaceError, match=message) as error:
+        load_space(str(path))
+    assert str(path) in str(error.value)
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[hyperparameters\nlearning_rate = ")
+    with pytest.raises(SpaceError, match="malformed TOML"):
+        load_space(str(path))
+
+
+def test_missing_table_and_unknown_names(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match=r"the \[training\] table is missing"):
+        parse_space({"hyperparameters": {"learning_rate": [1], "batch_size": [8], "loss": ["mean_squared_error"]}})
+    with pytest.raises(SpaceError, match="unknown search space 'nope'"):
+        load_space("nope")
+    with pytest.raises(SpaceError, match="does not exist"):
+        load_space(str(tmp_path / "absent.toml"))
+
+
+def test_epochs_override() -> None:
+    assert load_space("quick").with_epochs(1).epochs == 1
+    with pytest.raises(SpaceError, match="--epochs 0"):
+        load_space("quick").with_epochs(0)
