@@ -76,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_winner(results))
     print(f"results: {Path(results['run_dir']) / 'results.json'}")
+    if not args.no_export:
+        from kmnist_search.export import describe_export, export_winner
+
+        card = export_winner(Path(results["run_dir"]), dataset, args.exports_dir, name)
+        print(describe_export(card, args.exports_dir))
     return 0
 
 

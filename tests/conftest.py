@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import DATA_DIR_ENV, KMNIST
+from kmnist_search.datasets import DATA_DIR_ENV, KMNIST, Dataset, load_dataset
 
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
 
@@ -59,3 +59,36 @@ def seeded() -> None:
     import keras
 
     keras.utils.set_random_seed(1234)
+
+
+FinishedRun = tuple[Path, Dataset, Path]  # run directory, its dataset, the data directory
+
+EXPORT_TEST_SPACE = {
+    "name": "export-test",
+    "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"]},
+    "training": {"epochs": 2, "validation_images": 100, "train_images": 500},
+}
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """A small search on synthetic data, run once per test session."""
+    from kmnist_search.search import SearchOptions, run_search
+    from kmnist_search.spaces import parse_space
+
+    root = tmp_path_factory.mktemp("export")
+    data_dir = write_kmnist_files(root / "data")
+    dataset = load_dataset("kmnist", data_dir, verify_checksums=False)
+    run_search(dataset, parse_space(EXPORT_TEST_SPACE), SearchOptions("grid", root / "runs", "export-test", verbose=0))
+    return root / "runs" / "export-test", dataset, data_dir
+
+
+@pytest.fixture(scope="session")
+def exported(finished_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The finished run's winner, exported and verified."""
+    run_dir, dataset, _ = finished_run
+    exports_dir = tmp_path_factory.mktemp("exports")
+    from kmnist_search.export import export_winner
+
+    export_winner(run_dir, dataset, exports_dir)
+    return exports_dir / "export-test.onnx"

@@ -48,10 +48,12 @@ def tiny_space_file(tmp_path: Path) -> Path:
 def test_run_end_to_end_prints_summary_and_writes_results(synthetic_data_dir: Path, tiny_space_file: Path,
                                                           tmp_path: Path) -> None:
     result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", str(tiny_space_file), "--data-dir",
-                     str(synthetic_data_dir), "--no-checksum", "--quiet", "--no-export", cwd=tmp_path)
+                     str(synthetic_data_dir), "--no-checksum", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "rank  trial" in result.stdout and "winner: trial" in result.stdout
     assert "test accuracy" in result.stdout
+    assert "exported exports/tiny-grid.onnx" in result.stdout and "predicted labels identical on 100.00%" in result.stdout
+    assert (tmp_path / "exports" / "tiny-grid.json").is_file()
     results = json.loads((tmp_path / "runs" / "tiny-grid" / "results.json").read_text())
     assert len(results["trials"]) == 2 and results["strategy"] == "grid"
 

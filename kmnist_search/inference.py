@@ -1,0 +1,214 @@
+"""Prediction with onnxruntime alone: no TensorFlow, no Keras.
+
+Needs only onnxruntime, numpy and Pillow, so it runs in a small install::
+
+    from kmnist_search.inference import Classifier
+    classifier = Classifier("exports/kmnist-reference.onnx")
+    for prediction in classifier.predict(images):   # (N, 28, 28) uint8, or PIL images
+        print(prediction.character, prediction.probability)
+
+Every image goes through :func:`prepare_image`, the one conversion used by every caller: to 8-bit
+grayscale, inverted if it is dark ink on a light background (KMNIST is white on black), resized to
+the model's 28x28. Each conversion is reported in ``Prediction.notes``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image, UnidentifiedImageError
+
+from kmnist_search.errors import InputImageError, ModelFileError
+
+MODEL_CARD_KEY = "model_card"
+MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompression bombs
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int
+    character: str
+    codepoint: str
+    romanized: str
+
+
+@dataclass
+class Prediction:
+    """One image's prediction: the best class, its probability, the top k and any conversions made."""
+
+    source: str
+    label: ClassInfo
+    probability: float
+    top: list[tuple[ClassInfo, float]]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def character(self) -> str:
+        return self.label.character
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source, "index": self.label.index, "character": self.label.character,
+            "codepoint": self.label.codepoint, "romanized": self.label.romanized, "probability": self.probability,
+            "top": [{"index": c.index, "character": c.character, "probability": p} for c, p in self.top],
+            "notes": self.notes,
+        }
+
+
+class Classifier:
+    """An exported kmnist-search model, run with onnxruntime."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelFileError(f"{path} does not exist: pass an exported .onnx file (e.g. exports/*.onnx)")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types for bad files
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelFileError(f"{path} is not a readable ONNX model ({first[:160]}): it may be truncated; "
+                                 f"export or download it again") from None
+        self.path = path
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        shape = model_input.shape
+        if len(shape) != 4 or shape[3] != 1 or not all(isinstance(d, int) for d in shape[1:3]):
+            raise ModelFileError(f"{path} takes input of shape {shape}, not (batch, height, width, 1) grayscale: "
+                                 f"it is not a kmnist-search model")
+        self.image_size: tuple[int, int] = (int(shape[1]), int(shape[2]))
+        self.card = self._read_card()
+        self.classes = [ClassInfo(c["index"], c["character"], c["codepoint"], c["romanized"])
+                        for c in self.card.get("classes", [])]
+        outputs = self.session.get_outputs()[0].shape[-1]
+        if not self.classes and isinstance(outputs, int):
+            self.classes = [ClassInfo(i, str(i), "", str(i)) for i in range(outputs)]
+
+    def _read_card(self) -> dict[str, Any]:
+        text = self.session.get_modelmeta().custom_metadata_map.get(MODEL_CARD_KEY)
+        if not text:
+            return {}
+        try:
+            card: dict[str, Any] = json.loads(text)
+        except json.JSONDecodeError:
+            return {}
+        return card
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities for (N, H, W) or (N, H, W, 1) raw-pixel images of the model's size."""
+        array = np.asarray(images)
+        if array.ndim == 4 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim != 3 or array.shape[1:] != self.image_size:
+            raise InputImageError(f"images have shape {array.shape}, expected (N, {self.image_size[0]}, "
+                                  f"{self.image_size[1]}): use prepare_image() or predict() for other sizes")
+        batch = array.astype(np.float32)[..., np.newaxis]
+        return np.asarray(self.session.run(None, {self.input_name: batch})[0])
+
+    def predict(self, images: np.ndarray | list[Image.Image], sources: list[str] | None = None,
+                top_k: int = 3) -> list[Prediction]:
+        """Predict classes for raw-pixel arrays (N, H, W) or a list of PIL images (converted first)."""
+        notes: list[list[str]]
+        if isinstance(images, list):
+            prepared = [prepare_image(image, self.image_size) for image in images]
+            array = np.stack([p[0] for p in prepared]) if prepared else np.zeros((0, *self.image_size), np.uint8)
+            notes = [p[1] for p in prepared]
+        else:
+            array = np.asarray(images)
+            notes = [[] for _ in range(len(array))]
+        probabilities = self.predict_proba(array)
+        names = sources or [f"image {i}" for i in range(len(probabilities))]
+        predictions = []
+        for name, row, row_notes in zip(names, probabilities, notes, strict=True):
+            order = np.argsort(row)[::-1][:top_k]
+            top = [(self.classes[i], float(row[i])) for i in order]
+            predictions.append(Prediction(name, top[0][0], top[0][1], top, row_notes))
+        return predictions
+
+
+def prepare_image(image: Image.Image, size: tuple[int, int] = (28, 28)) -> tuple[np.ndarray, list[str]]:
+    """Convert any PIL image to the model's input: 8-bit grayscale, white ink on black, HxW.
+
+    Returns the uint8 array and a list of the conversions made, to tell the user.
+    """
+    notes = []
+    if image.mode != "L":
+        notes.append(f"converted {image.mode} to grayscale")
+        image = image.convert("RGBA").convert("L") if image.mode in ("P", "LA", "PA") else image.convert("L")
+    if image.size != (size[1], size[0]):
+        notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]}")
+        image = image.resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    array = np.asarray(image, dtype=np.uint8)
+    if array.mean() > 127:
+        notes.append("inverted (dark ink on light paper; KMNIST is white on black)")
+        array = 255 - array
+    return array, notes
+
+
+def read_image(path: Path) -> Image.Image:
+    """Open an image file safely, with one-line errors for the ways it can fail."""
+    if path.is_dir():
+        raise InputImageError(f"{path} is a directory: pass image files (or .npy/.npz arrays)")
+    if not path.is_file():
+        raise InputImageError(f"{path} does not exist")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputImageError(f"{path} is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel "
+                                      f"limit (a possible decompression bomb): crop or shrink it first")
+            image.load()
+            return image.copy()
+    except InputImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+        raise InputImageError(f"{path} is not a readable image ({type(error).__name__}): pass a PNG or JPEG, "
+                              f"or a .npy/.npz array of 28x28 images") from None
+
+
+def read_array(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Read (H, W), (N, H, W) or (N, H, W, 1) raw-pixel images from .npy or .npz (first array), no pickles."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                if not loaded.files:
+                    raise InputImageError(f"{path} holds no arrays")
+                array = loaded[loaded.files[0]]
+        else:
+            array = loaded
+    except InputImageError:
+        raise
+    except (ValueError, OSError, EOFError) as error:
+        raise InputImageError(f"{path} is not a readable .npy/.npz array ({str(error).splitlines()[0][:120]})") \
+            from None
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3 or array.shape[1:] != size:
+        raise InputImageError(f"{path} holds an array of shape {array.shape}, expected ({size[0]}, {size[1]}) or "
+                              f"(N, {size[0]}, {size[1]}) raw pixel values")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InputImageError(f"{path} holds {array.dtype} values, expected numbers in 0..255")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise InputImageError(f"{path} has values in {array.min()}..{array.max()}, expected raw pixels in 0..255")
+    return np.asarray(array)
+
+
+def predict_files(classifier: Classifier, paths: list[Path], top_k: int = 3) -> list[Prediction]:
+    """Predict every image file and every image in every array file, in order."""
+    predictions: list[Prediction] = []
+    for path in paths:
+        if path.suffix.lower() in (".npy", ".npz"):
+            array = read_array(path, classifier.image_size)
+            sources = [f"{path}[{i}]" for i in range(len(array))] if len(array) > 1 else [str(path)]
+            predictions.extend(classifier.predict(array, sources, top_k))
+        else:
+            predictions.extend(classifier.predict([read_image(path)], [str(path)], top_k))
+    return predictions

@@ -1,0 +1,91 @@
+"""ONNX export of a real (small) winner, parity with onnxruntime, the model card, and re-verification."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import onnx
+import pytest
+
+from kmnist_search import export
+from kmnist_search.datasets import file_digest
+from kmnist_search.errors import ParityError
+from kmnist_search.hypermodel import build_cnn
+from kmnist_search.inference import Classifier
+from tests.conftest import FinishedRun
+from tests.test_cli import assert_one_line_error, run_cli
+
+
+def test_export_writes_checked_self_describing_onnx(exported: Path) -> None:
+    proto = onnx.load(str(exported))
+    onnx.checker.check_model(proto, full_check=True)
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [export.OPSET]
+    (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
+    assert graph_input.name == "image" and graph_output.name == "probabilities"
+    dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    assert dims == ["batch", 28, 28, 1]
+    embedded = json.loads({p.key: p.value for p in proto.metadata_props}["model_card"])
+    card = json.loads(exported.with_suffix(".json").read_text())
+    assert card["onnx_sha256"] == file_digest(exported, "sha256")
+    assert embedded == {k: v for k, v in card.items() if k != "onnx_sha256"}
+    assert [c["character"] for c in card["classes"]] == list("おきすつなはまやれを")
+    assert card["input"]["value_range"] == [0, 255] and "inside the model" in card["input"]["scaling"]
+    assert card["training"]["hyperparameters"] == {"learning_rate": 1.0, "batch_size": 64,
+                                                   "loss": "categorical_crossentropy"}
+    assert card["parity"]["label_agreement"] == 1.0
+    assert card["parity"]["max_abs_probability_diff"] <= 1e-5
+    assert card["parity"]["onnx_accuracy"] == card["parity"]["keras_accuracy"]
+    assert card["parity"]["keras_accuracy"] == pytest.approx(card["metrics"]["test_accuracy"], abs=1e-6)
+    assert {"onnx", "onnxruntime", "tf2onnx", "keras", "tensorflow"} <= set(card["versions"])
+    assert exported.with_suffix(".keras").is_file()
+
+
+def test_onnx_predictions_match_keras_in_a_new_session(exported: Path, finished_run: FinishedRun) -> None:
+    run_dir, dataset, _ = finished_run
+    model = keras.models.load_model(run_dir / "winner.keras", compile=False)
+    report = export.measure_parity(Classifier(exported).session, model, dataset.test_images, dataset.test_labels)
+    assert report.passed and report.images == 200
+
+
+def test_parity_failure_writes_nothing(finished_run: FinishedRun, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir, dataset, _ = finished_run
+    other = build_cnn()  # untrained: a genuinely different network
+    other(keras.ops.zeros((1, 28, 28, 1)))
+    real_convert = export.convert_to_onnx
+    monkeypatch.setattr(export, "convert_to_onnx", lambda model, shape: real_convert(other, shape))
+    with pytest.raises(ParityError, match="does not reproduce Keras"):
+        export.export_winner(run_dir, dataset, tmp_path / "exports")
+    assert not (tmp_path / "exports").exists() or not list((tmp_path / "exports").iterdir())
+
+
+def test_verify_cli_passes_then_catches_tampering(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
+    _, _, data_dir = finished_run
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(exported.parent, copy_dir)
+    model = copy_dir / exported.name
+    ok = run_cli("kmnist_search.verify", str(model), "--data-dir", str(data_dir), "--no-checksum", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert "predicted labels identical on 100.00%" in ok.stdout and "verified" in ok.stdout
+    card = json.loads(model.with_suffix(".json").read_text())
+    card["onnx_sha256"] = "0" * 64
+    model.with_suffix(".json").write_text(json.dumps(card))
+    assert_one_line_error(run_cli("kmnist_search.verify", str(model), "--data-dir", str(data_dir),
+                                  "--no-checksum", cwd=tmp_path), "changed after it was verified")
+    model.write_bytes(model.read_bytes()[:1000])
+    assert_one_line_error(run_cli("kmnist_search.verify", str(model), cwd=tmp_path), "not a readable ONNX model")
+
+
+def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> None:
+    run_dir, _, data_dir = finished_run
+    result = run_cli("kmnist_search.export", str(run_dir), "--exports-dir", str(tmp_path / "out"), "--data-dir",
+                     str(data_dir), "--no-checksum", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "parity on 200 test images" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "export-test.json", "export-test.keras", "export-test.onnx"]
+    assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
+                          "results.json is missing")

@@ -1,0 +1,130 @@
+"""onnxruntime-only inference: the Classifier API, image conversion, the predict CLI and its errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from kmnist_search.errors import InputImageError, ModelFileError
+from kmnist_search.inference import Classifier, predict_files, prepare_image, read_array, read_image
+from tests.conftest import FinishedRun
+from tests.test_cli import assert_one_line_error, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_inference_path_imports_no_tensorflow() -> None:
+    code = ("import sys, kmnist_search.inference, kmnist_search.predict; "
+            "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner', 'tf2onnx') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_classifier_matches_the_model_card_accuracy(exported: Path, finished_run: FinishedRun) -> None:
+    _, dataset, _ = finished_run
+    classifier = Classifier(exported)
+    assert classifier.image_size == (28, 28) and len(classifier.classes) == 10
+    predictions = classifier.predict(dataset.test_images)
+    accuracy = np.mean([p.label.index == y for p, y in zip(predictions, dataset.test_labels, strict=True)])
+    assert accuracy == pytest.approx(classifier.card["parity"]["onnx_accuracy"])
+    first = predictions[0]
+    assert first.top[0][0] == first.label and first.probability == pytest.approx(first.top[0][1])
+    assert first.probability >= first.top[1][1] >= first.top[2][1]
+
+
+def test_prepare_image_converts_and_says_so() -> None:
+    ink = np.zeros((28, 28), np.uint8)
+    ink[8:20, 10:14] = 255
+    same, notes = prepare_image(Image.fromarray(ink))
+    assert notes == [] and np.array_equal(same, ink)
+    paper = Image.fromarray(255 - ink).convert("RGB").resize((56, 56), Image.Resampling.NEAREST)
+    converted, notes = prepare_image(paper)
+    assert notes == ["converted RGB to grayscale", "resized 56x56 to 28x28",
+                     "inverted (dark ink on light paper; KMNIST is white on black)"]
+    assert converted.shape == (28, 28) and converted[14, 12] > 200 and converted[2, 2] < 30
+
+
+def test_predict_cli_on_pngs_and_arrays(exported: Path, finished_run: FinishedRun,
+                                        tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    Image.fromarray(dataset.test_images[0]).save(tmp_path / "a.png")
+    np.save(tmp_path / "two.npy", dataset.test_images[:2])
+    result = run_cli("kmnist_search.predict", str(exported), str(tmp_path / "a.png"), str(tmp_path / "two.npy"),
+                     "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["source"] for r in rows] == [str(tmp_path / "a.png"), f"{tmp_path / 'two.npy'}[0]",
+                                           f"{tmp_path / 'two.npy'}[1]"]
+    assert rows[0]["index"] == rows[1]["index"]  # the PNG and the array hold the same image
+    assert len(rows[0]["top"]) == 3 and rows[0]["character"] in "おきすつなはまやれを"
+    text = run_cli("kmnist_search.predict", str(exported), str(tmp_path / "a.png"), cwd=tmp_path)
+    assert text.returncode == 0 and f"a.png: {rows[0]['character']} (" in text.stdout
+
+
+def test_bad_inputs_give_one_line_errors(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("not an image")
+    np.save(tmp_path / "wide.npy", np.zeros((2, 28, 30), np.uint8))
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(exported.read_bytes()[:5000])
+    cases = [
+        ((str(exported),), "no inputs"),
+        ((str(exported), str(tmp_path / "notes.png")), "not a readable image"),
+        ((str(exported), str(tmp_path)), "is a directory"),
+        ((str(exported), str(tmp_path / "wide.npy")), "shape (2, 28, 30)"),
+        ((str(truncated), str(tmp_path / "notes.png")), "not a readable ONNX model"),
+        ((str(tmp_path / "absent.onnx"), str(tmp_path / "notes.png")), "does not exist"),
+    ]
+    for args, fragment in cases:
+        assert_one_line_error(run_cli("kmnist_search.predict", *args, cwd=tmp_path), fragment)
+
+
+def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    Image.new("L", (5000, 5000)).save(path)
+    with pytest.raises(InputImageError, match="decompression bomb"):
+        read_image(path)
+
+
+def test_array_checks() -> None:
+    with pytest.raises(InputImageError, match=r"values in -1\.\.-1"):
+        _check_array(np.full((1, 28, 28), -1, np.int16))
+    assert _check_array(np.zeros((28, 28), np.uint8)).shape == (1, 28, 28)
+    assert _check_array(np.zeros((3, 28, 28, 1), np.float32)).shape == (3, 28, 28)
+
+
+def _check_array(array: np.ndarray) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "a.npy"
+        np.save(path, array)
+        return read_array(path, (28, 28))
+
+
+def test_model_with_another_input_shape_is_refused(tmp_path: Path) -> None:
+    node = onnx.helper.make_node("Identity", ["x"], ["y"])
+    graph = onnx.helper.make_graph(
+        [node], "rgb",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 3, 32, 32])])
+    path = tmp_path / "rgb.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelFileError, match=r"not \(batch, height, width, 1\) grayscale"):
+        Classifier(path)
+
+
+def test_predict_files_keeps_order(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    for index in range(3):
+        Image.fromarray(dataset.test_images[index]).save(tmp_path / f"{index}.png")
+    classifier = Classifier(exported)
+    by_file = predict_files(classifier, [tmp_path / f"{i}.png" for i in range(3)])
+    direct = classifier.predict(dataset.test_images[:3])
+    assert [p.label.index for p in by_file] == [p.label.index for p in direct]
