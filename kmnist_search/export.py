@@ -182,7 +182,10 @@ def export_winner(run_dir: Path, dataset: Dataset, exports_dir: Path, name: str 
     atomic_write_bytes(onnx_path, proto.SerializeToString())
     save_inference_copy(model, exports_dir / f"{name}.keras")
     card["onnx_sha256"] = file_digest(onnx_path, "sha256")
-    atomic_write_json(exports_dir / f"{name}.json", card)
+    card_path = exports_dir / f"{name}.json"
+    atomic_write_json(card_path, card)
+    results["export"] = {"onnx": str(onnx_path), "model_card": str(card_path), "onnx_sha256": card["onnx_sha256"]}
+    atomic_write_json(results_path, results)
     return card
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 TRIAL_LOG_FILE = "trial_log.json"
+TEST_PREDICTIONS_FILE = "winner_test_predictions.npz"
 STATUS_NAMES = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid", "STOPPED": "stopped",
                 "RUNNING": "running", "IDLE": "idle"}
 
@@ -151,3 +152,62 @@ def format_winner(results: dict[str, Any]) -> str:
             f"  validation accuracy {winner['val_accuracy'] * 100:.2f}%, "
             f"test accuracy {winner['test_accuracy'] * 100:.2f}% (evaluated once, on "
             f"{results['dataset']['test_images']} test images)")
+
+
+@dataclass(frozen=True)
+class ValueEffect:
+    """Validation accuracy of the completed trials that used one value of one hyperparameter."""
+
+    hyperparameter: str
+    value: Any
+    trials: int
+    best_val_accuracy: float
+    mean_val_accuracy: float
+
+
+def hyperparameter_effects(records: list[TrialRecord]) -> dict[str, list[ValueEffect]]:
+    """The study's one-factor analysis over a real search: for each hyperparameter and value, the best
+    and mean validation accuracy of the trials that used it (trials without a score are left out)."""
+    scored = [r for r in records if r.best_val_accuracy is not None and r.status == "COMPLETED"]
+    names = sorted({name for r in scored for name in r.hyperparameters})
+    effects: dict[str, list[ValueEffect]] = {}
+    for name in names:
+        groups: dict[str, list[float]] = {}
+        values: dict[str, Any] = {}
+        for record in scored:
+            if name in record.hyperparameters:
+                key = json.dumps(record.hyperparameters[name])
+                values[key] = record.hyperparameters[name]
+                groups.setdefault(key, []).append(float(record.best_val_accuracy))  # type: ignore[arg-type]
+        effects[name] = [ValueEffect(name, values[key], len(scores), max(scores), sum(scores) / len(scores))
+                         for key, scores in sorted(groups.items(), key=lambda kv: _sort_key(values[kv[0]]))]
+    return effects
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def most_important(effects: dict[str, list[ValueEffect]]) -> tuple[str, float] | None:
+    """The hyperparameter whose values' mean validation accuracies spread widest, and that spread."""
+    spreads = {name: max(e.mean_val_accuracy for e in rows) - min(e.mean_val_accuracy for e in rows)
+               for name, rows in effects.items() if len(rows) > 1}
+    if not spreads:
+        return None
+    name = max(spreads, key=spreads.__getitem__)
+    return name, spreads[name]
+
+
+def format_effects(effects: dict[str, list[ValueEffect]]) -> str:
+    """Per-hyperparameter effects as text, plus which one matters most."""
+    lines = []
+    for name, rows in effects.items():
+        lines.append(f"{name}:")
+        for row in rows:
+            lines.append(f"  {_format_value(row.value):<26} best {row.best_val_accuracy * 100:6.2f}%  "
+                         f"mean {row.mean_val_accuracy * 100:6.2f}%  ({row.trials} trial{'s' * (row.trials != 1)})")
+    verdict = most_important(effects)
+    if verdict:
+        lines.append(f"matters most: {verdict[0]} (its values' mean validation accuracies span "
+                     f"{verdict[1] * 100:.2f} points)")
+    return "\n".join(lines)

@@ -42,6 +42,8 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export of the winner")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run of this name first")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a cost estimate, train nothing")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="write TensorBoard logs with hyperparameters to RUN_DIR/tensorboard")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -63,24 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = load_dataset(args.dataset, args.data_dir, args.cache_dir, verify_checksums=not args.no_checksum)
 
     quiet_tensorflow_logs()
-    from kmnist_search.reports import TrialRecord, format_trials_table, format_winner
     from kmnist_search.search import SearchOptions, run_search
 
     options = SearchOptions(strategy=args.strategy, project_dir=args.project_dir, name=name, seed=args.seed,
-                            max_trials=args.max_trials, overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+                            max_trials=args.max_trials, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+                            tensorboard=args.tensorboard)
     results = run_search(dataset, space, options)
-    trials = [TrialRecord(**t) for t in results["trials"]]
-    print()
-    print(f"run {name}: {len(trials)} trials in {results['run_dir']}")
-    print(format_trials_table(trials))
-    print()
-    print(format_winner(results))
-    print(f"results: {Path(results['run_dir']) / 'results.json'}")
+    run_dir = Path(results["run_dir"])
     if not args.no_export:
         from kmnist_search.export import describe_export, export_winner
 
-        card = export_winner(Path(results["run_dir"]), dataset, args.exports_dir, name)
+        card = export_winner(run_dir, dataset, args.exports_dir, name)
         print(describe_export(card, args.exports_dir))
+    from kmnist_search.summary import summarise
+
+    print()
+    print(summarise(run_dir))
+    print(f"results: {run_dir / 'results.json'}")
     return 0
 
 

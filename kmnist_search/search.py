@@ -6,6 +6,7 @@ files: ``space.json`` (what was searched, checked on resume), ``winner.keras`` a
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import platform
@@ -23,10 +24,10 @@ import numpy as np
 
 from kmnist_search.datasets import Dataset, split_train_validation
 from kmnist_search.errors import RunError
-from kmnist_search.files import atomic_write_json
+from kmnist_search.files import atomic_write_bytes, atomic_write_json
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters, to_model_input
 from kmnist_search.plan import STRATEGIES, planned_trials
-from kmnist_search.reports import TRIAL_LOG_FILE, TrialRecord, collect_trials
+from kmnist_search.reports import TEST_PREDICTIONS_FILE, TRIAL_LOG_FILE, TrialRecord, collect_trials
 from kmnist_search.spaces import SearchSpace
 
 OBJECTIVE = kt.Objective("val_accuracy", direction="max")
@@ -44,6 +45,7 @@ class SearchOptions:
     max_trials: int | None = None
     overwrite: bool = False
     verbose: int = 1
+    tensorboard: bool = False
 
 
 class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
@@ -172,6 +174,15 @@ def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -
         atomic_write_json(record_path, record)
 
 
+def search_callbacks(run_dir: Path, options: SearchOptions) -> list[keras.callbacks.Callback]:
+    """Callbacks for every trial. With TensorBoard, Keras Tuner gives each trial its own log directory
+    and records its hyperparameters for the HParams dashboard (``tensorboard --logdir RUN_DIR/tensorboard``)."""
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    if options.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    return callbacks
+
+
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return keras.utils.to_categorical(labels, num_classes).astype(np.float32)
 
@@ -192,7 +203,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
             to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
             validation_data=(to_model_input(split.validation_images), one_hot(split.validation_labels, num_classes)),
             epochs=space.epochs,
-            callbacks=[keras.callbacks.TerminateOnNaN()],
+            callbacks=search_callbacks(run_dir, options),
             verbose=options.verbose,
         )
     except RuntimeError as error:
@@ -231,7 +242,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
 
 
 def evaluate_winner(tuner: kt.Tuner, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
-    """Load the best trial's best checkpoint, evaluate it once on the test set, save it."""
+    """Load the best trial's best checkpoint, evaluate it once on the test set, save it and its predictions."""
     best_trial = tuner.oracle.get_best_trials(1)[0]
     with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
@@ -239,6 +250,8 @@ def evaluate_winner(tuner: kt.Tuner, dataset: Dataset, run_dir: Path) -> dict[st
     test_x = to_model_input(dataset.test_images)
     test_y = one_hot(dataset.test_labels, dataset.spec.num_classes)
     metrics = model.evaluate(test_x, test_y, batch_size=1000, verbose=0, return_dict=True)
+    probabilities = model.predict(test_x, batch_size=1000, verbose=0).astype(np.float32)
+    save_test_predictions(run_dir / TEST_PREDICTIONS_FILE, dataset, probabilities)
     model_path = run_dir / "winner.keras"
     partial = run_dir / "winner.partial.keras"
     model.save(partial)
@@ -253,6 +266,15 @@ def evaluate_winner(tuner: kt.Tuner, dataset: Dataset, run_dir: Path) -> dict[st
         "test_loss": float(metrics["loss"]),
         "model_path": str(model_path),
     }
+
+
+def save_test_predictions(path: Path, dataset: Dataset, probabilities: np.ndarray) -> None:
+    """Keep what the reports need from the single test evaluation: labels, probabilities, the first
+    100 images (for the prediction grid). Plain arrays, no pickles."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, labels=dataset.test_labels, probabilities=probabilities,
+                        first_images=dataset.test_images[:100])
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def library_versions() -> dict[str, str]:

@@ -52,7 +52,9 @@ def test_run_end_to_end_prints_summary_and_writes_results(synthetic_data_dir: Pa
     assert result.returncode == 0, result.stderr
     assert "rank  trial" in result.stdout and "winner: trial" in result.stdout
     assert "test accuracy" in result.stdout
-    assert "exported exports/tiny-grid.onnx" in result.stdout and "predicted labels identical on 100.00%" in result.stdout
+    assert "exported exports/tiny-grid.onnx" in result.stdout
+    assert "predicted labels identical on 100.00%" in result.stdout
+    assert "per-hyperparameter effects" in result.stdout and (tmp_path / "runs/tiny-grid/report/README.md").is_file()
     assert (tmp_path / "exports" / "tiny-grid.json").is_file()
     results = json.loads((tmp_path / "runs" / "tiny-grid" / "results.json").read_text())
     assert len(results["trials"]) == 2 and results["strategy"] == "grid"

@@ -100,3 +100,14 @@ def test_dry_run_plans_the_study_grid() -> None:
     hours = float(plan.rsplit("estimated total: ", 1)[1].split(" h")[0])
     assert 10 < hours < 20  # the study's grid is about 15 hours on this machine
     assert planned_trials(space, "bayesian", None) == 10 and planned_trials(space, "grid", 5) == 5
+
+
+def test_tensorboard_logs_carry_hparams(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
+    run_search(dataset, tiny_space.with_epochs(1), options(tmp_path, "grid", max_trials=2, tensorboard=True))
+    logs = tmp_path / "runs" / "tiny-grid" / "tensorboard"
+    events = list(logs.rglob("events.out.tfevents.*"))
+    trial_dirs = {p.relative_to(logs).parts[0] for p in events}
+    assert len(trial_dirs) == 2
+    hparams = [p for p in events if b"_hparams_/session_start_info" in p.read_bytes()]
+    assert {p.relative_to(logs).parts[0] for p in hparams} == trial_dirs
+    assert any(b"learning_rate" in p.read_bytes() for p in hparams)

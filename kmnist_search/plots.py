@@ -1,0 +1,187 @@
+"""The study's figures, made from any run: learning curves, hyperparameter effects, the winner's
+confusion matrix and classification report, and a 10x10 prediction grid; plus a readable README.
+
+Matplotlib's default font has no hiragana, so classes are labelled by index and romanisation
+("2 su") everywhere in the figures; the README gives the characters themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import ConfusionMatrixDisplay, classification_report
+
+from kmnist_search.datasets import DatasetSpec, get_spec
+from kmnist_search.files import atomic_write_text
+from kmnist_search.reports import (
+    TEST_PREDICTIONS_FILE,
+    TrialRecord,
+    hyperparameter_effects,
+)
+
+CURVE_PANELS = (("accuracy", "training accuracy"), ("val_accuracy", "validation accuracy"),
+                ("loss", "training loss"), ("val_loss", "validation loss"))
+
+
+def _save(figure: plt.Figure, path: Path) -> None:
+    """Write a figure atomically (temp file + rename)."""
+    partial = path.with_name(f".{path.stem}.partial.png")
+    figure.savefig(partial, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    partial.replace(path)
+
+
+def plot_learning_curves(trials: list[TrialRecord], hyperparameter: str, path: Path) -> bool:
+    """Training and validation accuracy and loss per epoch, one line per value of ``hyperparameter``
+    (the best trial that used it). Returns False if no trial has a history yet."""
+    best_by_value: dict[str, TrialRecord] = {}
+    for trial in trials:
+        if not trial.history or hyperparameter not in trial.hyperparameters:
+            continue
+        key = str(trial.hyperparameters[hyperparameter])
+        current = best_by_value.get(key)
+        if current is None or (trial.best_val_accuracy or 0) > (current.best_val_accuracy or 0):
+            best_by_value[key] = trial
+    if not best_by_value:
+        return False
+    figure, axes = plt.subplots(1, 4, figsize=(17, 4), layout="constrained")
+    for (metric, title), axis in zip(CURVE_PANELS, axes, strict=True):
+        for value, trial in best_by_value.items():
+            epochs = [e["epoch"] for e in trial.history if metric in e]
+            values = [e[metric] for e in trial.history if metric in e]
+            axis.plot(epochs, values, marker="o", markersize=3, label=f"{hyperparameter}={value}")
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+        if metric.endswith("loss"):
+            axis.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"Learning curves by {hyperparameter} (best trial per value)")
+    _save(figure, path)
+    return True
+
+
+def plot_effects(trials: list[TrialRecord], path: Path) -> bool:
+    """Mean (bar) and best (dot) validation accuracy at each value of each hyperparameter."""
+    effects = hyperparameter_effects(trials)
+    if not effects:
+        return False
+    figure, axes = plt.subplots(1, len(effects), figsize=(4.6 * len(effects), 4), squeeze=False,
+                                layout="constrained")
+    for axis, (name, rows) in zip(axes[0], effects.items(), strict=True):
+        labels = [str(row.value).replace("_", "\n") for row in rows]
+        positions = np.arange(len(rows))
+        axis.bar(positions, [r.mean_val_accuracy * 100 for r in rows], color="#9ecae1", label="mean")
+        axis.scatter(positions, [r.best_val_accuracy * 100 for r in rows], color="#08519c", zorder=3, label="best")
+        axis.set_xticks(positions, labels, fontsize=8)
+        axis.set_title(name)
+        axis.set_ylabel("validation accuracy (%)")
+        axis.set_ylim(0, 100)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=8, loc="lower left")
+    figure.suptitle("Hyperparameter effects")
+    _save(figure, path)
+    return True
+
+
+def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7.5, 6.5))
+    ConfusionMatrixDisplay.from_predictions(
+        labels, predicted, labels=list(range(spec.num_classes)),
+        display_labels=[spec.class_label(i) for i in range(spec.num_classes)],
+        ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45)
+    axis.set_title(f"Winner's confusion matrix on {len(labels):,} test images")
+    _save(figure, path)
+
+
+def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec,
+                         path: Path) -> None:
+    """The first 100 test images with predicted (P) and actual (A) classes; mistakes in red."""
+    count = min(100, len(images))
+    figure, axes = plt.subplots(10, 10, figsize=(12, 13.5))
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index >= count:
+            continue
+        wrong = predicted[index] != labels[index]
+        axis.imshow(images[index], cmap="gray")
+        axis.set_title(f"P:{spec.romanized[predicted[index]]} A:{spec.romanized[labels[index]]}",
+                       fontsize=8, color="#d62728" if wrong else "black", fontweight="bold" if wrong else "normal")
+        if wrong:
+            axis.axis("on")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for side in axis.spines.values():
+                side.set_color("#d62728")
+                side.set_linewidth(2.5)
+    mistakes = int(np.sum(predicted[:count] != labels[:count]))
+    figure.subplots_adjust(top=0.94, hspace=0.3)
+    figure.suptitle(f"First {count} test images: P = predicted, A = actual ({mistakes} mistakes, in red)", y=0.97)
+    _save(figure, path)
+
+
+def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) -> str:
+    """The classification report as Markdown: per-class precision, recall, F1 and support."""
+    report = classification_report(labels, predicted, labels=list(range(spec.num_classes)), output_dict=True,
+                                   zero_division=0)
+    lines = ["| class | character | codepoint | precision | recall | F1 | support |", "|---|---|---|---|---|---|---|"]
+    for index in range(spec.num_classes):
+        row = report[str(index)]
+        lines.append(f"| {spec.class_label(index)} | {spec.characters[index]} | {spec.codepoints[index]} | "
+                     f"{row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {int(row['support'])} |")
+    for name in ("macro avg", "weighted avg"):
+        row = report[name]
+        lines.append(f"| {name} | | | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | "
+                     f"{int(row['support'])} |")
+    lines.append(f"\nAccuracy: {report['accuracy'] * 100:.2f}%")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path, trials: list[TrialRecord], results: dict[str, Any] | None,
+                 tables_markdown: str) -> Path:
+    """Write every figure that the run's state allows, and report/README.md embedding them."""
+    report_dir = run_dir / "report"
+    report_dir.mkdir(exist_ok=True)
+    sections = [f"# Search report: {run_dir.name}", ""]
+    if results:
+        winner = results["winner"]
+        sections += [f"Strategy **{results['strategy']}** over space **{results['space']['name']}** "
+                     f"({len(trials)} trials, seed {results['seed']}). Winner: trial {winner['trial_id']} "
+                     f"({', '.join(f'{k}={v}' for k, v in sorted(winner['hyperparameters'].items()))}), "
+                     f"validation accuracy {winner['val_accuracy'] * 100:.2f}%, **test accuracy "
+                     f"{winner['test_accuracy'] * 100:.2f}%** (evaluated once).", ""]
+        if results.get("export"):
+            sections += [f"ONNX model: `{results['export']['onnx']}` (verified with onnxruntime).", ""]
+    else:
+        sections += ["The search has not finished: this report shows the trials so far.", ""]
+    sections += ["## Trials and effects", "", tables_markdown, ""]
+    if plot_effects(trials, report_dir / "effects.png"):
+        sections += ["![Hyperparameter effects](effects.png)", ""]
+    names = sorted({name for t in trials for name in t.hyperparameters})
+    curves = [n for n in names if plot_learning_curves(trials, n, report_dir / f"learning_curves_{n}.png")]
+    if curves:
+        sections += ["## Learning curves", ""] + [f"![Learning curves by {n}](learning_curves_{n}.png)"
+                                                   for n in curves] + [""]
+    predictions_path = run_dir / TEST_PREDICTIONS_FILE
+    if results and predictions_path.is_file():
+        spec = get_spec(results["dataset"]["name"])
+        with np.load(predictions_path, allow_pickle=False) as data:
+            labels, probabilities, first_images = data["labels"], data["probabilities"], data["first_images"]
+        predicted = probabilities.argmax(axis=1)
+        plot_confusion_matrix(labels, predicted, spec, report_dir / "confusion_matrix.png")
+        plot_prediction_grid(first_images, labels[:100], predicted[:100], spec, report_dir / "prediction_grid.png")
+        sections += ["## The winner on the test set", "", "![Confusion matrix](confusion_matrix.png)", "",
+                     "### Classification report", "", class_table(spec, labels, predicted), "",
+                     "![First 100 test images](prediction_grid.png)", ""]
+    path = report_dir / "README.md"
+    atomic_write_text(path, "\n".join(sections))
+    return path

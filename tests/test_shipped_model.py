@@ -1,0 +1,53 @@
+"""The reference model shipped in exports/: intact, self-describing, and right on real test images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kmnist_search.datasets import KMNIST, file_digest, load_dataset
+from kmnist_search.inference import Classifier
+
+SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx"
+
+
+def test_shipped_model_matches_its_card() -> None:
+    card = json.loads(SHIPPED.with_suffix(".json").read_text(encoding="utf-8"))
+    assert file_digest(SHIPPED, "sha256") == card["onnx_sha256"]
+    assert card["parity"]["label_agreement"] == 1.0 and card["parity"]["images"] == 10000
+    assert card["parity"]["max_abs_probability_diff"] <= 1e-5
+    assert card["metrics"]["test_accuracy"] >= 0.94
+    assert card["dataset"]["checksums"]["kmnist-test-imgs.npz"] == f"sha256:{KMNIST.files['test_images'].sha256}"
+    classifier = Classifier(SHIPPED)
+    assert [c.character for c in classifier.classes] == list(KMNIST.characters)
+    assert classifier.card == {k: v for k, v in card.items() if k != "onnx_sha256"}
+
+
+@pytest.mark.real_data
+def test_shipped_model_reproduces_its_accuracy_on_real_test_images(real_data_dir: Path) -> None:
+    data = load_dataset("kmnist", real_data_dir)
+    classifier = Classifier(SHIPPED)
+    predicted = classifier.predict_proba(data.test_images).argmax(axis=1)
+    accuracy = float(np.mean(predicted == data.test_labels))
+    assert accuracy == pytest.approx(classifier.card["parity"]["onnx_accuracy"], abs=1e-9)
+
+
+@pytest.mark.real_data
+def test_predict_cli_names_the_right_characters_for_real_pngs(real_data_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.test_cli import run_cli
+
+    data = load_dataset("kmnist", real_data_dir)
+    paths = []
+    for index in range(20):
+        paths.append(tmp_path / f"test{index}.png")
+        Image.fromarray(data.test_images[index]).save(paths[-1])
+    result = run_cli("kmnist_search.predict", str(SHIPPED), *map(str, paths), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predicted = [row["character"] for row in json.loads(result.stdout)]
+    actual = [KMNIST.characters[label] for label in data.test_labels[:20]]
+    assert sum(p == a for p, a in zip(predicted, actual, strict=True)) >= 18

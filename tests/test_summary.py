@@ -1,0 +1,116 @@
+"""Summaries: ranked table, effects arithmetic, every output format, figures and the report page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from kmnist_search.errors import RunError
+from kmnist_search.plots import write_report
+from kmnist_search.reports import TrialRecord, format_trials_table, hyperparameter_effects, most_important
+from kmnist_search.summary import build_summary, from_csv, load_run, render, summarise, to_csv, to_markdown
+from tests.conftest import FinishedRun
+from tests.test_cli import assert_one_line_error, run_cli
+
+
+def record(trial_id: str, lr: float, loss: str, accuracy: float | None, status: str = "COMPLETED",
+           message: str | None = None) -> TrialRecord:
+    return TrialRecord(trial_id, {"learning_rate": lr, "loss": loss}, status, accuracy,
+                       None if accuracy is None else 1 - accuracy, 3 if accuracy else None, 3, 12.5, message)
+
+
+TRIALS = [
+    record("0", 1.0, "categorical_crossentropy", 0.90),
+    record("1", 1.0, "mean_squared_error", 0.70),
+    record("2", 0.1, "categorical_crossentropy", 0.80),
+    record("3", 0.1, "mean_squared_error", 0.20),
+    record("4", 10.0, "mean_squared_error", None, "FAILED", "loss became nan at epoch 1"),
+]
+
+
+def test_effects_arithmetic() -> None:
+    effects = hyperparameter_effects(TRIALS)
+    by_lr = {e.value: (e.trials, e.best_val_accuracy, e.mean_val_accuracy) for e in effects["learning_rate"]}
+    assert by_lr == {0.1: (2, 0.80, pytest.approx(0.50)), 1.0: (2, 0.90, pytest.approx(0.80))}
+    by_loss = {e.value: e.mean_val_accuracy for e in effects["loss"]}
+    assert by_loss == {"categorical_crossentropy": pytest.approx(0.85), "mean_squared_error": pytest.approx(0.45)}
+    assert [e.value for e in effects["learning_rate"]] == [0.1, 1.0]  # failed lr 10.0 has no score
+    name, spread = most_important(effects)  # type: ignore[misc]
+    assert name == "loss" and spread == pytest.approx(0.40)
+
+
+def test_table_is_ranked_and_shows_failures() -> None:
+    lines = format_trials_table(TRIALS).splitlines()
+    assert lines[0].split()[:2] == ["rank", "trial"]
+    assert [line.split()[1] for line in lines[1:]] == ["0", "2", "1", "3", "4"]
+    assert lines[-1].endswith("failed: loss became nan at epoch 1")
+    assert len(format_trials_table(TRIALS, top=2).splitlines()) == 3
+
+
+def test_csv_round_trips() -> None:
+    assert from_csv(to_csv(TRIALS)) == sorted(TRIALS, key=lambda t: (t.best_val_accuracy is None,
+                                                                      -(t.best_val_accuracy or 0)))
+
+
+def test_json_and_markdown(tmp_path: Path) -> None:
+    summary = build_summary(tmp_path, TRIALS, None)
+    assert json.loads(render(summary, TRIALS, None, "json", None)) == json.loads(json.dumps(summary))
+    assert summary["most_important"]["hyperparameter"] == "loss" and summary["winner"] is None
+    assert [t["trial_id"] for t in summary["trials"]] == ["0", "2", "1", "3", "4"]
+    markdown = to_markdown(summary, TRIALS)
+    assert markdown.splitlines()[0].startswith("| rank | trial | learning_rate | loss |")
+    assert "**Matters most: `loss`**" in markdown
+    assert "no winner yet" in render(summary, TRIALS, None, "table", None)
+
+
+def test_report_figures_and_page(finished_run: FinishedRun, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    text = summarise(run_dir)
+    assert "winner: trial" in text and "matters most" not in text  # one configuration: nothing to compare
+    report = run_dir / "report"
+    expected = {"effects.png", "confusion_matrix.png", "prediction_grid.png", "README.md",
+                "learning_curves_batch_size.png", "learning_curves_learning_rate.png", "learning_curves_loss.png"}
+    assert expected <= {p.name for p in report.iterdir()}
+    for png in report.glob("*.png"):
+        with Image.open(png) as image:
+            assert image.size[0] > 400 and image.size[1] > 300
+    page = (report / "README.md").read_text()
+    for png in expected - {"README.md"}:
+        assert f"({png})" in page
+    assert "| 2 su | す | U+3059 |" in page and "test accuracy" in page
+
+
+def test_summary_of_an_interrupted_run(finished_run: FinishedRun, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    (run_dir / "results.json").unlink()
+    trial_json = next(run_dir.glob("trial_*/trial.json"))
+    state = json.loads(trial_json.read_text())
+    state.update(status="RUNNING", score=None, metrics={"metrics": {}})
+    trial_json.write_text(json.dumps(state))
+    trials, results = load_run(run_dir)
+    assert results is None and trials[0].status == "RUNNING" and trials[0].epochs_run == 2
+    text = render(build_summary(run_dir, trials, None), trials, None, "table", None)
+    assert "running" in text and "no winner yet" in text
+    write_report(run_dir, trials, None, "")
+    assert (run_dir / "report" / "README.md").read_text().count("has not finished") == 1
+
+
+def test_summary_cli_formats(finished_run: FinishedRun, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run[0], run_dir)
+    as_json = run_cli("kmnist_search.summary", str(run_dir), "--format", "json", "--no-figures", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["winner"]["trial_id"] == json.loads(
+        (run_dir / "results.json").read_text())["winner"]["trial_id"]
+    as_csv = run_cli("kmnist_search.summary", str(run_dir), "--format", "csv", "--no-figures", cwd=tmp_path)
+    assert from_csv(as_csv.stdout)[0].trial_id == json.loads(as_json.stdout)["trials"][0]["trial_id"]
+    assert_one_line_error(run_cli("kmnist_search.summary", str(tmp_path / "none"), cwd=tmp_path),
+                          "is not a run directory")
+    with pytest.raises(RunError, match="holds no trials"):
+        load_run(tmp_path)
