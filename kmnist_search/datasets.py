@@ -225,8 +225,10 @@ def _fetch(data_file: DataFile, target_dir: Path, final_path: Path) -> None:
 
 
 def _first_line(error: BaseException) -> str:
+    """The gist of an error message: its first line, without get_file's "URL fetch failure on URL" prefix."""
     text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+    first = text[0] if text else type(error).__name__
+    return first.rsplit(" -- ", 1)[-1]
 
 
 def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, allow_download: bool) -> Path:

@@ -8,12 +8,14 @@ interrupted run without constructing a tuner or importing TensorFlow.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 TRIAL_LOG_FILE = "trial_log.json"
 TEST_PREDICTIONS_FILE = "winner_test_predictions.npz"
+HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
 STATUS_NAMES = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid", "STOPPED": "stopped",
                 "RUNNING": "running", "IDLE": "idle"}
 
@@ -51,14 +53,15 @@ class TrialRecord:
         message = state.get("message")
         return cls(
             trial_id=str(state.get("trial_id")),
-            hyperparameters=dict(state.get("hyperparameters", {}).get("values", {})),
+            hyperparameters={name: value for name, value in state.get("hyperparameters", {}).get("values", {}).items()
+                             if not name.startswith(HYPERBAND_BOOKKEEPING)},
             status=str(state.get("status", "UNKNOWN")),
             best_val_accuracy=val_accuracy,
             best_val_loss=val_loss,
             best_epoch=best_epoch,
             epochs_run=len(history),
             wall_time_s=(log or {}).get("wall_time_s"),
-            message=message.strip().splitlines()[-1] if message else None,
+            message=message_gist(message),
             history=history,
         )
 
@@ -67,6 +70,14 @@ class TrialRecord:
         if not with_history:
             data.pop("history")
         return data
+
+
+def message_gist(message: str | None) -> str | None:
+    """The last line of a failed trial's traceback, without the exception's module path."""
+    if not message or not message.strip():
+        return None
+    last = message.strip().splitlines()[-1]
+    return re.sub(r"^[\w.]*(Error|Exception): ", "", last)
 
 
 def _best(metrics: dict[str, Any], name: str, pick: Any) -> float | None:

@@ -21,17 +21,32 @@ from typing import Any
 import keras
 import keras_tuner as kt
 import numpy as np
+from keras_tuner.src import utils as keras_tuner_utils
+from sklearn.exceptions import ConvergenceWarning
 
 from kmnist_search.datasets import Dataset, split_train_validation
 from kmnist_search.errors import RunError
-from kmnist_search.files import atomic_write_bytes, atomic_write_json
+from kmnist_search.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters, to_model_input
 from kmnist_search.plan import STRATEGIES, planned_trials
-from kmnist_search.reports import TEST_PREDICTIONS_FILE, TRIAL_LOG_FILE, TrialRecord, collect_trials
+from kmnist_search.reports import TEST_PREDICTIONS_FILE, TRIAL_LOG_FILE, TrialRecord, collect_trials, message_gist
 from kmnist_search.spaces import SearchSpace
 
 OBJECTIVE = kt.Objective("val_accuracy", direction="max")
 RESULTS_SCHEMA_VERSION = 1
+
+
+def _save_json_atomically(path: str, obj: Any) -> str:
+    """Keras Tuner's ``utils.save_json`` (used for oracle.json, tuner0.json and every trial.json),
+    made atomic: killed mid-write, it leaves the previous file intact, never a truncated one."""
+    text = json.dumps(obj)
+    atomic_write_text(Path(path), text)
+    return text
+
+
+# keras-tuner 1.4.x writes its state files in place; a SIGKILL mid-write would leave a truncated
+# JSON file and the run could never be resumed. Every Stateful.save goes through this function.
+keras_tuner_utils.save_json = _save_json_atomically
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,20 @@ class SearchOptions:
     tensorboard: bool = False
 
 
+def untried_configurations(oracle: kt.Oracle, trial_id: str) -> list[dict[str, Any]]:
+    """Every configuration of the oracle's all-Choice space that no other trial has taken, in grid order."""
+    taken = {_values_key(trial.hyperparameters.values) for tid, trial in oracle.trials.items() if tid != trial_id}
+    space = oracle.get_space().space
+    names = [hp.name for hp in space]
+    configurations = (dict(zip(names, combination, strict=True))
+                      for combination in itertools.product(*(hp.values for hp in space)))
+    return [values for values in configurations if _values_key(values) not in taken]
+
+
+def _values_key(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
 class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
     """Grid search that derives the next configuration from the stored trials alone.
 
@@ -57,20 +86,32 @@ class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
     """
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        space = self.get_space().space
-        taken = {_values_key(trial.hyperparameters.values) for tid, trial in self.trials.items() if tid != trial_id}
-        names = [hp.name for hp in space]
-        for combination in itertools.product(*(hp.values for hp in space)):
-            values = dict(zip(names, combination, strict=True))
-            if _values_key(values) not in taken:
-                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        untried = untried_configurations(self, trial_id)
+        if untried:
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": untried[0]}
         if self.ongoing_trials:
             return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
 
-def _values_key(values: dict[str, Any]) -> str:
-    return json.dumps(values, sort_keys=True)
+class NonRepeatingBayesianOracle(kt.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation that never spends a trial on a configuration already tried.
+
+    On a small discrete space Keras Tuner's Gaussian process can propose a configuration twice;
+    here a repeat is replaced by a random untried one, and the search stops when none is left.
+    """
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        response: dict[str, Any] = super().populate_space(trial_id)
+        if response["status"] != kt.engine.trial.TrialStatus.RUNNING:
+            return response
+        untried = untried_configurations(self, trial_id)
+        if _values_key(response["values"]) in {_values_key(values) for values in untried}:
+            return response
+        if not untried:
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.RUNNING,
+                "values": untried[self._random_state.randint(len(untried))]}
 
 
 class EpochLogger(keras.callbacks.Callback):
@@ -100,7 +141,11 @@ class EpochLogger(keras.callbacks.Callback):
 class TrialRecorder:
     """Mixin for tuners: log each trial's epochs and wall time beside its trial.json."""
 
+    trial_seed_base = 0
+
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        # Seed per trial, so a trial rerun after a crash starts from the same weights as it would have.
+        keras.utils.set_random_seed(self.trial_seed_base + int(trial.trial_id))
         log_path = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_LOG_FILE  # type: ignore[attr-defined]
         log_path.unlink(missing_ok=True)  # a trial rerun after a crash starts its log afresh
         started = time.monotonic()
@@ -135,19 +180,24 @@ def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: Search
     }
     project = {"directory": str(options.project_dir), "project_name": options.name, "overwrite": options.overwrite}
     trials = planned_trials(space, options.strategy, options.max_trials)
+    tuner: TrialRecorder
     if options.strategy == "hyperband":
-        return KmnistHyperband(hypermodel, max_epochs=space.epochs, factor=3, **common, **project)
+        tuner = KmnistHyperband(hypermodel, max_epochs=space.epochs, factor=3, **common, **project)
+        tuner.trial_seed_base = options.seed
+        return tuner
     if options.strategy == "grid":
         oracle: kt.Oracle = ResumableGridSearchOracle(max_trials=trials, **common)
     elif options.strategy == "random":
         oracle = kt.oracles.RandomSearchOracle(max_trials=trials, **common)
     elif options.strategy == "bayesian":
-        oracle = kt.oracles.BayesianOptimizationOracle(
+        oracle = NonRepeatingBayesianOracle(
             max_trials=trials, num_initial_points=min(3, trials), **common
         )
     else:
         raise RunError(f"unknown strategy {options.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    return KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
+    tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
+    tuner.trial_seed_base = options.seed
+    return tuner
 
 
 def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -> None:
@@ -196,20 +246,27 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     num_classes = dataset.spec.num_classes
     split = split_train_validation(dataset.train_images, dataset.train_labels, space.validation_images,
                                    options.seed, space.train_images)
+    if max(space.batch_sizes) > len(split.train_labels):
+        raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
+                       f"images: lower the batch size or raise train_images in {space.source}")
     hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape)
     tuner = make_tuner(hypermodel, space, options)
     try:
-        tuner.search(
-            to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
-            validation_data=(to_model_input(split.validation_images), one_hot(split.validation_labels, num_classes)),
-            epochs=space.epochs,
-            callbacks=search_callbacks(run_dir, options),
-            verbose=options.verbose,
-        )
+        with warnings.catch_warnings():
+            # Bayesian search's Gaussian process warns on tiny discrete spaces; the search is fine.
+            warnings.filterwarnings("ignore", category=ConvergenceWarning)
+            tuner.search(
+                to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
+                validation_data=(to_model_input(split.validation_images),
+                                 one_hot(split.validation_labels, num_classes)),
+                epochs=space.epochs,
+                callbacks=search_callbacks(run_dir, options),
+                verbose=options.verbose,
+            )
     except RuntimeError as error:
         if "consecutive failures" not in str(error):
             raise
-        raise RunError(f"search stopped after 3 consecutive failed trials ({str(error).splitlines()[-1]}): "
+        raise RunError(f"search stopped after 3 consecutive failed trials (last: {message_gist(str(error))}): "
                        f"see `python -m kmnist_search.summary {run_dir}`") from None
     trials = collect_trials(run_dir)
     completed = [t for t in trials if t.status == "COMPLETED" and t.best_val_accuracy is not None]

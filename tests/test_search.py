@@ -50,6 +50,7 @@ def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace,
     assert 0.0 <= winner["test_accuracy"] <= 1.0 and Path(winner["model_path"]).is_file()
     assert results["dataset"] | {"checksums": None} == {
         "name": "kmnist", "checksums": None, "train_images": 400, "validation_images": 100, "test_images": 200}
+    assert all(set(t["hyperparameters"]) == {"learning_rate", "batch_size", "loss"} for t in trials)
     if strategy != "hyperband":
         configurations = {json.dumps(t["hyperparameters"], sort_keys=True) for t in trials}
         assert len(configurations) == len(trials) == 2
