@@ -11,6 +11,7 @@ never have to remember to divide by 255.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Any
 
 import keras
@@ -37,6 +38,48 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """The network's shape. The defaults are the study's CNN exactly."""
+
+    conv_layers: str = "32-64"
+    batch_norm: bool = False
+    dropout_conv: float = 0.25
+    dense_units: int = 128
+    dropout_dense: float = 0.5
+    augment: float = 0.0
+
+
+class BalancedAccuracy(keras.metrics.Metric):
+    """Mean per-class recall (scikit-learn's balanced accuracy) over one-hot labels, accumulated
+    over an epoch: the metric the Kuzushiji-49 benchmark reports for its imbalanced classes."""
+
+    def __init__(self, num_classes: int, name: str = "balanced_accuracy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.hits = self.add_variable(shape=(num_classes,), initializer="zeros", name="hits")
+        self.counts = self.add_variable(shape=(num_classes,), initializer="zeros", name="counts")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        true = keras.ops.argmax(y_true, axis=-1)
+        correct = keras.ops.cast(keras.ops.equal(true, keras.ops.argmax(y_pred, axis=-1)), self.dtype)
+        true_one_hot = keras.ops.one_hot(true, self.num_classes, dtype=self.dtype)
+        self.hits.assign_add(keras.ops.sum(true_one_hot * correct[:, None], axis=0))
+        self.counts.assign_add(keras.ops.sum(true_one_hot, axis=0))
+
+    def result(self) -> Any:
+        present = keras.ops.cast(self.counts > 0, self.dtype)
+        recall = keras.ops.divide_no_nan(self.hits, self.counts)
+        return keras.ops.sum(recall) / keras.ops.maximum(keras.ops.sum(present), 1.0)
+
+    def reset_state(self) -> None:
+        self.hits.assign(keras.ops.zeros_like(self.hits))
+        self.counts.assign(keras.ops.zeros_like(self.counts))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
 def build_cnn(
     num_classes: int = 10,
     image_shape: tuple[int, int] = (28, 28),
@@ -44,25 +87,47 @@ def build_cnn(
     loss: str = "categorical_crossentropy",
     optimizer: str = "adadelta",
     steps_per_execution: int = STEPS_PER_EXECUTION,
+    architecture: Architecture = Architecture(),
+    balanced_accuracy: bool = False,
 ) -> keras.Model:
-    """The Keras MNIST CNN of the study, compiled: Conv32-Conv64-MaxPool-Dropout.25-Flatten-
-    Dense128-Dropout.5-Dense(num_classes) softmax, taking raw pixels in [0, 255]."""
+    """The study's CNN (by default exactly the Keras MNIST example: Conv32-Conv64-MaxPool-Dropout.25-
+    Flatten-Dense128-Dropout.5-Dense softmax), compiled, taking raw pixels in [0, 255].
+
+    ``architecture.conv_layers`` lists 3x3 ReLU convolutions by filter count, with ``p`` for a 2x2
+    max-pool (followed by the convolution dropout); a final pool closes the stack. Augmentation
+    layers (rotation, shift, zoom) act in training only, so inference and the ONNX export see
+    the plain network.
+    """
     layers = keras.layers
     inputs = keras.Input(shape=(*image_shape, 1), name=INPUT_NAME)
     x = layers.Rescaling(1.0 / 255.0, name="scale_to_unit")(inputs)
-    x = layers.Conv2D(32, 3, activation="relu", name="conv32")(x)
-    x = layers.Conv2D(64, 3, activation="relu", name="conv64")(x)
-    x = layers.MaxPooling2D(2, name="pool")(x)
-    x = layers.Dropout(0.25, name="dropout_conv")(x)
+    if architecture.augment > 0:
+        strength = architecture.augment
+        x = layers.RandomRotation(strength / 4, fill_mode="constant", name="augment_rotation")(x)
+        x = layers.RandomTranslation(strength, strength, fill_mode="constant", name="augment_shift")(x)
+        x = layers.RandomZoom(strength, fill_mode="constant", name="augment_zoom")(x)
+    tokens = [*architecture.conv_layers.split("-"), "p"]
+    for index, token in enumerate(tokens):
+        if token == "p":
+            x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
+            x = layers.Dropout(architecture.dropout_conv, name=f"dropout_conv{index}")(x)
+            continue
+        if architecture.batch_norm:
+            x = layers.Conv2D(int(token), 3, use_bias=False, name=f"conv{index}_{token}")(x)
+            x = layers.BatchNormalization(name=f"bn{index}")(x)
+            x = layers.Activation("relu", name=f"relu{index}")(x)
+        else:
+            x = layers.Conv2D(int(token), 3, activation="relu", name=f"conv{index}_{token}")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(128, activation="relu", name="dense128")(x)
-    x = layers.Dropout(0.5, name="dropout_dense")(x)
+    x = layers.Dense(architecture.dense_units, activation="relu", name=f"dense{architecture.dense_units}")(x)
+    x = layers.Dropout(architecture.dropout_dense, name="dropout_dense")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
     model = keras.Model(inputs, outputs, name="kmnist_cnn")
     model.compile(
         optimizer=make_optimizer(optimizer, learning_rate),
         loss=loss,
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                 *([BalancedAccuracy(num_classes)] if balanced_accuracy else [])],
         steps_per_execution=steps_per_execution,
     )
     return model
@@ -82,24 +147,50 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 
 
 class KmnistHyperModel(kt.HyperModel):
-    """The study's CNN with tunable learning rate and loss (build) and batch size (fit)."""
+    """The study's CNN with tunable learning rate, loss, optimizer and architecture (build) and batch
+    size (fit). Hyperparameters the space does not search keep the study's values."""
 
-    def __init__(self, space: SearchSpace, num_classes: int, image_shape: tuple[int, int] = (28, 28)) -> None:
+    def __init__(self, space: SearchSpace, num_classes: int, image_shape: tuple[int, int] = (28, 28),
+                 objective: str = "accuracy") -> None:
         super().__init__(name="kmnist_cnn", tunable=True)
         self.space = space
         self.num_classes = num_classes
         self.image_shape = image_shape
+        self.objective = objective
+
+    def value(self, hp: kt.HyperParameters, name: str) -> Any:
+        """The trial's value of a hyperparameter, or its fixed value if the space does not search it."""
+        values = self.space.values().get(name)
+        if values:
+            return hp.Choice(name, list(values))
+        optimizer = self.value(hp, "optimizer") if name == "learning_rate" else None
+        return self.space.fixed_value(name, optimizer)
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        learning_rate = hp.Choice("learning_rate", list(self.space.learning_rates))
-        loss = hp.Choice("loss", list(self.space.losses))
-        return build_cnn(self.num_classes, self.image_shape, learning_rate, loss, self.space.optimizer)
+        architecture = Architecture(**{f.name: self.value(hp, f.name) for f in fields(Architecture)})
+        return build_cnn(self.num_classes, self.image_shape, self.value(hp, "learning_rate"), self.value(hp, "loss"),
+                         self.value(hp, "optimizer"), architecture=architecture,
+                         balanced_accuracy=self.objective == "balanced_accuracy")
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> keras.callbacks.History:
-        batch_size = hp.Choice("batch_size", list(self.space.batch_sizes))
-        history = model.fit(*args, batch_size=batch_size, **kwargs)
+        # Ours go first, so that loggers among the caller's callbacks see the learning rate they set.
+        callbacks: list[keras.callbacks.Callback] = []
+        epochs = int(kwargs.get("epochs", self.space.epochs))
+        if self.space.lr_schedule == "cosine":
+            callbacks.append(cosine_schedule(float(self.value(hp, "learning_rate")), epochs))
+        if self.space.early_stopping_patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=f"val_{self.objective}", mode="max",
+                                                           patience=self.space.early_stopping_patience))
+        callbacks += kwargs.pop("callbacks", None) or []
+        history = model.fit(*args, batch_size=self.value(hp, "batch_size"), callbacks=callbacks, **kwargs)
         fail_on_non_finite_loss(history)
         return history
+
+
+def cosine_schedule(learning_rate: float, epochs: int) -> keras.callbacks.LearningRateScheduler:
+    """Cosine decay from ``learning_rate`` towards zero over ``epochs``, set once per epoch."""
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch: learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / max(epochs, 1))))
 
 
 def fail_on_non_finite_loss(history: keras.callbacks.History) -> None:

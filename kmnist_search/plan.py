@@ -35,26 +35,33 @@ def estimate_trial_seconds(space: SearchSpace, batch_size: int, train_images: in
 
 
 def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, train_pool: int) -> str:
-    """The dry-run text: the space, the configurations and a cost estimate."""
+    """The dry-run text: the space, the configurations and a cost estimate (for the study's network)."""
     train_images = min(space.train_images or train_pool, train_pool)
     configurations = space.configurations()
     trials = planned_trials(space, strategy, max_trials)
     costs = [estimate_trial_seconds(space, c["batch_size"], train_images) for c in configurations]
+    names = list(space.values())
+    widths = [max(len(name), *(len(_cell(c[name])) for c in configurations)) for name in names]
     lines = [
         f"search space {space.name} ({space.source}): {space.description}",
         f"strategy {strategy}: {trials} of {len(configurations)} configurations, {space.epochs} epochs each, "
-        f"optimizer {space.optimizer}, {train_images} training and {space.validation_images} validation images",
+        f"optimizer {space.describe_optimizer()}, {train_images} training and {space.validation_images} "
+        f"validation images",
         "",
-        f"{'#':>3}  {'learning_rate':>13}  {'batch_size':>10}  {'loss':<26} {'est. time':>9}",
+        "  #  " + "  ".join(name.ljust(width) for name, width in zip(names, widths, strict=True)) + "  est. time",
     ]
     for index, (config, cost) in enumerate(zip(configurations, costs, strict=True), start=1):
-        lines.append(f"{index:>3}  {config['learning_rate']:>13g}  {config['batch_size']:>10}  "
-                     f"{config['loss']:<26} {_duration(cost):>9}")
+        cells = "  ".join(_cell(config[name]).ljust(width) for name, width in zip(names, widths, strict=True))
+        lines.append(f"{index:>3}  {cells}  {_duration(cost):>9}")
     total = sum(costs[:trials]) if strategy == "grid" else sum(costs) / len(costs) * trials
     lines.append("")
-    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough; {trials} trials"
-                 f"{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
+    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough, for the study's network; {trials} "
+                 f"trials{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
     return "\n".join(lines)
+
+
+def _cell(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _duration(seconds: float) -> str:

@@ -48,7 +48,7 @@ def plot_learning_curves(trials: list[TrialRecord], hyperparameter: str, path: P
             continue
         key = str(trial.hyperparameters[hyperparameter])
         current = best_by_value.get(key)
-        if current is None or (trial.best_val_accuracy or 0) > (current.best_val_accuracy or 0):
+        if current is None or (trial.score or 0) > (current.score or 0):
             best_by_value[key] = trial
     if not best_by_value:
         return False

@@ -15,6 +15,7 @@ from typing import Any
 
 TRIAL_LOG_FILE = "trial_log.json"
 TEST_PREDICTIONS_FILE = "winner_test_predictions.npz"
+RETRAIN_LOG_FILE = "retrain_log.json"
 HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
 STATUS_NAMES = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid", "STOPPED": "stopped",
                 "RUNNING": "running", "IDLE": "idle"}
@@ -34,6 +35,13 @@ class TrialRecord:
     wall_time_s: float | None
     message: str | None
     history: list[dict[str, float]] = field(default_factory=list)
+    best_val_balanced_accuracy: float | None = None  # tracked when it is the objective (K49)
+
+    @property
+    def score(self) -> float | None:
+        """What the search maximised: balanced accuracy where tracked, else accuracy."""
+        return self.best_val_balanced_accuracy if self.best_val_balanced_accuracy is not None \
+            else self.best_val_accuracy
 
     @classmethod
     def from_trial_json(cls, state: dict[str, Any], log: dict[str, Any] | None) -> TrialRecord:
@@ -63,6 +71,7 @@ class TrialRecord:
             wall_time_s=(log or {}).get("wall_time_s"),
             message=message_gist(message),
             history=history,
+            best_val_balanced_accuracy=_best(metrics, "val_balanced_accuracy", max),
         )
 
     def to_dict(self, with_history: bool = True) -> dict[str, Any]:
@@ -107,20 +116,23 @@ def collect_trials(run_dir: Path) -> list[TrialRecord]:
 
 def rank_trials(records: list[TrialRecord]) -> list[TrialRecord]:
     """Best validation accuracy first; trials without one last."""
-    return sorted(records, key=lambda r: (r.best_val_accuracy is None, -(r.best_val_accuracy or 0.0)))
+    return sorted(records, key=lambda r: (r.score is None, -(r.score or 0.0)))
 
 
 def format_trials_table(records: list[TrialRecord], top: int | None = None) -> str:
     """A ranked, fixed-width table of trials for the terminal."""
     ranked = rank_trials(records)[:top]
     names = sorted({name for r in ranked for name in r.hyperparameters})
-    header = ["rank", "trial", *names, "val_acc", "val_loss", "epochs", "time", "status"]
+    balanced = any(r.best_val_balanced_accuracy is not None for r in ranked)
+    header = ["rank", "trial", *names, "val_acc", *(["val_bal_acc"] if balanced else []), "val_loss", "epochs",
+              "time", "status"]
     rows = [header]
     for rank, record in enumerate(ranked, start=1):
         rows.append([
             str(rank), record.trial_id,
             *(_format_value(record.hyperparameters.get(name)) for name in names),
             _format_metric(record.best_val_accuracy, percent=True),
+            *([_format_metric(record.best_val_balanced_accuracy, percent=True)] if balanced else []),
             _format_metric(record.best_val_loss),
             str(record.epochs_run),
             _format_seconds(record.wall_time_s),
@@ -159,10 +171,19 @@ def format_winner(results: dict[str, Any]) -> str:
     """Two lines naming the winner and its single test-set evaluation."""
     winner = results["winner"]
     values = ", ".join(f"{k}={_format_value(v)}" for k, v in sorted(winner["hyperparameters"].items()))
-    return (f"winner: trial {winner['trial_id']} ({values})\n"
+    text = (f"winner: trial {winner['trial_id']} ({values})\n"
             f"  validation accuracy {winner['val_accuracy'] * 100:.2f}%, "
             f"test accuracy {winner['test_accuracy'] * 100:.2f}% (evaluated once, on "
             f"{results['dataset']['test_images']} test images)")
+    if winner.get("objective") == "val_balanced_accuracy":
+        text += (f"; balanced accuracy: validation {winner['val_balanced_accuracy'] * 100:.2f}%, "
+                 f"test {winner['test_balanced_accuracy'] * 100:.2f}%")
+    retrained = winner.get("retrained")
+    if retrained:
+        text += (f"\n  retrained on {retrained['train_images']} images for {retrained['epochs_run']} epochs "
+                 f"(best epoch {retrained['best_epoch']}); search trial's validation accuracy "
+                 f"{winner['search_val_accuracy'] * 100:.2f}%")
+    return text
 
 
 @dataclass(frozen=True)
@@ -179,7 +200,7 @@ class ValueEffect:
 def hyperparameter_effects(records: list[TrialRecord]) -> dict[str, list[ValueEffect]]:
     """The study's one-factor analysis over a real search: for each hyperparameter and value, the best
     and mean validation accuracy of the trials that used it (trials without a score are left out)."""
-    scored = [r for r in records if r.best_val_accuracy is not None and r.status == "COMPLETED"]
+    scored = [r for r in records if r.score is not None and r.status == "COMPLETED"]
     names = sorted({name for r in scored for name in r.hyperparameters})
     effects: dict[str, list[ValueEffect]] = {}
     for name in names:
@@ -189,7 +210,7 @@ def hyperparameter_effects(records: list[TrialRecord]) -> dict[str, list[ValueEf
             if name in record.hyperparameters:
                 key = json.dumps(record.hyperparameters[name])
                 values[key] = record.hyperparameters[name]
-                groups.setdefault(key, []).append(float(record.best_val_accuracy))  # type: ignore[arg-type]
+                groups.setdefault(key, []).append(float(record.score))  # type: ignore[arg-type]
         effects[name] = [ValueEffect(name, values[key], len(scores), max(scores), sum(scores) / len(scores))
                          for key, scores in sorted(groups.items(), key=lambda kv: _sort_key(values[kv[0]]))]
     return effects

@@ -23,16 +23,22 @@ import keras_tuner as kt
 import numpy as np
 from keras_tuner.src import utils as keras_tuner_utils
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import balanced_accuracy_score
 
-from kmnist_search.datasets import Dataset, split_train_validation
+from kmnist_search.datasets import Dataset, Split, split_train_validation
 from kmnist_search.errors import RunError
 from kmnist_search.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters, to_model_input
 from kmnist_search.plan import STRATEGIES, planned_trials
-from kmnist_search.reports import TEST_PREDICTIONS_FILE, TRIAL_LOG_FILE, TrialRecord, collect_trials, message_gist
+from kmnist_search.reports import (
+    RETRAIN_LOG_FILE,
+    TEST_PREDICTIONS_FILE,
+    TRIAL_LOG_FILE,
+    collect_trials,
+    message_gist,
+)
 from kmnist_search.spaces import SearchSpace
 
-OBJECTIVE = kt.Objective("val_accuracy", direction="max")
 RESULTS_SCHEMA_VERSION = 1
 
 
@@ -168,10 +174,10 @@ class KmnistHyperband(TrialRecorder, kt.Hyperband):
 
 
 def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: SearchOptions) -> kt.Tuner:
-    """Build the Keras Tuner tuner for a strategy name."""
+    """Build the Keras Tuner tuner for a strategy name, maximising the dataset's validation metric."""
     hyperparameters = search_hyperparameters(space)
     common: dict[str, Any] = {
-        "objective": OBJECTIVE,
+        "objective": kt.Objective(f"val_{hypermodel.objective}", direction="max"),
         "hyperparameters": hyperparameters,
         "tune_new_entries": False,
         "allow_new_entries": False,
@@ -249,7 +255,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if max(space.batch_sizes) > len(split.train_labels):
         raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
                        f"images: lower the batch size or raise train_images in {space.source}")
-    hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape)
+    hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape, dataset.spec.objective)
     tuner = make_tuner(hypermodel, space, options)
     try:
         with warnings.catch_warnings():
@@ -269,11 +275,33 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         raise RunError(f"search stopped after 3 consecutive failed trials (last: {message_gist(str(error))}): "
                        f"see `python -m kmnist_search.summary {run_dir}`") from None
     trials = collect_trials(run_dir)
-    completed = [t for t in trials if t.status == "COMPLETED" and t.best_val_accuracy is not None]
+    completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
     if not completed:
         raise RunError(f"no trial completed in {run_dir}: see the trial messages with "
                        f"`python -m kmnist_search.summary {run_dir}`")
-    winner = evaluate_winner(tuner, dataset, run_dir)
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    winner_record = next(t for t in trials if t.trial_id == best_trial.trial_id)
+    if space.retrain_epochs:
+        full = split_train_validation(dataset.train_images, dataset.train_labels, space.validation_images,
+                                      options.seed)
+        model, retrain_record = retrain(hypermodel, best_trial.hyperparameters, full, space, run_dir, options)
+    else:
+        with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.get_best_models(1)[0]
+        retrain_record = None
+    winner = {
+        "trial_id": best_trial.trial_id,
+        "hyperparameters": winner_record.hyperparameters,
+        "objective": f"val_{dataset.spec.objective}",
+        "val_accuracy": retrain_record["best_val_accuracy"] if retrain_record else winner_record.best_val_accuracy,
+        "val_balanced_accuracy": (retrain_record or {}).get("best_val_balanced_accuracy",
+                                                             winner_record.best_val_balanced_accuracy),
+        "best_epoch": retrain_record["best_epoch"] if retrain_record else winner_record.best_epoch,
+        "search_val_accuracy": winner_record.best_val_accuracy,
+        "retrained": retrain_record,
+        **evaluate_winner(model, dataset, run_dir),
+    }
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "run_name": options.name,
@@ -298,12 +326,33 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     return results
 
 
-def evaluate_winner(tuner: kt.Tuner, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
-    """Load the best trial's best checkpoint, evaluate it once on the test set, save it and its predictions."""
-    best_trial = tuner.oracle.get_best_trials(1)[0]
-    with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model = tuner.get_best_models(1)[0]
+def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, space: SearchSpace,
+            run_dir: Path, options: SearchOptions) -> tuple[keras.Model, dict[str, Any]]:
+    """Train the winning configuration afresh on every training image (the search may have used a
+    subset) for ``retrain_epochs``, keeping the epoch with the best validation accuracy."""
+    keras.utils.set_random_seed(options.seed)
+    num_classes = hypermodel.num_classes
+    monitor = f"val_{hypermodel.objective}"
+    model = hypermodel.build(hyperparameters)
+    best_weights = run_dir / "retrain_best.weights.h5"
+    logger = EpochLogger(run_dir / RETRAIN_LOG_FILE)
+    hypermodel.fit(
+        hyperparameters, model, to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
+        validation_data=(to_model_input(split.validation_images), one_hot(split.validation_labels, num_classes)),
+        epochs=space.retrain_epochs, verbose=options.verbose,
+        callbacks=[keras.callbacks.TerminateOnNaN(), logger, keras.callbacks.ModelCheckpoint(
+            str(best_weights), monitor=monitor, mode="max", save_best_only=True, save_weights_only=True)],
+    )
+    model.load_weights(best_weights)
+    best = max(logger.epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+    return model, {"epochs_run": len(logger.epochs), "train_images": len(split.train_labels),
+                   "best_epoch": int(best["epoch"]), "best_val_accuracy": float(best["val_accuracy"]),
+                   **({"best_val_balanced_accuracy": float(best[monitor])} if monitor != "val_accuracy" else {}),
+                   "wall_time_s": round(sum(e["seconds"] for e in logger.epochs), 2)}
+
+
+def evaluate_winner(model: keras.Model, dataset: Dataset, run_dir: Path) -> dict[str, Any]:
+    """Evaluate the winner once on the test set; save it and its test predictions."""
     test_x = to_model_input(dataset.test_images)
     test_y = one_hot(dataset.test_labels, dataset.spec.num_classes)
     metrics = model.evaluate(test_x, test_y, batch_size=1000, verbose=0, return_dict=True)
@@ -313,13 +362,9 @@ def evaluate_winner(tuner: kt.Tuner, dataset: Dataset, run_dir: Path) -> dict[st
     partial = run_dir / "winner.partial.keras"
     model.save(partial)
     partial.replace(model_path)
-    record = TrialRecord.from_trial_json(best_trial.get_state(), None)
     return {
-        "trial_id": best_trial.trial_id,
-        "hyperparameters": record.hyperparameters,
-        "val_accuracy": record.best_val_accuracy,
-        "best_epoch": record.best_epoch,
         "test_accuracy": float(metrics["accuracy"]),
+        "test_balanced_accuracy": float(balanced_accuracy_score(dataset.test_labels, probabilities.argmax(axis=1))),
         "test_loss": float(metrics["loss"]),
         "model_path": str(model_path),
     }

@@ -5,10 +5,11 @@ A space file has three parts::
     name = "report"
     description = "The study's ranges"
 
-    [hyperparameters]          # each a non-empty list; every combination is one configuration
+    [hyperparameters]          # each a value or a non-empty list; every combination is one configuration
     learning_rate = [0.1, 0.01]
     batch_size = [8, 128]
     loss = ["categorical_crossentropy", "mean_squared_error"]
+    conv_layers = ["32-64", "32-32-p-64-64"]   # optional architecture knobs, see HYPERPARAMETERS
 
     [training]                 # fixed for every trial
     optimizer = "adadelta"
@@ -16,15 +17,19 @@ A space file has three parts::
     validation_images = 6000   # held out, stratified, from the official training set
     train_images = 12000       # optional: a stratified subset of the rest (default: all of it)
 
-Every error names the file, the key and the problem.
+Every hyperparameter is declared once in :data:`HYPERPARAMETERS` (its validator and the study's
+default), so a new knob is one table entry plus its use in the hypermodel. Every error names the
+file, the key and the problem.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import sys
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +42,78 @@ else:  # pragma: no cover
 
 LOSSES = ("categorical_crossentropy", "mean_squared_error")
 OPTIMIZERS = ("adadelta", "adam", "sgd", "rmsprop")
-HYPERPARAMETERS = ("learning_rate", "batch_size", "loss")
+LR_SCHEDULES = ("constant", "cosine")
+# Used when a space searches the optimizer but not the learning rate (Adadelta: Keras 2's default).
+DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
+CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
 TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training")
-TRAINING_KEYS = ("optimizer", "epochs", "validation_images", "train_images")
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+@dataclass(frozen=True)
+class HyperparameterKind:
+    """How to validate one hyperparameter's values, what they mean, and the study's value."""
+
+    convert: Callable[[Any], Any]
+    expectation: str
+    default: Any = None  # None: required in every space file
+
+
+def _positive_float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if number > 0 and math.isfinite(number) else None
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if value > 0 else None
+
+
+def _fraction(upper: float) -> Callable[[Any], float | None]:
+    def convert(value: Any) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if 0 <= value < upper else None
+
+    return convert
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def convert(value: Any) -> str | None:
+        return value if isinstance(value, str) and value in choices else None
+
+    return convert
+
+
+def _boolean(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _conv_layers(value: Any) -> str | None:
+    return value if isinstance(value, str) and CONV_LAYERS_PATTERN.match(value) else None
+
+
+HYPERPARAMETERS: dict[str, HyperparameterKind] = {
+    "learning_rate": HyperparameterKind(_positive_float, "expected a positive number", "optimizer default"),
+    "batch_size": HyperparameterKind(_positive_int, "expected a positive whole number"),
+    "loss": HyperparameterKind(_one_of(LOSSES), f"expected one of {', '.join(LOSSES)}"),
+    "optimizer": HyperparameterKind(_one_of(OPTIMIZERS), f"expected one of {', '.join(OPTIMIZERS)}"),
+    "conv_layers": HyperparameterKind(
+        _conv_layers, "expected a layer string such as '32-64' (3x3 convolutions with that many filters, "
+        "'p' for a 2x2 max-pool; a final pool is always added)", "32-64"),
+    "batch_norm": HyperparameterKind(_boolean, "expected true or false", False),
+    "dropout_conv": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.25),
+    "dense_units": HyperparameterKind(_positive_int, "expected a positive whole number", 128),
+    "dropout_dense": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.5),
+    "augment": HyperparameterKind(
+        _fraction(0.5), "expected a strength in [0, 0.5): random rotation (fraction of a turn), shift and "
+        "zoom during training only", 0.0),
+}
+TRAINING_KEYS = ("optimizer", "epochs", "validation_images", "train_images", "early_stopping_patience",
+                 "lr_schedule", "retrain_epochs")
 
 
 @dataclass(frozen=True)
@@ -49,40 +122,70 @@ class SearchSpace:
 
     name: str
     description: str
-    learning_rates: tuple[float, ...]
-    batch_sizes: tuple[int, ...]
-    losses: tuple[str, ...]
+    hyperparameters: dict[str, tuple[Any, ...]]
     optimizer: str
     epochs: int
     validation_images: int
     train_images: int | None
-    source: str = ""
+    early_stopping_patience: int = 0
+    lr_schedule: str = "constant"
+    retrain_epochs: int = 0
+    source: str = field(default="", compare=False)
+
+    @property
+    def learning_rates(self) -> tuple[float, ...]:
+        return self.hyperparameters["learning_rate"]
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        return self.hyperparameters["batch_size"]
+
+    @property
+    def losses(self) -> tuple[str, ...]:
+        return self.hyperparameters["loss"]
+
+    def fixed_value(self, name: str, optimizer: str | None = None) -> Any:
+        """The value a hyperparameter the file does not search takes: the study's, or for the learning
+        rate the trial's optimizer's usual one."""
+        if name == "optimizer":
+            return self.optimizer
+        if name == "learning_rate":
+            return DEFAULT_LEARNING_RATES[optimizer or self.optimizer]
+        return HYPERPARAMETERS[name].default
+
+    def describe_optimizer(self) -> str:
+        return "|".join(self.hyperparameters.get("optimizer", (self.optimizer,)))
 
     @property
     def num_configurations(self) -> int:
-        return len(self.learning_rates) * len(self.batch_sizes) * len(self.losses)
+        return math.prod(len(values) for values in self.hyperparameters.values())
 
     def values(self) -> dict[str, tuple[Any, ...]]:
-        """Hyperparameter name -> the values to try, in file order."""
-        return {"learning_rate": self.learning_rates, "batch_size": self.batch_sizes, "loss": self.losses}
+        """Hyperparameter name -> the values to try, in file order (those the file lists)."""
+        return dict(self.hyperparameters)
+
+    def searched(self) -> dict[str, tuple[Any, ...]]:
+        """Only the hyperparameters with more than one value."""
+        return {name: values for name, values in self.hyperparameters.items() if len(values) > 1}
 
     def configurations(self) -> list[dict[str, Any]]:
         """Every combination, in grid order."""
-        names = list(self.values())
-        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*self.values().values())]
+        names = list(self.hyperparameters)
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*self.hyperparameters.values())]
 
     def fingerprint(self) -> dict[str, Any]:
-        """What must not change between a run and its resumption."""
+        """What must not change between a run and its resumption (JSON-ready)."""
         data = asdict(self)
-        data.pop("source")
-        data.pop("description")
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+        for key in ("source", "description"):
+            data.pop(key)
+        data["hyperparameters"] = {name: list(values) for name, values in self.hyperparameters.items()}
+        return data
 
     def with_epochs(self, epochs: int) -> SearchSpace:
         """A copy with another epoch budget (the ``--epochs`` override)."""
         if epochs < 1:
             raise SpaceError(f"--epochs {epochs}: must be at least 1")
-        return SearchSpace(**{**asdict(self), "epochs": epochs})
+        return SearchSpace(**{**self.__dict__, "epochs": epochs})
 
 
 def resolve_space_path(name_or_path: str) -> Path:
@@ -123,32 +226,44 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
     _reject_unknown(data, TOP_LEVEL_KEYS, where, "")
     hyper = _table(data, "hyperparameters", where)
     training = _table(data, "training", where)
-    _reject_unknown(hyper, HYPERPARAMETERS, where, "[hyperparameters].")
+    _reject_unknown(hyper, tuple(HYPERPARAMETERS), where, "[hyperparameters].")
     _reject_unknown(training, TRAINING_KEYS, where, "[training].")
-    for key in HYPERPARAMETERS:
-        if key not in hyper:
-            raise SpaceError(f"{where}: [hyperparameters].{key} is missing: give a list of values to try")
+    if "optimizer" in hyper and "optimizer" in training:
+        raise SpaceError(f"{where}: optimizer is given in both [hyperparameters] and [training]: keep one")
 
-    learning_rates = _list(hyper, "learning_rate", where, _positive_float)
-    batch_sizes = _list(hyper, "batch_size", where, _positive_int)
-    losses = _list(hyper, "loss", where, _one_of(LOSSES))
+    hyperparameters: dict[str, tuple[Any, ...]] = {}
+    for name, kind in HYPERPARAMETERS.items():
+        if name in hyper:
+            hyperparameters[name] = _values(hyper[name], name, kind, where)
+        elif kind.default is None and name != "optimizer":
+            raise SpaceError(f"{where}: [hyperparameters].{name} is missing: give a list of values to try")
     optimizer = _one_of(OPTIMIZERS)(training.get("optimizer", "adadelta"))
     if optimizer is None:
         raise SpaceError(f"{where}: [training].optimizer must be one of {', '.join(OPTIMIZERS)}")
-    epochs = _required_int(training, "epochs", where, minimum=1)
-    validation_images = _required_int(training, "validation_images", where, minimum=1, default=6000)
+    epochs = _integer(training, "epochs", where, minimum=1)
+    validation_images = _integer(training, "validation_images", where, minimum=1, default=6000)
     train_images = None
     if "train_images" in training:
-        train_images = _required_int(training, "train_images", where, minimum=1)
-        if train_images < max(batch_sizes):
+        train_images = _integer(training, "train_images", where, minimum=1)
+        if train_images < max(hyperparameters["batch_size"]):
             raise SpaceError(f"{where}: [training].train_images = {train_images} is smaller than the largest "
-                             f"batch_size {max(batch_sizes)}: raise train_images or lower the batch size")
+                             f"batch_size {max(hyperparameters['batch_size'])}: raise train_images or lower the "
+                             f"batch size")
+    lr_schedule = _one_of(LR_SCHEDULES)(training.get("lr_schedule", "constant"))
+    if lr_schedule is None:
+        raise SpaceError(f"{where}: [training].lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
     name = data.get("name", Path(source).stem)
     description = data.get("description", "")
     if not isinstance(name, str) or not name or not isinstance(description, str):
         raise SpaceError(f"{where}: name and description must be strings")
-    return SearchSpace(name, description, learning_rates, batch_sizes, losses, optimizer, epochs,
-                       validation_images, train_images, source)
+    return SearchSpace(
+        name=name, description=description, hyperparameters=hyperparameters, optimizer=optimizer, epochs=epochs,
+        validation_images=validation_images, train_images=train_images,
+        early_stopping_patience=_integer(training, "early_stopping_patience", where, minimum=0, default=0),
+        lr_schedule=lr_schedule,
+        retrain_epochs=_integer(training, "retrain_epochs", where, minimum=0, default=0),
+        source=source,
+    )
 
 
 def _reject_unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str, prefix: str) -> None:
@@ -164,51 +279,23 @@ def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return table
 
 
-def _list(table: dict[str, Any], key: str, where: str, convert: Any) -> tuple[Any, ...]:
-    raw = table[key]
+def _values(raw: Any, name: str, kind: HyperparameterKind, where: str) -> tuple[Any, ...]:
+    table = "[hyperparameters]"
     values = raw if isinstance(raw, list) else [raw]
     if not values:
-        raise SpaceError(f"{where}: [hyperparameters].{key} is an empty list: give at least one value")
+        raise SpaceError(f"{where}: {table}.{name} is an empty list: give at least one value")
     converted = []
     for value in values:
-        result = convert(value)
+        result = kind.convert(value)
         if result is None:
-            raise SpaceError(f"{where}: [hyperparameters].{key} has invalid value {value!r}: "
-                             f"{_EXPECTATIONS.get(key, 'see the README')}")
+            raise SpaceError(f"{where}: {table}.{name} has invalid value {value!r}: {kind.expectation}")
         converted.append(result)
     if len(set(converted)) != len(converted):
-        raise SpaceError(f"{where}: [hyperparameters].{key} lists a value twice: list each value once")
+        raise SpaceError(f"{where}: {table}.{name} lists a value twice: list each value once")
     return tuple(converted)
 
 
-_EXPECTATIONS = {
-    "learning_rate": "expected a positive number",
-    "batch_size": "expected a positive whole number",
-    "loss": f"expected one of {', '.join(LOSSES)}",
-}
-
-
-def _positive_float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    number = float(value)
-    return number if number > 0 and math.isfinite(number) else None
-
-
-def _positive_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if value > 0 else None
-
-
-def _one_of(choices: tuple[str, ...]) -> Any:
-    def convert(value: Any) -> str | None:
-        return value if isinstance(value, str) and value in choices else None
-
-    return convert
-
-
-def _required_int(table: dict[str, Any], key: str, where: str, minimum: int, default: int | None = None) -> int:
+def _integer(table: dict[str, Any], key: str, where: str, minimum: int, default: int | None = None) -> int:
     if key not in table:
         if default is None:
             raise SpaceError(f"{where}: [training].{key} is missing")

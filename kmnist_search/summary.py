@@ -7,7 +7,8 @@ The JSON format (schema version 1) is ``{"schema_version", "run_dir", "trials": 
 results.json, without history], "effects": {hyperparameter: [{"value", "trials", "best_val_accuracy",
 "mean_val_accuracy"}]}, "most_important": {"hyperparameter", "spread"} | null, "winner": {...} | null,
 "export": {...} | null}``. The CSV format is one row per trial: ``rank, trial_id, status,
-best_val_accuracy, best_val_loss, best_epoch, epochs_run, wall_time_s, message`` and one ``hp.NAME``
+best_val_accuracy, best_val_balanced_accuracy, best_val_loss, best_epoch, epochs_run, wall_time_s,
+message`` and one ``hp.NAME``
 column per hyperparameter (values JSON-encoded).
 """
 
@@ -35,8 +36,8 @@ from kmnist_search.reports import (
 )
 
 SUMMARY_SCHEMA_VERSION = 1
-CSV_FIELDS = ("rank", "trial_id", "status", "best_val_accuracy", "best_val_loss", "best_epoch", "epochs_run",
-              "wall_time_s", "message")
+CSV_FIELDS = ("rank", "trial_id", "status", "best_val_accuracy", "best_val_balanced_accuracy", "best_val_loss",
+              "best_epoch", "epochs_run", "wall_time_s", "message")
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -94,6 +95,7 @@ def from_csv(text: str) -> list[TrialRecord]:
             trial_id=row["trial_id"], status=row["status"],
             hyperparameters={k[3:]: json.loads(v) for k, v in row.items() if k.startswith("hp.") and v != ""},
             best_val_accuracy=number("best_val_accuracy"), best_val_loss=number("best_val_loss"),
+            best_val_balanced_accuracy=number("best_val_balanced_accuracy"),
             best_epoch=number("best_epoch", int), epochs_run=int(row["epochs_run"]),
             wall_time_s=number("wall_time_s"), message=row["message"] or None,
         ))

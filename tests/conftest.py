@@ -8,29 +8,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import DATA_DIR_ENV, KMNIST, Dataset, load_dataset
+from kmnist_search.datasets import DATA_DIR_ENV, KMNIST, Dataset, DatasetSpec, load_dataset
 
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
 
 
 def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """28x28 uint8 images a small CNN can tell apart: a bright bar whose position encodes the class."""
+    """28x28 uint8 images a small CNN can tell apart: a bright patch whose position encodes the class."""
     images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
     for index, label in enumerate(labels):
-        row = 2 + int(label) * 2
-        images[index, row:row + 3, 4:24] = 230
+        row, column = 2 + (int(label) % 7) * 3, 2 + (int(label) // 7) * 3
+        images[index, row:row + 3, column:column + 4] = 230
     return images
 
 
-def write_kmnist_files(directory: Path, train_per_class: int = 60, test_per_class: int = 20, seed: int = 0) -> Path:
-    """Write the four official KMNIST npz files (key ``arr_0``) with synthetic content."""
+def write_dataset_files(directory: Path, spec: DatasetSpec, train_counts: list[int], test_counts: list[int],
+                        seed: int = 0) -> Path:
+    """Write a dataset's four official npz files (key ``arr_0``) with synthetic content."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(10, dtype=np.uint8), per_class))
-        np.savez_compressed(directory / KMNIST.files[f"{split}_images"].name, make_images(labels, rng))
-        np.savez_compressed(directory / KMNIST.files[f"{split}_labels"].name, labels)
+    for split, counts in (("train", train_counts), ("test", test_counts)):
+        labels = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.uint8), counts))
+        np.savez_compressed(directory / spec.files[f"{split}_images"].name, make_images(labels, rng))
+        np.savez_compressed(directory / spec.files[f"{split}_labels"].name, labels)
     return directory
+
+
+def write_kmnist_files(directory: Path, train_per_class: int = 60, test_per_class: int = 20, seed: int = 0) -> Path:
+    """Balanced synthetic KMNIST in the official format."""
+    return write_dataset_files(directory, KMNIST, [train_per_class] * 10, [test_per_class] * 10, seed)
 
 
 @pytest.fixture(autouse=True)

@@ -59,3 +59,29 @@ def test_diverging_loss_fails_the_trial() -> None:
         fail_on_non_finite_loss(history)
     history.history = {"loss": [2.3, 1.9]}
     fail_on_non_finite_loss(history)
+
+
+def test_extended_architecture_knobs() -> None:
+    from kmnist_search.hypermodel import Architecture
+
+    model = build_cnn(architecture=Architecture(conv_layers="32-32-p-64-64", batch_norm=True, dense_units=256,
+                                                augment=0.1), optimizer="adam", learning_rate=0.001)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 4 and kinds.count("BatchNormalization") == 4
+    assert kinds.count("MaxPooling2D") == 2 and kinds[2:5] == ["RandomRotation", "RandomTranslation", "RandomZoom"]
+    assert model.get_layer("dense256").units == 256
+    images = np.full((2, 28, 28, 1), 128.0, np.float32)
+    assert np.allclose(model(images, training=False), model(images, training=False))  # no augmentation at inference
+
+
+def test_unsearched_learning_rate_follows_the_optimizer() -> None:
+    from kmnist_search.spaces import parse_space
+
+    space = parse_space({"hyperparameters": {"optimizer": ["adam", "adadelta"], "batch_size": [8],
+                                             "loss": ["categorical_crossentropy"]}, "training": {"epochs": 1}})
+    hypermodel = KmnistHyperModel(space, num_classes=10)
+    for optimizer, rate in (("adam", 0.001), ("adadelta", 1.0)):
+        hp = search_hyperparameters(space)
+        hp.values["optimizer"] = optimizer
+        model = hypermodel.build(hp)
+        assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(rate)

@@ -112,3 +112,15 @@ def test_tensorboard_logs_carry_hparams(tiny_space: SearchSpace, dataset: Datase
     hparams = [p for p in events if b"_hparams_/session_start_info" in p.read_bytes()]
     assert {p.relative_to(logs).parts[0] for p in hparams} == trial_dirs
     assert any(b"learning_rate" in p.read_bytes() for p in hparams)
+
+
+def test_winner_is_retrained_on_all_training_images(dataset: Dataset, tmp_path: Path) -> None:
+    data = {**TINY, "training": {**TINY["training"], "retrain_epochs": 2, "lr_schedule": "cosine",
+                                 "early_stopping_patience": 1}}
+    results = run_search(dataset, parse_space(data), options(tmp_path, "grid", max_trials=1))
+    retrained = results["winner"]["retrained"]
+    assert retrained["train_images"] == 500 and results["dataset"]["train_images"] == 400  # all vs the subset
+    assert 1 <= retrained["epochs_run"] <= 2 and retrained["best_epoch"] <= retrained["epochs_run"]
+    log = json.loads((tmp_path / "runs" / "tiny-grid" / "retrain_log.json").read_text())
+    assert results["winner"]["val_accuracy"] == max(e["val_accuracy"] for e in log["epochs"])
+    assert log["epochs"][0]["learning_rate"] == pytest.approx(1.0)  # cosine starts at the full rate
