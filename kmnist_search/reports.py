@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS
+
 TRIAL_LOG_FILE = "trial_log.json"
 TEST_PREDICTIONS_FILE = "winner_test_predictions.npz"
 RETRAIN_LOG_FILE = "retrain_log.json"
@@ -61,7 +63,8 @@ class TrialRecord:
         message = state.get("message")
         return cls(
             trial_id=str(state.get("trial_id")),
-            hyperparameters={name: value for name, value in state.get("hyperparameters", {}).get("values", {}).items()
+            hyperparameters={name: bool(value) if name in BOOLEAN_HYPERPARAMETERS else value
+                             for name, value in state.get("hyperparameters", {}).get("values", {}).items()
                              if not name.startswith(HYPERBAND_BOOKKEEPING)},
             status=str(state.get("status", "UNKNOWN")),
             best_val_accuracy=val_accuracy,

@@ -112,6 +112,8 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
         _fraction(0.5), "expected a strength in [0, 0.5): random rotation (fraction of a turn), shift and "
         "zoom during training only", 0.0),
 }
+# Keras Tuner stores boolean choices as 0/1; reports turn them back into booleans.
+BOOLEAN_HYPERPARAMETERS = frozenset(name for name, kind in HYPERPARAMETERS.items() if kind.convert is _boolean)
 TRAINING_KEYS = ("optimizer", "epochs", "validation_images", "train_images", "early_stopping_patience",
                  "lr_schedule", "retrain_epochs")
 
