@@ -46,7 +46,7 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
         f"search space {space.name} ({space.source}): {space.description}",
         f"strategy {strategy}: {trials} of {len(configurations)} configurations, {space.epochs} epochs each, "
         f"optimizer {space.describe_optimizer()}, {train_images} training and {space.validation_images} "
-        f"validation images",
+        f"validation images; pruning: {_pruning(space, strategy)}",
         "",
         "  #  " + "  ".join(name.ljust(width) for name, width in zip(names, widths, strict=True)) + "  est. time",
     ]
@@ -58,6 +58,14 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
     lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough, for the study's network; {trials} "
                  f"trials{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
     return "\n".join(lines)
+
+
+def _pruning(space: SearchSpace, strategy: str) -> str:
+    if strategy == "hyperband":
+        return "Hyperband's own"
+    rule = space.pruning
+    return "none" if rule.strategy == "none" else \
+        f"median after {rule.warmup_epochs} epoch(s), against >= {rule.min_trials} trials"
 
 
 def _cell(value: object) -> str:

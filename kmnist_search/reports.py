@@ -18,9 +18,11 @@ from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS
 TRIAL_LOG_FILE = "trial_log.json"
 TEST_PREDICTIONS_FILE = "winner_test_predictions.npz"
 RETRAIN_LOG_FILE = "retrain_log.json"
+PRUNED_FILE = "pruned.json"
 HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
-STATUS_NAMES = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid", "STOPPED": "stopped",
-                "RUNNING": "running", "IDLE": "idle"}
+STATUS_NAMES = {"PRUNED": "pruned", "COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid",
+                "STOPPED": "stopped", "RUNNING": "running", "IDLE": "idle"}
+SCORED_STATUSES = ("COMPLETED", "PRUNED")  # pruned trials count with the score they had reached
 
 
 @dataclass
@@ -46,8 +48,10 @@ class TrialRecord:
             else self.best_val_accuracy
 
     @classmethod
-    def from_trial_json(cls, state: dict[str, Any], log: dict[str, Any] | None) -> TrialRecord:
-        """Combine Keras Tuner's trial state with our per-epoch log (either may be partial)."""
+    def from_trial_json(cls, state: dict[str, Any], log: dict[str, Any] | None,
+                        pruned: dict[str, Any] | None = None) -> TrialRecord:
+        """Combine Keras Tuner's trial state with our per-epoch log (either may be partial) and the
+        median-stopping record, if the trial was pruned."""
         metrics = state.get("metrics", {}).get("metrics", {})
         history = list((log or {}).get("epochs", []))
         val_accuracy = _best(metrics, "val_accuracy", max)
@@ -60,19 +64,24 @@ class TrialRecord:
             if val_accuracy is None and state.get("status") != "FAILED":
                 val_accuracy = history[best_index].get("val_accuracy")
                 val_loss = history[best_index].get("val_loss")
-        message = state.get("message")
+        status = str(state.get("status", "UNKNOWN"))
+        message = message_gist(state.get("message"))
+        if pruned and status == "COMPLETED":
+            status = "PRUNED"
+            message = (f"at epoch {pruned['epoch']}: best {pruned['value'] * 100:.2f}% below the median "
+                       f"{pruned['median'] * 100:.2f}% of {pruned['trials_compared']} trials")
         return cls(
             trial_id=str(state.get("trial_id")),
             hyperparameters={name: bool(value) if name in BOOLEAN_HYPERPARAMETERS else value
                              for name, value in state.get("hyperparameters", {}).get("values", {}).items()
                              if not name.startswith(HYPERBAND_BOOKKEEPING)},
-            status=str(state.get("status", "UNKNOWN")),
+            status=status,
             best_val_accuracy=val_accuracy,
             best_val_loss=val_loss,
             best_epoch=best_epoch,
             epochs_run=len(history),
             wall_time_s=(log or {}).get("wall_time_s"),
-            message=message_gist(message),
+            message=message,
             history=history,
             best_val_balanced_accuracy=_best(metrics, "val_balanced_accuracy", max),
         )
@@ -102,19 +111,20 @@ def collect_trials(run_dir: Path) -> list[TrialRecord]:
     """All trials of a run directory, in trial order."""
     records = []
     for trial_json in sorted(run_dir.glob("trial_*/trial.json")):
-        try:
-            state = json.loads(trial_json.read_text())
-        except (OSError, json.JSONDecodeError):
+        state = _read_json(trial_json)
+        if state is None:
             continue  # a trial file being written right now; the next look will see it
-        log_path = trial_json.parent / TRIAL_LOG_FILE
-        log = None
-        if log_path.is_file():
-            try:
-                log = json.loads(log_path.read_text())
-            except (OSError, json.JSONDecodeError):
-                log = None
-        records.append(TrialRecord.from_trial_json(state, log))
+        records.append(TrialRecord.from_trial_json(state, _read_json(trial_json.parent / TRIAL_LOG_FILE),
+                                                   _read_json(trial_json.parent / PRUNED_FILE)))
     return records
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data
 
 
 def rank_trials(records: list[TrialRecord]) -> list[TrialRecord]:
@@ -203,7 +213,7 @@ class ValueEffect:
 def hyperparameter_effects(records: list[TrialRecord]) -> dict[str, list[ValueEffect]]:
     """The study's one-factor analysis over a real search: for each hyperparameter and value, the best
     and mean validation accuracy of the trials that used it (trials without a score are left out)."""
-    scored = [r for r in records if r.score is not None and r.status == "COMPLETED"]
+    scored = [r for r in records if r.score is not None and r.status in SCORED_STATUSES]
     names = sorted({name for r in scored for name in r.hyperparameters})
     effects: dict[str, list[ValueEffect]] = {}
     for name in names:

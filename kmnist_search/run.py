@@ -42,6 +42,10 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export of the winner")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run of this name first")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a cost estimate, train nothing")
+    parser.add_argument("--prune", choices=("median", "none"),
+                        help="stop hopeless trials by the median rule (default: the space's [pruning], else median)")
+    parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS", help="epochs before pruning may start")
+    parser.add_argument("--prune-min-trials", type=int, metavar="N", help="trials to compare with before pruning")
     parser.add_argument("--tensorboard", action="store_true",
                         help="write TensorBoard logs with hyperparameters to RUN_DIR/tensorboard")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
@@ -56,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     space = load_space(args.space)
     if args.epochs is not None:
         space = space.with_epochs(args.epochs)
+    space = space.with_pruning(args.prune, args.prune_warmup, args.prune_min_trials)
     name = args.name or f"{space.name}-{args.strategy}"
     if args.dry_run:
         train_pool = 60000 - space.validation_images

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import math
 import platform
 import shutil
 import time
@@ -31,13 +32,15 @@ from kmnist_search.files import atomic_write_bytes, atomic_write_json, atomic_wr
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters, to_model_input
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.reports import (
+    PRUNED_FILE,
     RETRAIN_LOG_FILE,
+    SCORED_STATUSES,
     TEST_PREDICTIONS_FILE,
     TRIAL_LOG_FILE,
     collect_trials,
     message_gist,
 )
-from kmnist_search.spaces import SearchSpace
+from kmnist_search.spaces import Pruning, SearchSpace
 
 RESULTS_SCHEMA_VERSION = 1
 
@@ -144,19 +147,67 @@ class EpochLogger(keras.callbacks.Callback):
                                           "wall_time_s": round(time.monotonic() - self.started, 2)})
 
 
+class MedianStopping(keras.callbacks.Callback):
+    """Stop a trial whose best validation score so far is below the median of the other trials' best
+    scores at the same epoch (Optuna's MedianPruner), reading their ``trial_log.json`` files, so it
+    works the same for every strategy and across processes. Records ``pruned.json`` when it stops."""
+
+    def __init__(self, trial_dir: Path, monitor: str, pruning: Pruning) -> None:
+        super().__init__()
+        self.trial_dir = trial_dir
+        self.monitor = monitor
+        self.pruning = pruning
+        self.best = float("-inf")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.best = max(self.best, float((logs or {}).get(self.monitor, float("-inf"))))
+        reached = epoch + 1
+        if reached <= self.pruning.warmup_epochs:
+            return
+        others = [best for best in self._others_best_at(reached) if math.isfinite(best)]
+        if len(others) < self.pruning.min_trials:
+            return
+        median = float(np.median(others))
+        if self.best < median:
+            self.model.stop_training = True
+            atomic_write_json(self.trial_dir / PRUNED_FILE, {
+                "epoch": reached, "value": self.best, "median": median, "trials_compared": len(others)})
+
+    def _others_best_at(self, epoch: int) -> list[float]:
+        bests = []
+        for log_path in self.trial_dir.parent.glob(f"trial_*/{TRIAL_LOG_FILE}"):
+            if log_path.parent == self.trial_dir:
+                continue
+            try:
+                epochs = json.loads(log_path.read_text())["epochs"]
+            except (OSError, json.JSONDecodeError, KeyError):
+                continue
+            if len(epochs) >= epoch:
+                bests.append(max(float(e.get(self.monitor, float("-inf"))) for e in epochs[:epoch]))
+        return bests
+
+
 class TrialRecorder:
-    """Mixin for tuners: log each trial's epochs and wall time beside its trial.json."""
+    """Mixin for tuners: log each trial's epochs and wall time beside its trial.json, and apply the
+    median-stopping rule when the space asks for it."""
 
     trial_seed_base = 0
+    pruning: Pruning | None = None
+    monitor = "val_accuracy"
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         # Seed per trial, so a trial rerun after a crash starts from the same weights as it would have.
         keras.utils.set_random_seed(self.trial_seed_base + int(trial.trial_id))
-        log_path = Path(self.get_trial_dir(trial.trial_id)) / TRIAL_LOG_FILE  # type: ignore[attr-defined]
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))  # type: ignore[attr-defined]
+        log_path = trial_dir / TRIAL_LOG_FILE
         log_path.unlink(missing_ok=True)  # a trial rerun after a crash starts its log afresh
+        (trial_dir / PRUNED_FILE).unlink(missing_ok=True)
         started = time.monotonic()
-        # Keras Tuner deep-copies callbacks per execution, so the copy writes the log.
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), EpochLogger(log_path)]
+        # Keras Tuner deep-copies callbacks per execution, so the copies write the files.
+        extra: list[keras.callbacks.Callback] = [EpochLogger(log_path)]
+        if self.pruning and self.pruning.strategy == "median":
+            extra.insert(0, MedianStopping(trial_dir, self.monitor, self.pruning))
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         try:
             return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
         finally:
@@ -203,6 +254,8 @@ def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: Search
         raise RunError(f"unknown strategy {options.strategy!r}: choose one of {', '.join(STRATEGIES)}")
     tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
     tuner.trial_seed_base = options.seed
+    tuner.pruning = space.pruning  # Hyperband prunes by its own rule instead
+    tuner.monitor = f"val_{hypermodel.objective}"
     return tuner
 
 
@@ -275,7 +328,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         raise RunError(f"search stopped after 3 consecutive failed trials (last: {message_gist(str(error))}): "
                        f"see `python -m kmnist_search.summary {run_dir}`") from None
     trials = collect_trials(run_dir)
-    completed = [t for t in trials if t.status == "COMPLETED" and t.score is not None]
+    completed = [t for t in trials if t.status in SCORED_STATUSES and t.score is not None]
     if not completed:
         raise RunError(f"no trial completed in {run_dir}: see the trial messages with "
                        f"`python -m kmnist_search.summary {run_dir}`")

@@ -46,7 +46,9 @@ LR_SCHEDULES = ("constant", "cosine")
 # Used when a space searches the optimizer but not the learning rate (Adadelta: Keras 2's default).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
 CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
-TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training")
+TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning")
+PRUNERS = ("median", "none")
+PRUNING_KEYS = ("strategy", "warmup_epochs", "min_trials")
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
 
@@ -119,6 +121,17 @@ TRAINING_KEYS = ("optimizer", "epochs", "validation_images", "train_images", "ea
 
 
 @dataclass(frozen=True)
+class Pruning:
+    """Median stopping, as Optuna's MedianPruner: after ``warmup_epochs``, a trial whose best validation
+    score so far is below the median of other trials' best scores at the same epoch is stopped, once
+    at least ``min_trials`` trials have reached that epoch."""
+
+    strategy: str = "median"
+    warmup_epochs: int = 1
+    min_trials: int = 3
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A validated search space: the values to try and the fixed training budget."""
 
@@ -132,6 +145,7 @@ class SearchSpace:
     early_stopping_patience: int = 0
     lr_schedule: str = "constant"
     retrain_epochs: int = 0
+    pruning: Pruning = field(default_factory=lambda: Pruning())
     source: str = field(default="", compare=False)
 
     @property
@@ -182,6 +196,18 @@ class SearchSpace:
             data.pop(key)
         data["hyperparameters"] = {name: list(values) for name, values in self.hyperparameters.items()}
         return data
+
+    def with_pruning(self, strategy: str | None = None, warmup_epochs: int | None = None,
+                     min_trials: int | None = None) -> SearchSpace:
+        """A copy with command-line overrides of the pruning settings."""
+        current = self.pruning
+        pruning = Pruning(strategy or current.strategy,
+                          current.warmup_epochs if warmup_epochs is None else warmup_epochs,
+                          current.min_trials if min_trials is None else min_trials)
+        if pruning.strategy not in PRUNERS or pruning.warmup_epochs < 0 or pruning.min_trials < 1:
+            raise SpaceError(f"pruning {pruning}: strategy must be one of {', '.join(PRUNERS)}, warm-up >= 0 epochs, "
+                             f"minimum trials >= 1")
+        return SearchSpace(**{**self.__dict__, "pruning": pruning})
 
     def with_epochs(self, epochs: int) -> SearchSpace:
         """A copy with another epoch budget (the ``--epochs`` override)."""
@@ -251,6 +277,15 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
             raise SpaceError(f"{where}: [training].train_images = {train_images} is smaller than the largest "
                              f"batch_size {max(hyperparameters['batch_size'])}: raise train_images or lower the "
                              f"batch size")
+    pruning_table = data.get("pruning", {})
+    if not isinstance(pruning_table, dict):
+        raise SpaceError(f"{where}: [pruning] must be a table")
+    _reject_unknown(pruning_table, PRUNING_KEYS, where, "[pruning].")
+    pruner = _one_of(PRUNERS)(pruning_table.get("strategy", "median"))
+    if pruner is None:
+        raise SpaceError(f"{where}: [pruning].strategy must be one of {', '.join(PRUNERS)}")
+    pruning = Pruning(pruner, _integer(pruning_table, "warmup_epochs", where, minimum=0, default=1, section="pruning"),
+                      _integer(pruning_table, "min_trials", where, minimum=1, default=3, section="pruning"))
     lr_schedule = _one_of(LR_SCHEDULES)(training.get("lr_schedule", "constant"))
     if lr_schedule is None:
         raise SpaceError(f"{where}: [training].lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
@@ -264,6 +299,7 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
         early_stopping_patience=_integer(training, "early_stopping_patience", where, minimum=0, default=0),
         lr_schedule=lr_schedule,
         retrain_epochs=_integer(training, "retrain_epochs", where, minimum=0, default=0),
+        pruning=pruning,
         source=source,
     )
 
@@ -297,12 +333,13 @@ def _values(raw: Any, name: str, kind: HyperparameterKind, where: str) -> tuple[
     return tuple(converted)
 
 
-def _integer(table: dict[str, Any], key: str, where: str, minimum: int, default: int | None = None) -> int:
-    if key not in table:
+def _integer(values: dict[str, Any], key: str, where: str, minimum: int, default: int | None = None,
+             section: str = "training") -> int:
+    if key not in values:
         if default is None:
-            raise SpaceError(f"{where}: [training].{key} is missing")
+            raise SpaceError(f"{where}: [{section}].{key} is missing")
         return default
-    value = table[key]
+    value = values[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpaceError(f"{where}: [training].{key} = {value!r}: expected a whole number >= {minimum}")
+        raise SpaceError(f"{where}: [{section}].{key} = {value!r}: expected a whole number >= {minimum}")
     return value

@@ -1,0 +1,83 @@
+"""Median-stopping pruning (Optuna's MedianPruner rule) for every strategy but Hyperband."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from kmnist_search.datasets import Dataset, load_dataset
+from kmnist_search.errors import SpaceError
+from kmnist_search.search import MedianStopping, SearchOptions, run_search
+from kmnist_search.spaces import Pruning, load_space, parse_space
+
+
+def write_log(run_dir: Path, trial: str, accuracies: list[float]) -> None:
+    trial_dir = run_dir / f"trial_{trial}"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "trial_log.json").write_text(json.dumps(
+        {"epochs": [{"epoch": i + 1, "val_accuracy": a} for i, a in enumerate(accuracies)]}))
+
+
+def callback_for(run_dir: Path, rule: Pruning) -> MedianStopping:
+    own = run_dir / "trial_9"
+    own.mkdir(parents=True)
+    callback = MedianStopping(own, "val_accuracy", rule)
+    callback.set_model(SimpleNamespace(stop_training=False))  # type: ignore[arg-type]
+    return callback
+
+
+def test_median_rule(tmp_path: Path) -> None:
+    for trial, accuracies in (("0", [0.5, 0.8, 0.9]), ("1", [0.4, 0.6, 0.7]), ("2", [0.3, 0.7]), ("3", [0.2])):
+        write_log(tmp_path, trial, accuracies)
+    callback = callback_for(tmp_path, Pruning("median", warmup_epochs=1, min_trials=3))
+    callback.on_epoch_end(0, {"val_accuracy": 0.1})  # warm-up: never pruned
+    assert not callback.model.stop_training
+    callback.on_epoch_end(1, {"val_accuracy": 0.75})  # bests at epoch 2: 0.8, 0.6, 0.7 -> median 0.7
+    assert not callback.model.stop_training
+    callback.on_epoch_end(2, {"val_accuracy": 0.76})  # only 2 trials reached epoch 3: too few to judge
+    assert not callback.model.stop_training and not (tmp_path / "trial_9" / "pruned.json").exists()
+
+
+def test_median_rule_prunes_below_the_median(tmp_path: Path) -> None:
+    for trial, accuracies in (("0", [0.5, 0.8]), ("1", [0.4, 0.6]), ("2", [0.3, 0.7])):
+        write_log(tmp_path, trial, accuracies)
+    callback = callback_for(tmp_path, Pruning("median", warmup_epochs=1, min_trials=3))
+    callback.on_epoch_end(0, {"val_accuracy": 0.2})
+    callback.on_epoch_end(1, {"val_accuracy": 0.65})  # best so far 0.65 < median 0.7
+    assert callback.model.stop_training
+    record = json.loads((tmp_path / "trial_9" / "pruned.json").read_text())
+    assert record == {"epoch": 2, "value": 0.65, "median": pytest.approx(0.7), "trials_compared": 3}
+
+
+def test_pruning_settings_from_file_and_command_line() -> None:
+    space = parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
+                         "training": {"epochs": 3}, "pruning": {"warmup_epochs": 2, "min_trials": 4}})
+    assert space.pruning == Pruning("median", 2, 4)
+    assert space.with_pruning("none").pruning == Pruning("none", 2, 4)
+    assert load_space("report").pruning == Pruning("median", 1, 3)  # on by default
+    with pytest.raises(SpaceError, match=r"unknown key \[pruning\]\.patience"):
+        parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
+                     "training": {"epochs": 3}, "pruning": {"patience": 2}})
+    with pytest.raises(SpaceError, match="minimum trials >= 1"):
+        space.with_pruning(min_trials=0)
+
+
+def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synthetic_data_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    dataset: Dataset = load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
+    space = parse_space({
+        "hyperparameters": {"learning_rate": [1.0, 0.3, 0.001, 0.0001], "batch_size": [32],
+                            "loss": ["categorical_crossentropy"]},
+        "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
+        "pruning": {"warmup_epochs": 1, "min_trials": 2},
+    })
+    results = run_search(dataset, space, SearchOptions("grid", tmp_path, "pruned", verbose=0))
+    trials = {t["hyperparameters"]["learning_rate"]: t for t in results["trials"]}
+    assert sorted(trials) == [0.0001, 0.001, 0.3, 1.0]
+    pruned = [t for t in results["trials"] if t["status"] == "PRUNED"]
+    assert pruned and all(t["epochs_run"] < 3 and t["message"].startswith("at epoch 2") for t in pruned)
+    assert {t["hyperparameters"]["learning_rate"] for t in pruned} <= {0.001, 0.0001}
+    assert results["winner"]["hyperparameters"]["learning_rate"] in (1.0, 0.3)
