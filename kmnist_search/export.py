@@ -143,7 +143,8 @@ def build_model_card(results: dict[str, Any], dataset: Dataset, parity: ParityRe
         "training": {
             "run_name": results["run_name"], "strategy": results["strategy"], "seed": results["seed"],
             "search_space": space["name"], "hyperparameters": winner["hyperparameters"],
-            "optimizer": space["optimizer"], "epochs": space["epochs"], "best_epoch": winner["best_epoch"],
+            "optimizer": winner["hyperparameters"].get("optimizer", space["optimizer"]), "epochs": space["epochs"],
+            "best_epoch": winner["best_epoch"],
             "train_images": (winner.get("retrained") or results["dataset"])["train_images"],
             "retrained": winner.get("retrained"),
             "validation_images": results["dataset"]["validation_images"],
