@@ -6,16 +6,29 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 from kmnist_search.errors import KmnistSearchError
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are a single line, not usage plus error."""
+    """An ArgumentParser whose usage errors are a single line, not usage plus error; every command
+    takes ``--debug``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--debug", action="store_true", help="show tracebacks")
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def add_data_arguments(self) -> None:
+        """The options that say where the dataset files come from."""
+        self.add_argument("--data-dir", type=Path, help="use the official files in DIR; never download")
+        self.add_argument("--cache-dir", type=Path, help="download cache (default ~/.keras/datasets)")
+        self.add_argument("--no-checksum", action="store_true",
+                          help="accept local files whose checksums differ from the official release")
 
 
 def quiet_tensorflow_logs() -> None:

@@ -21,7 +21,6 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--cache-dir", type=Path, help=f"where to keep them (default {default_cache_dir()})")
     parser.add_argument("--base-url", help="a mirror with the official layout (BASE/DATASET/FILE)")
     parser.add_argument("--list", action="store_true", help="list the datasets and their files")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 

@@ -217,10 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a finished run directory (with results.json)")
     parser.add_argument("--exports-dir", type=Path, default=Path("exports"), help="where to write (default exports/)")
     parser.add_argument("--name", help="file name stem (default: the run's name)")
-    parser.add_argument("--data-dir", type=Path, help="use the official files in DIR; never download")
-    parser.add_argument("--cache-dir", type=Path, help="download cache (default ~/.keras/datasets)")
-    parser.add_argument("--no-checksum", action="store_true", help="accept data files that differ from the release")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_data_arguments()
     args = parser.parse_args(argv)
     results_path = args.run_dir / "results.json"
     if not results_path.is_file():

@@ -22,7 +22,6 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("inputs", type=Path, nargs="*", help="image files (PNG, JPEG, ...) or .npy/.npz arrays")
     parser.add_argument("--top", type=int, default=3, help="how many classes to list per image (default 3)")
     parser.add_argument("--json", action="store_true", help="print JSON for machines")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 

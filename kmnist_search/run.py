@@ -33,10 +33,7 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--seed", type=int, default=42, help="seed for the split, weights and trial order")
     parser.add_argument("--project-dir", type=Path, default=Path("runs"), help="where runs live (default runs/)")
     parser.add_argument("--name", help="run name (default SPACE-STRATEGY)")
-    parser.add_argument("--data-dir", type=Path, help="use the official files in DIR; never download")
-    parser.add_argument("--cache-dir", type=Path, help="download cache (default ~/.keras/datasets)")
-    parser.add_argument("--no-checksum", action="store_true",
-                        help="accept local files whose checksums differ from the official release")
+    parser.add_data_arguments()
     parser.add_argument("--exports-dir", type=Path, default=Path("exports"),
                         help="where the verified ONNX model and model card go (default exports/)")
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export of the winner")
@@ -49,7 +46,6 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--tensorboard", action="store_true",
                         help="write TensorBoard logs with hyperparameters to RUN_DIR/tensorboard")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 

@@ -168,7 +168,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
     parser.add_argument("--top", type=int, help="only the N best trials")
     parser.add_argument("--no-figures", action="store_true", help="do not write RUN_DIR/report/")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
     if args.top is not None and args.top < 1:
         raise RunError(f"--top {args.top}: must be at least 1")

@@ -22,10 +22,7 @@ def build_parser() -> OneLineArgumentParser:
                                    description="Prove an exported ONNX model reproduces its Keras model.")
     parser.add_argument("model", type=Path, help="an exported .onnx file with its .json card and .keras beside it")
     parser.add_argument("--keras-model", type=Path, help="the Keras model to compare with (default: beside it)")
-    parser.add_argument("--data-dir", type=Path, help="use the official files in DIR; never download")
-    parser.add_argument("--cache-dir", type=Path, help="download cache (default ~/.keras/datasets)")
-    parser.add_argument("--no-checksum", action="store_true", help="accept data files that differ from the release")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_data_arguments()
     return parser
 
 

@@ -106,3 +106,10 @@ def test_download_offline_error_lists_both_fixes(tmp_path: Path) -> None:
     result = run_cli("kmnist_search.download", "kmnist", "--cache-dir", str(tmp_path / "cache"), "--base-url",
                      "http://127.0.0.1:9", cwd=tmp_path)
     assert_one_line_error(result, "could not download", "--data-dir")
+
+
+def test_debug_keeps_the_traceback(tmp_path: Path, tiny_space_file: Path) -> None:
+    result = run_cli("kmnist_search.run", "--space", str(tiny_space_file), "--data-dir", str(tmp_path / "absent"),
+                     "--debug", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "DataError: data directory" in result.stderr
