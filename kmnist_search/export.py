@@ -27,7 +27,7 @@ from kmnist_search.cli import OneLineArgumentParser, run_main
 from kmnist_search.datasets import Dataset, file_digest, load_dataset
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.files import atomic_write_bytes, atomic_write_json
-from kmnist_search.hypermodel import INPUT_NAME, OUTPUT_NAME, to_model_input
+from kmnist_search.hypermodel import AUGMENTATION_PREFIX, INPUT_NAME, OUTPUT_NAME, to_model_input
 from kmnist_search.inference import MODEL_CARD_KEY
 
 OPSET = 17
@@ -65,13 +65,34 @@ def convert_to_onnx(model: keras.Model, image_shape: tuple[int, int]) -> onnx.Mo
     import tensorflow as tf
 
     signature = [tf.TensorSpec((None, *image_shape, 1), tf.float32, name=INPUT_NAME)]
-    with tempfile.TemporaryDirectory() as temp_dir:
-        path = Path(temp_dir) / "model.onnx"
-        model.export(str(path), format="onnx", input_signature=signature, opset_version=OPSET, verbose=False)
-        proto = onnx.load(str(path))
-    _name_graph_io(proto)
-    onnx.checker.check_model(proto, full_check=True)
+    try:
+        with tempfile.TemporaryDirectory() as temp_dir:
+            path = Path(temp_dir) / "model.onnx"
+            model.export(str(path), format="onnx", input_signature=signature, opset_version=OPSET, verbose=False)
+            proto = onnx.load(str(path))
+        _name_graph_io(proto)
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as error:  # tf2onnx and the checker raise many types
+        gist = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"ONNX conversion failed ({gist[:200]}): nothing was exported; rerun with --debug "
+                             f"and report it") from None
     return proto
+
+
+def without_augmentation(model: keras.Model) -> keras.Model:
+    """The same network, sharing its weights, without the training-only augmentation layers.
+
+    Keras's random augmentation layers are identity at inference, but their random ops would still
+    be traced into the ONNX graph; a chain without them computes exactly the same inference.
+    """
+    kept = [layer for layer in model.layers[1:] if not layer.name.startswith(AUGMENTATION_PREFIX)]
+    if len(kept) == len(model.layers) - 1:
+        return model
+    inputs = keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
+    x = inputs
+    for layer in kept:
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
 
 
 def _name_graph_io(proto: onnx.ModelProto) -> None:
@@ -171,9 +192,10 @@ def export_winner(run_dir: Path, dataset: Dataset, exports_dir: Path, name: str 
                              f"(`python -m kmnist_search.run ...` with the same --name)")
     results = json.loads(results_path.read_text())
     name = name or results["run_name"]
-    model = load_keras_model(run_dir / "winner.keras")
+    trained = load_keras_model(run_dir / "winner.keras")
+    model = without_augmentation(trained)
     proto = convert_to_onnx(model, dataset.spec.image_shape)
-    parity = measure_parity(session_from_proto(proto), model, dataset.test_images, dataset.test_labels)
+    parity = measure_parity(session_from_proto(proto), trained, dataset.test_images, dataset.test_labels)
     if not parity.passed:
         raise ParityError(f"the ONNX export does not reproduce Keras ({parity.describe()}): nothing was "
                           f"written to {exports_dir}; report this with --debug output")

@@ -22,6 +22,7 @@ from kmnist_search.spaces import SearchSpace
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+AUGMENTATION_PREFIX = "augment_"  # training-only layers, left out of exports
 STEPS_PER_EXECUTION = 32  # many steps per call: removes most per-step overhead at small batches
 
 
@@ -103,9 +104,9 @@ def build_cnn(
     x = layers.Rescaling(1.0 / 255.0, name="scale_to_unit")(inputs)
     if architecture.augment > 0:
         strength = architecture.augment
-        x = layers.RandomRotation(strength / 4, fill_mode="constant", name="augment_rotation")(x)
-        x = layers.RandomTranslation(strength, strength, fill_mode="constant", name="augment_shift")(x)
-        x = layers.RandomZoom(strength, fill_mode="constant", name="augment_zoom")(x)
+        x = layers.RandomRotation(strength / 4, fill_mode="constant", name=f"{AUGMENTATION_PREFIX}rotation")(x)
+        x = layers.RandomTranslation(strength, strength, fill_mode="constant", name=f"{AUGMENTATION_PREFIX}shift")(x)
+        x = layers.RandomZoom(strength, fill_mode="constant", name=f"{AUGMENTATION_PREFIX}zoom")(x)
     tokens = [*architecture.conv_layers.split("-"), "p"]
     for index, token in enumerate(tokens):
         if token == "p":

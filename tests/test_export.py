@@ -89,3 +89,19 @@ def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> N
         "export-test.json", "export-test.keras", "export-test.onnx"]
     assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
                           "results.json is missing")
+
+
+def test_augmented_models_export_without_their_random_layers(finished_run: FinishedRun) -> None:
+    """Regression: random augmentation ops used to be traced into the graph and fail the checker."""
+    from kmnist_search.hypermodel import Architecture
+
+    _, dataset, _ = finished_run
+    trained = build_cnn(architecture=Architecture(augment=0.1, batch_norm=True))
+    trained(keras.ops.zeros((1, 28, 28, 1)))
+    inference = export.without_augmentation(trained)
+    assert not [layer for layer in inference.layers if layer.name.startswith("augment_")]
+    proto = export.convert_to_onnx(inference, (28, 28))
+    assert not [node for node in proto.graph.node if "Random" in node.op_type]
+    report = export.measure_parity(export.session_from_proto(proto), trained, dataset.test_images,
+                                   dataset.test_labels)
+    assert report.passed
