@@ -49,6 +49,7 @@ class Architecture:
     dense_units: int = 128
     dropout_dense: float = 0.5
     augment: float = 0.0
+    cutout: float = 0.0
 
 
 class BalancedAccuracy(keras.metrics.Metric):
@@ -96,7 +97,7 @@ def build_cnn(
 
     ``architecture.conv_layers`` lists 3x3 ReLU convolutions by filter count, with ``p`` for a 2x2
     max-pool (followed by the convolution dropout); a final pool closes the stack. Augmentation
-    layers (rotation, shift, zoom) act in training only, so inference and the ONNX export see
+    layers (rotation, shift, zoom, random erasing) act in training only, so inference and the ONNX export see
     the plain network.
     """
     layers = keras.layers
@@ -107,6 +108,9 @@ def build_cnn(
         x = layers.RandomRotation(strength / 4, fill_mode="constant", name=f"{AUGMENTATION_PREFIX}rotation")(x)
         x = layers.RandomTranslation(strength, strength, fill_mode="constant", name=f"{AUGMENTATION_PREFIX}shift")(x)
         x = layers.RandomZoom(strength, fill_mode="constant", name=f"{AUGMENTATION_PREFIX}zoom")(x)
+    if architecture.cutout > 0:
+        x = layers.RandomErasing(factor=(architecture.cutout, architecture.cutout), fill_value=0.0, value_range=(0, 1),
+                                 name=f"{AUGMENTATION_PREFIX}erasing")(x)
     tokens = [*architecture.conv_layers.split("-"), "p"]
     for index, token in enumerate(tokens):
         if token == "p":

@@ -113,6 +113,9 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
     "augment": HyperparameterKind(
         _fraction(0.5), "expected a strength in [0, 0.5): random rotation (fraction of a turn), shift and "
         "zoom during training only", 0.0),
+    "cutout": HyperparameterKind(
+        _fraction(1.0), "expected a probability in [0, 1): how often a random patch of a training image is "
+        "erased (random erasing, training only)", 0.0),
 }
 # Keras Tuner stores boolean choices as 0/1; reports turn them back into booleans.
 BOOLEAN_HYPERPARAMETERS = frozenset(name for name, kind in HYPERPARAMETERS.items() if kind.convert is _boolean)

@@ -96,7 +96,7 @@ def test_augmented_models_export_without_their_random_layers(finished_run: Finis
     from kmnist_search.hypermodel import Architecture
 
     _, dataset, _ = finished_run
-    trained = build_cnn(architecture=Architecture(augment=0.1, batch_norm=True))
+    trained = build_cnn(architecture=Architecture(augment=0.1, cutout=0.5, batch_norm=True))
     trained(keras.ops.zeros((1, 28, 28, 1)))
     inference = export.without_augmentation(trained)
     assert not [layer for layer in inference.layers if layer.name.startswith("augment_")]

@@ -65,13 +65,19 @@ def test_extended_architecture_knobs() -> None:
     from kmnist_search.hypermodel import Architecture
 
     model = build_cnn(architecture=Architecture(conv_layers="32-32-p-64-64", batch_norm=True, dense_units=256,
-                                                augment=0.1), optimizer="adam", learning_rate=0.001)
+                                                augment=0.1, cutout=0.5), optimizer="adam", learning_rate=0.001)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("Conv2D") == 4 and kinds.count("BatchNormalization") == 4
-    assert kinds.count("MaxPooling2D") == 2 and kinds[2:5] == ["RandomRotation", "RandomTranslation", "RandomZoom"]
+    assert kinds.count("MaxPooling2D") == 2
+    assert kinds[2:6] == ["RandomRotation", "RandomTranslation", "RandomZoom", "RandomErasing"]
     assert model.get_layer("dense256").units == 256
     images = np.full((2, 28, 28, 1), 128.0, np.float32)
     assert np.allclose(model(images, training=False), model(images, training=False))  # no augmentation at inference
+    erasing = model.get_layer("augment_erasing")
+    scaled = np.ones((64, 28, 28, 1), np.float32)
+    erased = np.asarray(erasing(scaled, training=True))
+    assert 0 < int((erased.reshape(64, -1).min(axis=1) == 0).sum()) < 64  # some training images lose a patch
+    assert np.array_equal(np.asarray(erasing(scaled, training=False)), scaled)
 
 
 def test_unsearched_learning_rate_follows_the_optimizer() -> None:
