@@ -10,6 +10,8 @@ from pathlib import Path
 
 from kmnist_search.cli import OneLineArgumentParser, quiet_tensorflow_logs, run_main
 from kmnist_search.datasets import load_dataset
+from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
+from kmnist_search.distributed import configure as configure_distribution
 from kmnist_search.errors import RunError
 from kmnist_search.plan import STRATEGIES, describe_plan
 from kmnist_search.spaces import load_space
@@ -46,6 +48,12 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--tensorboard", action="store_true",
                         help="write TensorBoard logs with hyperparameters to RUN_DIR/tensorboard")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument("--role", choices=ROLES, help="distributed search: the chief serves the oracle and "
+                                                      "finishes the run; workers run trials (see README)")
+    parser.add_argument("--oracle", default=DEFAULT_ORACLE, metavar="HOST:PORT",
+                        help=f"where the chief listens and workers connect (default {DEFAULT_ORACLE}; the "
+                             "channel is unauthenticated)")
+    parser.add_argument("--worker-id", help="a worker's unique name; reuse it to resume after a crash")
     return parser
 
 
@@ -57,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.epochs is not None:
         space = space.with_epochs(args.epochs)
     space = space.with_pruning(args.prune, args.prune_warmup, args.prune_min_trials)
+    if args.role:
+        configure_distribution(args.role, args.oracle, args.worker_id)
     name = args.name or f"{space.name}-{args.strategy}"
     if args.dry_run:
         train_pool = 60000 - space.validation_images
@@ -72,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                             max_trials=args.max_trials, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
                             tensorboard=args.tensorboard)
     results = run_search(dataset, space, options)
+    if results is None:
+        print(f"worker {tuner_id()} finished: the chief evaluates the winner and writes "
+              f"{options.project_dir / name / 'results.json'}")
+        return 0
     run_dir = Path(results["run_dir"])
     if not args.no_export:
         from kmnist_search.export import describe_export, export_winner

@@ -27,6 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
 from kmnist_search.datasets import Dataset, Split, split_train_validation
+from kmnist_search.distributed import PatientOracleClient, current_role, tuner_id
 from kmnist_search.errors import RunError
 from kmnist_search.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters, to_model_input
@@ -143,7 +144,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.write()
 
     def write(self) -> None:
-        atomic_write_json(self.log_path, {"epochs": self.epochs,
+        atomic_write_json(self.log_path, {"epochs": self.epochs, "tuner_id": tuner_id(),
                                           "wall_time_s": round(time.monotonic() - self.started, 2)})
 
 
@@ -237,25 +238,24 @@ def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: Search
     }
     project = {"directory": str(options.project_dir), "project_name": options.name, "overwrite": options.overwrite}
     trials = planned_trials(space, options.strategy, options.max_trials)
-    tuner: TrialRecorder
+    tuner: kt.Tuner
     if options.strategy == "hyperband":
         tuner = KmnistHyperband(hypermodel, max_epochs=space.epochs, factor=3, **common, **project)
-        tuner.trial_seed_base = options.seed
-        return tuner
-    if options.strategy == "grid":
-        oracle: kt.Oracle = ResumableGridSearchOracle(max_trials=trials, **common)
-    elif options.strategy == "random":
-        oracle = kt.oracles.RandomSearchOracle(max_trials=trials, **common)
-    elif options.strategy == "bayesian":
-        oracle = NonRepeatingBayesianOracle(
-            max_trials=trials, num_initial_points=min(3, trials), **common
-        )
     else:
-        raise RunError(f"unknown strategy {options.strategy!r}: choose one of {', '.join(STRATEGIES)}")
-    tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
+        if options.strategy == "grid":
+            oracle: kt.Oracle = ResumableGridSearchOracle(max_trials=trials, **common)
+        elif options.strategy == "random":
+            oracle = kt.oracles.RandomSearchOracle(max_trials=trials, **common)
+        elif options.strategy == "bayesian":
+            oracle = NonRepeatingBayesianOracle(max_trials=trials, num_initial_points=min(3, trials), **common)
+        else:
+            raise RunError(f"unknown strategy {options.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
+        tuner.pruning = space.pruning  # Hyperband prunes by its own rule instead
+        tuner.monitor = f"val_{hypermodel.objective}"
     tuner.trial_seed_base = options.seed
-    tuner.pruning = space.pruning  # Hyperband prunes by its own rule instead
-    tuner.monitor = f"val_{hypermodel.objective}"
+    if current_role() == "worker":
+        tuner.oracle = PatientOracleClient(tuner.oracle)
     return tuner
 
 
@@ -296,8 +296,15 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return keras.utils.to_categorical(labels, num_classes).astype(np.float32)
 
 
-def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> dict[str, Any]:
-    """Run or resume a search, evaluate the winner once on the test set and write results.json."""
+def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> dict[str, Any] | None:
+    """Run or resume a search, evaluate the winner once on the test set and write results.json.
+
+    In a distributed search (see :mod:`kmnist_search.distributed`) a worker only runs the trials the
+    chief hands it and returns None; the chief waits for every trial, then does the rest.
+    """
+    role = current_role()
+    if role == "worker" and options.overwrite:
+        raise RunError("--overwrite is for the chief: a worker joins the chief's run as it is")
     run_dir = options.project_dir / options.name
     prepare_run_dir(run_dir, space, options)
     keras.utils.set_random_seed(options.seed)
@@ -327,6 +334,8 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
             raise
         raise RunError(f"search stopped after 3 consecutive failed trials (last: {message_gist(str(error))}): "
                        f"see `python -m kmnist_search.summary {run_dir}`") from None
+    if role == "worker":
+        return None
     trials = collect_trials(run_dir)
     completed = [t for t in trials if t.status in SCORED_STATUSES and t.score is not None]
     if not completed:
