@@ -18,11 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import keras
+import numpy as np
+import onnxruntime as ort
 
-from kmnist_search.datasets import load_dataset  # noqa: E402
+from kmnist_search.datasets import load_dataset
 
 
 def main() -> None:

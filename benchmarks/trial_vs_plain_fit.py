@@ -18,11 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from kmnist_search.datasets import load_dataset, split_train_validation  # noqa: E402
-from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_cnn, to_model_input  # noqa: E402
+from kmnist_search.datasets import load_dataset, split_train_validation
+from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_cnn, to_model_input
 
 
 def epoch_seconds(batch_size: int, images: np.ndarray, labels: np.ndarray, steps_per_execution: int) -> float:

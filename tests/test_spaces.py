@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kmnist_search.errors import SpaceError
-from kmnist_search.spaces import load_space, parse_space
+from kmnist_search.spaces import BUILTIN_DIR, load_space, parse_space
 
 VALID = """
 name = "tiny"
@@ -33,6 +33,14 @@ def test_report_space_is_the_study_exactly() -> None:
 def test_quick_space_is_small() -> None:
     space = load_space("quick")
     assert space.num_configurations <= 4 and space.epochs <= 3 and space.train_images == 10000
+
+
+def test_every_builtin_space_loads() -> None:
+    small = load_space("report-small")
+    assert small.values() == load_space("report").values() and small.epochs == 12 and small.train_images == 2000
+    assert small.fixed_value("cutout") == 0.0
+    for path in sorted(BUILTIN_DIR.glob("*.toml")):
+        assert load_space(path.stem).name == path.stem
 
 
 def test_user_file_by_path(tmp_path: Path) -> None:
@@ -62,6 +70,7 @@ def test_user_file_by_path(tmp_path: Path) -> None:
         (("epochs = 1", ""), r"\[training\]\.epochs is missing"),
         (("batch_size = [32]\n", ""), r"\[hyperparameters\]\.batch_size is missing"),
         (("epochs = 1", "epochs = 1\ntrain_images = 16"), r"train_images = 16 is smaller than the largest batch"),
+        (("loss = [", "cutout = [1.5]\nloss = ["), r"cutout has invalid value 1.5: expected a probability in \[0, 1\)"),
     ],
 )
 def test_invalid_files_name_file_key_and_problem(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
