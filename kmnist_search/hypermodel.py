@@ -187,9 +187,38 @@ class KmnistHyperModel(kt.HyperModel):
             callbacks.append(keras.callbacks.EarlyStopping(monitor=f"val_{self.objective}", mode="max",
                                                            patience=self.space.early_stopping_patience))
         callbacks += kwargs.pop("callbacks", None) or []
-        history = model.fit(*args, batch_size=self.value(hp, "batch_size"), callbacks=callbacks, **kwargs)
+        batch_size = int(self.value(hp, "batch_size"))
+        mixup = float(self.value(hp, "mixup"))
+        if mixup > 0:
+            images, labels, *rest = args
+            kwargs["shuffle"] = False  # the batches reshuffle themselves every epoch
+            history = model.fit(mixup_batches(images, labels, batch_size, mixup), *rest, callbacks=callbacks,
+                                **kwargs)
+        else:
+            history = model.fit(*args, batch_size=batch_size, callbacks=callbacks, **kwargs)
         fail_on_non_finite_loss(history)
         return history
+
+
+def mixup_batches(images: np.ndarray, one_hot_labels: np.ndarray, batch_size: int, alpha: float) -> Any:
+    """Reshuffled training batches with mixup (Zhang et al., 2018): each batch is blended with a
+    permutation of itself, images and labels alike, by one Beta(alpha, alpha) weight per batch.
+    Training only; validation and the exported model see plain images."""
+    import tensorflow as tf  # the Keras backend; only mixup needs its data pipeline
+
+    def mix(batch_images: Any, batch_labels: Any) -> tuple[Any, Any]:
+        batch_images = tf.cast(batch_images, tf.float32)
+        first, second = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
+        weight = first / (first + second)
+        partner = tf.random.shuffle(tf.range(tf.shape(batch_images)[0]))
+        return (weight * batch_images + (1 - weight) * tf.gather(batch_images, partner),
+                weight * batch_labels + (1 - weight) * tf.gather(batch_labels, partner))
+
+    return (tf.data.Dataset.from_tensor_slices((images, one_hot_labels.astype(np.float32)))
+            .shuffle(len(images), reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(mix, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def cosine_schedule(learning_rate: float, epochs: int) -> keras.callbacks.LearningRateScheduler:

@@ -116,6 +116,9 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
     "cutout": HyperparameterKind(
         _fraction(1.0), "expected a probability in [0, 1): how often a random patch of a training image is "
         "erased (random erasing, training only)", 0.0),
+    "mixup": HyperparameterKind(
+        _fraction(1.0), "expected a mixup alpha in [0, 1): training batches blend pairs of images and their "
+        "labels with a Beta(alpha, alpha) weight (0 = off)", 0.0),
 }
 # Keras Tuner stores boolean choices as 0/1; reports turn them back into booleans.
 BOOLEAN_HYPERPARAMETERS = frozenset(name for name, kind in HYPERPARAMETERS.items() if kind.convert is _boolean)

@@ -11,6 +11,7 @@ from kmnist_search.hypermodel import (
     KmnistHyperModel,
     build_cnn,
     fail_on_non_finite_loss,
+    mixup_batches,
     search_hyperparameters,
     to_model_input,
 )
@@ -78,6 +79,40 @@ def test_extended_architecture_knobs() -> None:
     erased = np.asarray(erasing(scaled, training=True))
     assert 0 < int((erased.reshape(64, -1).min(axis=1) == 0).sum()) < 64  # some training images lose a patch
     assert np.array_equal(np.asarray(erasing(scaled, training=False)), scaled)
+
+
+def test_mixup_blends_images_and_labels_by_one_weight_per_batch(seeded: None) -> None:
+    images = np.stack([np.full((28, 28, 1), 10 * k, np.uint8) for k in range(10)])  # image k is all 10k
+    labels = keras.utils.to_categorical(np.arange(10), 10)
+    batches = list(mixup_batches(images, labels, batch_size=5, alpha=0.4))
+    assert [len(batch_images) for batch_images, _ in batches] == [5, 5]
+    seen = set()
+    for batch_images, batch_labels in batches:
+        batch_images, batch_labels = np.asarray(batch_images), np.asarray(batch_labels)
+        assert batch_images.dtype == np.float32 and batch_labels.shape == (5, 10)
+        assert np.allclose(batch_labels.sum(axis=1), 1.0)
+        # each mixed image is the label-weighted blend of the two images it came from
+        assert np.allclose(batch_images[:, 0, 0, 0], batch_labels @ (10.0 * np.arange(10)), atol=1e-3)
+        weights = np.sort(batch_labels, axis=1)[:, -2:]
+        mixed = weights[:, 0] > 1e-6
+        assert np.allclose(weights[mixed].sum(axis=1), 1.0) and len(np.unique(np.round(weights[mixed, 1], 5))) <= 1
+        seen |= {int(k) for k in np.flatnonzero(batch_labels.sum(axis=0))}
+    assert seen == set(range(10))  # every image is used in an epoch
+
+
+def test_mixup_trains_through_the_hypermodel(seeded: None) -> None:
+    from kmnist_search.spaces import parse_space
+
+    space = parse_space({"hyperparameters": {"batch_size": [16], "loss": ["categorical_crossentropy"],
+                                             "learning_rate": [1.0], "mixup": [0.2]}, "training": {"epochs": 1}})
+    hp = search_hyperparameters(space)
+    hypermodel = KmnistHyperModel(space, num_classes=10)
+    model = hypermodel.build(hp)
+    images = to_model_input(np.random.default_rng(1).integers(0, 256, (48, 28, 28), dtype=np.uint8))
+    labels = keras.utils.to_categorical(np.arange(48) % 10, 10)
+    history = hypermodel.fit(hp, model, images, labels, validation_data=(images, labels), epochs=2, verbose=0)
+    assert model.optimizer.iterations.numpy() == 6  # 2 epochs x 48 images / batch_size 16
+    assert np.isfinite(history.history["loss"]).all() and len(history.history["val_accuracy"]) == 2
 
 
 def test_unsearched_learning_rate_follows_the_optimizer() -> None:
