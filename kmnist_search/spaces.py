@@ -313,7 +313,8 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
 def _reject_unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str, prefix: str) -> None:
     for key in table:
         if key not in allowed:
-            raise SpaceError(f"{where}: unknown key {prefix}{key}: allowed keys are {', '.join(allowed)}")
+            shown = key if key.isidentifier() else repr(key)  # keep the message on one line
+            raise SpaceError(f"{where}: unknown key {prefix}{shown}: allowed keys are {', '.join(allowed)}")
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:

@@ -71,6 +71,7 @@ def test_user_file_by_path(tmp_path: Path) -> None:
         (("batch_size = [32]\n", ""), r"\[hyperparameters\]\.batch_size is missing"),
         (("epochs = 1", "epochs = 1\ntrain_images = 16"), r"train_images = 16 is smaller than the largest batch"),
         (("loss = [", "cutout = [1.5]\nloss = ["), r"cutout has invalid value 1.5: expected a probability in \[0, 1\)"),
+        (("loss = [", '"odd\\nkey" = [1]\nloss = ['), r"unknown key \[hyperparameters\]\.'odd\\nkey'"),
         (("loss = [", "mixup = [-0.2]\nloss = ["), r"mixup has invalid value -0.2: expected a mixup alpha in \[0, 1\)"),
     ],
 )
