@@ -5,8 +5,10 @@ Run: python benchmarks/trial_vs_plain_fit.py --data-dir ../shared/data/kmnist [-
 "Plain" is how the study trained: float32 images scaled to [0, 1] in memory, one step per call
 (Keras's defaults), Keras's own Adadelta. "Trial" is what kmnist-search does in every trial: uint8
 images in memory (scaled inside the model), ``steps_per_execution=32`` and the fused Adadelta update
-(``kmnist_search.optimizers``, same arithmetic). Same network, learning rate, loss and data; the two
-runs alternate, ``--rounds`` times, so machine noise hits both alike.
+(``kmnist_search.optimizers``, same arithmetic). Same network, learning rate, loss and data. Both
+models are traced first; then each slice of the epoch (``--segments``) is trained by one and then the
+other, in alternating order, so that spells of noise on the shared host hit both alike. The figures
+are one full epoch each (the sum of the slices) and the spread of the per-slice ratios.
 """
 
 from __future__ import annotations
@@ -26,22 +28,31 @@ from kmnist_search.datasets import load_dataset, split_train_validation
 from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_cnn, to_model_input
 
 
-def epoch_seconds(batch_size: int, images: np.ndarray, labels: np.ndarray, plain: bool) -> float:
+def compiled_model(plain: bool, warm_up: tuple[np.ndarray, np.ndarray], batch_size: int) -> keras.Model:
+    """The study's CNN set up as plain ``model.fit`` or as a trial, traced once on a few batches."""
     keras.utils.set_random_seed(0)
     model = build_cnn(learning_rate=1.0, steps_per_execution=1 if plain else STEPS_PER_EXECUTION)
     if plain:
         model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="categorical_crossentropy",
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    started = time.perf_counter()
+    model.fit(*warm_up, batch_size=batch_size, epochs=1, verbose=0)
+    return model
+
+
+def fit_seconds(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all threads of this process) of one pass over the images."""
+    wall, cpu = time.perf_counter(), time.process_time()
     model.fit(images, labels, batch_size=batch_size, epochs=1, verbose=0)
-    return time.perf_counter() - started
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 8])
-    parser.add_argument("--rounds", type=int, default=1, help="alternate plain and trial this many times")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison this many times")
+    parser.add_argument("--segments", type=int, default=6,
+                        help="split the epoch into this many slices, timed plain/trial alternately")
     args = parser.parse_args()
     data = load_dataset("kmnist", args.data_dir)
     split = split_train_validation(data.train_images, data.train_labels, 6000, seed=42)
@@ -52,12 +63,28 @@ def main() -> None:
     plain_images = (split.train_images.astype(np.float32) / 255.0 * 255.0)[..., np.newaxis]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; keras {keras.__version__}; "
           f"{len(labels)} training images per epoch")
-    print(f"{'round':>5} {'batch':>5} {'plain fit (s)':>14} {'trial (s)':>10} {'speed-up':>9}")
+    print(f"{'round':>5} {'batch':>5} {'plain fit (s)':>14} {'trial (s)':>10} {'speed-up':>9}  slice speed-ups; "
+          "CPU seconds plain/trial (ratio)")
+    slices = np.array_split(np.arange(len(labels)), args.segments)
     for round_number in range(1, args.rounds + 1):
         for batch_size in args.batch_sizes:
-            plain = epoch_seconds(batch_size, plain_images, labels, plain=True)
-            trial = epoch_seconds(batch_size, trial_images, labels, plain=False)
-            print(f"{round_number:>5} {batch_size:>5} {plain:>14.1f} {trial:>10.1f} {plain / trial:>8.2f}x", flush=True)
+            warm_up = slice(0, 64 * batch_size)
+            plain_model = compiled_model(True, (plain_images[warm_up], labels[warm_up]), batch_size)
+            trial_model = compiled_model(False, (trial_images[warm_up], labels[warm_up]), batch_size)
+            plain_times, trial_times = [], []
+            for number, part in enumerate(slices):
+                # Alternate which goes first, so a noisy spell on the shared host hits both alike.
+                for plain in (True, False) if number % 2 == 0 else (False, True):
+                    if plain:
+                        plain_times.append(fit_seconds(plain_model, plain_images[part], labels[part], batch_size))
+                    else:
+                        trial_times.append(fit_seconds(trial_model, trial_images[part], labels[part], batch_size))
+            plain_total, trial_total = np.sum(plain_times, axis=0), np.sum(trial_times, axis=0)
+            ratios = sorted(p[0] / t[0] for p, t in zip(plain_times, trial_times, strict=True))
+            print(f"{round_number:>5} {batch_size:>5} {plain_total[0]:>14.1f} {trial_total[0]:>10.1f} "
+                  f"{plain_total[0] / trial_total[0]:>8.2f}x  median {ratios[len(ratios) // 2]:.2f}x, "
+                  f"range {ratios[0]:.2f}x to {ratios[-1]:.2f}x; CPU {plain_total[1]:.1f}/{trial_total[1]:.1f} s "
+                  f"({plain_total[1] / trial_total[1]:.2f}x)", flush=True)
 
 
 if __name__ == "__main__":

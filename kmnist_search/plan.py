@@ -11,10 +11,11 @@ from kmnist_search.spaces import SearchSpace
 
 STRATEGIES = ("grid", "bayesian", "random", "hyperband")
 DEFAULT_MAX_TRIALS = 10
-# Rough CPU cost model fitted to measurements on a 2-core machine (see README):
-# one 60k-image epoch of the study's CNN takes ~70 s at batch 128 and ~210 s at batch 8.
-SECONDS_PER_IMAGE = 0.00101
-SECONDS_PER_STEP = 0.0199
+# Rough CPU cost model fitted to benchmarks/trial_vs_plain_fit.py on a 2-core machine (BENCHMARKS.md,
+# 2026-11-25): a 54k-image trial epoch of the study's CNN took ~30 s at batch 128 and ~55 s at batch 8.
+# The same machine type has measured up to 2x slower on other days.
+SECONDS_PER_IMAGE = 0.000525
+SECONDS_PER_STEP = 0.00395
 
 
 def planned_trials(space: SearchSpace, strategy: str, max_trials: int | None) -> int:

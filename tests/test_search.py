@@ -99,7 +99,7 @@ def test_dry_run_plans_the_study_grid() -> None:
     assert "40 of 40 configurations" in plan
     assert sum(1 for line in plan.splitlines() if "_error" in line or "_crossentropy" in line) == 40
     hours = float(plan.rsplit("estimated total: ", 1)[1].split(" h")[0])
-    assert 10 < hours < 20  # the study's grid is about 15 hours on this machine
+    assert 3 < hours < 20  # the study's grid: 14.5 h with plain Keras here, about 5 h as trials
     assert planned_trials(space, "bayesian", None) == 10 and planned_trials(space, "grid", 5) == 5
 
 
