@@ -1,8 +1,8 @@
 """Keras's optimizers with each variable's update done by one fused TensorFlow kernel.
 
 Keras 3 writes an optimizer's update as a dozen small tensor operations per variable. At the
-study's small batches (8, 16) those operations cost as much as the convolutions: a batch-8 step of
-the study's CNN spends about a third of its time in the optimizer. TensorFlow ships the same
+study's small batches (8, 16) their overhead adds up: a batch-8 step of the study's CNN spent about
+a third of its time in them (BENCHMARKS.md). TensorFlow ships the same
 updates as single kernels (``ResourceApplyAdadelta``, ``ResourceApplyAdam``,
 ``ResourceApplyKerasMomentum``); these subclasses call them. The arithmetic is the same as Keras's
 (``tests/test_optimizers.py`` checks the weights after several steps against Keras's own classes),
@@ -19,7 +19,8 @@ import tensorflow as tf
 PACKAGE = "kmnist_search"
 
 
-def _handles(optimizer: keras.optimizers.Optimizer, slots: list[Any], variable: Any) -> Any:
+def _slot_handle(optimizer: keras.optimizers.Optimizer, slots: list[Any], variable: Any) -> Any:
+    """The resource handle of the optimizer state slot that belongs to ``variable``."""
     return slots[optimizer._get_variable_index(variable)].handle
 
 
@@ -30,8 +31,8 @@ class FusedAdadelta(keras.optimizers.Adadelta):
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         dtype = variable.dtype
         tf.raw_ops.ResourceApplyAdadelta(
-            var=variable.handle, accum=_handles(self, self._accumulated_grads, variable),
-            accum_update=_handles(self, self._accumulated_delta_vars, variable),
+            var=variable.handle, accum=_slot_handle(self, self._accumulated_grads, variable),
+            accum_update=_slot_handle(self, self._accumulated_delta_vars, variable),
             lr=tf.cast(learning_rate, dtype), rho=tf.cast(self.rho, dtype), epsilon=tf.cast(self.epsilon, dtype),
             grad=tf.cast(gradient, dtype))
 
@@ -48,8 +49,8 @@ class FusedAdam(keras.optimizers.Adam):
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=_handles(self, self._momentums, variable),
-            v=_handles(self, self._velocities, variable),
+            var=variable.handle, m=_slot_handle(self, self._momentums, variable),
+            v=_slot_handle(self, self._velocities, variable),
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
             beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
 
@@ -64,5 +65,5 @@ class FusedSGD(keras.optimizers.SGD):
             return
         dtype = variable.dtype
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=variable.handle, accum=_handles(self, self.momentums, variable), lr=tf.cast(learning_rate, dtype),
+            var=variable.handle, accum=_slot_handle(self, self.momentums, variable), lr=tf.cast(learning_rate, dtype),
             grad=tf.cast(gradient, dtype), momentum=tf.cast(self.momentum, dtype))
