@@ -24,7 +24,7 @@ import onnx
 import onnxruntime as ort
 
 from kmnist_search.cli import OneLineArgumentParser, run_main
-from kmnist_search.datasets import Dataset, file_digest, load_dataset
+from kmnist_search.datasets import Dataset, DatasetSpec, file_digest, load_dataset
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.files import atomic_write_bytes, atomic_write_json
 from kmnist_search.hypermodel import AUGMENTATION_PREFIX, INPUT_NAME, OUTPUT_NAME, to_model_input
@@ -137,20 +137,13 @@ def session_from_proto(proto: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def build_model_card(results: dict[str, Any], dataset: Dataset, parity: ParityReport, name: str) -> dict[str, Any]:
-    """Everything a user of the .onnx file needs to know, as data."""
-    import tensorflow as tf
-    import tf2onnx
-
-    spec = dataset.spec
-    winner = results["winner"]
-    space = results["space"]
+def model_card_interface(spec: DatasetSpec, name: str) -> dict[str, Any]:
+    """The card's description of the files and of the model's input, output and classes."""
     return {
         "schema_version": CARD_SCHEMA_VERSION,
         "name": name,
         "onnx_file": f"{name}.onnx",
         "keras_file": f"{name}.keras",
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": {
             "name": INPUT_NAME, "shape": ["batch", *spec.image_shape, 1], "dtype": "float32",
             "value_range": [0, 255],
@@ -161,6 +154,16 @@ def build_model_card(results: dict[str, Any], dataset: Dataset, parity: ParityRe
         "classes": [{"index": i, "character": c, "codepoint": cp, "romanized": r}
                     for i, (c, cp, r) in enumerate(zip(spec.characters, spec.codepoints, spec.romanized,
                                                        strict=True))],
+    }
+
+
+def build_model_card(results: dict[str, Any], dataset: Dataset, parity: ParityReport, name: str) -> dict[str, Any]:
+    """Everything a user of the .onnx file needs to know, as data."""
+    winner = results["winner"]
+    space = results["space"]
+    return {
+        **model_card_interface(dataset.spec, name),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training": {
             "run_name": results["run_name"], "strategy": results["strategy"], "seed": results["seed"],
             "search_space": space["name"], "hyperparameters": winner["hyperparameters"],
@@ -169,16 +172,35 @@ def build_model_card(results: dict[str, Any], dataset: Dataset, parity: ParityRe
             "train_images": (winner.get("retrained") or results["dataset"])["train_images"],
             "retrained": winner.get("retrained"),
             "validation_images": results["dataset"]["validation_images"],
+            "teacher": results.get("teacher"),
         },
-        "dataset": {"name": spec.name, "checksums": dataset.checksums, "licence": LICENCE},
+        "dataset": {"name": dataset.spec.name, "checksums": dataset.checksums, "licence": LICENCE},
         "metrics": {"validation_accuracy": winner["val_accuracy"], "test_accuracy": winner["test_accuracy"],
                     "test_balanced_accuracy": winner.get("test_balanced_accuracy"),
                     "test_images": len(dataset.test_labels)},
         "parity": asdict(parity),
-        "opset": OPSET,
-        "versions": {**results["versions"], "python": platform.python_version(), "tensorflow": tf.__version__,
-                     "onnx": onnx.__version__, "onnxruntime": ort.__version__, "tf2onnx": tf2onnx.__version__},
+        "versions": results["versions"],
     }
+
+
+def stamp_and_write(proto: onnx.ModelProto, card: dict[str, Any], exports_dir: Path, source: str) -> dict[str, Any]:
+    """Embed the card in the ONNX file, write it, then write the card with the file's sha256 beside it
+    (last, so a card on disk means a complete export)."""
+    import tensorflow as tf
+    import tf2onnx
+
+    card = {**card, "opset": OPSET,
+            "versions": {**card.get("versions", {}), "python": platform.python_version(),
+                         "tensorflow": tf.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
+                         "tf2onnx": tf2onnx.__version__}}
+    proto.producer_name = "kmnist-search"
+    proto.doc_string = f"KMNIST classifier exported by kmnist-search from {source}"
+    onnx.helper.set_model_props(proto, {MODEL_CARD_KEY: json.dumps(card, ensure_ascii=False)})
+    onnx_path = exports_dir / card["onnx_file"]
+    atomic_write_bytes(onnx_path, proto.SerializeToString())
+    card["onnx_sha256"] = file_digest(onnx_path, "sha256")
+    atomic_write_json(exports_dir / f"{card['name']}.json", card)
+    return card
 
 
 def export_winner(run_dir: Path, dataset: Dataset, exports_dir: Path, name: str | None = None) -> dict[str, Any]:
@@ -199,17 +221,11 @@ def export_winner(run_dir: Path, dataset: Dataset, exports_dir: Path, name: str 
     if not parity.passed:
         raise ParityError(f"the ONNX export does not reproduce Keras ({parity.describe()}): nothing was "
                           f"written to {exports_dir}; report this with --debug output")
-    card = build_model_card(results, dataset, parity, name)
-    proto.producer_name = "kmnist-search"
-    proto.doc_string = f"KMNIST classifier exported by kmnist-search from run {results['run_name']}"
-    onnx.helper.set_model_props(proto, {MODEL_CARD_KEY: json.dumps(card, ensure_ascii=False)})
-    onnx_path = exports_dir / f"{name}.onnx"
-    atomic_write_bytes(onnx_path, proto.SerializeToString())
     save_inference_copy(model, exports_dir / f"{name}.keras")
-    card["onnx_sha256"] = file_digest(onnx_path, "sha256")
-    card_path = exports_dir / f"{name}.json"
-    atomic_write_json(card_path, card)
-    results["export"] = {"onnx": str(onnx_path), "model_card": str(card_path), "onnx_sha256": card["onnx_sha256"]}
+    card = stamp_and_write(proto, build_model_card(results, dataset, parity, name), exports_dir,
+                           f"run {results['run_name']}")
+    results["export"] = {"onnx": str(exports_dir / card["onnx_file"]), "model_card": str(exports_dir / f"{name}.json"),
+                         "onnx_sha256": card["onnx_sha256"]}
     atomic_write_json(results_path, results)
     return card
 
@@ -227,6 +243,7 @@ def save_inference_copy(model: keras.Model, path: Path) -> None:
     """Save the weights without optimizer state: the Keras reference for later parity checks."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.stem + ".partial.keras")
     copy.save(partial)
     partial.replace(path)
