@@ -335,6 +335,11 @@ class Split:
     validation_labels: np.ndarray
 
 
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """(N,) integer labels -> (N, num_classes) float32 one-hot rows."""
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
 def split_train_validation(
     images: np.ndarray,
     labels: np.ndarray,

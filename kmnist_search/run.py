@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kmnist_search.cli import OneLineArgumentParser, quiet_tensorflow_logs, run_main
 from kmnist_search.datasets import load_dataset
+from kmnist_search.distillation import DEFAULT_TEACHER_WEIGHT, load_teacher
 from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
 from kmnist_search.distributed import configure as configure_distribution
 from kmnist_search.errors import RunError
@@ -48,6 +49,11 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--tensorboard", action="store_true",
                         help="write TensorBoard logs with hyperparameters to RUN_DIR/tensorboard")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument("--teacher", type=Path, metavar="MODEL.onnx",
+                        help="distil: train towards this exported model's probabilities blended with the labels "
+                             "(e.g. an ensemble from `python -m kmnist_search.ensemble`)")
+    parser.add_argument("--teacher-weight", type=float, default=DEFAULT_TEACHER_WEIGHT, metavar="W",
+                        help=f"the teacher's share of each training target (default {DEFAULT_TEACHER_WEIGHT})")
     parser.add_argument("--role", choices=ROLES, help="distributed search: the chief serves the oracle and "
                                                       "finishes the run; workers run trials (see README)")
     parser.add_argument("--oracle", default=DEFAULT_ORACLE, metavar="HOST:PORT",
@@ -74,13 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # Check every input before TensorFlow loads, so mistakes are reported at once.
     dataset = load_dataset(args.dataset, args.data_dir, args.cache_dir, verify_checksums=not args.no_checksum)
+    teacher = load_teacher(args.teacher, args.teacher_weight, dataset.spec) if args.teacher else None
 
     quiet_tensorflow_logs()
     from kmnist_search.search import SearchOptions, run_search
 
     options = SearchOptions(strategy=args.strategy, project_dir=args.project_dir, name=name, seed=args.seed,
                             max_trials=args.max_trials, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-                            tensorboard=args.tensorboard)
+                            tensorboard=args.tensorboard, teacher=teacher)
     results = run_search(dataset, space, options)
     if results is None:
         print(f"worker {tuner_id()} finished: the chief evaluates the winner and writes "

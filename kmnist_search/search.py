@@ -26,7 +26,8 @@ from keras_tuner.src import utils as keras_tuner_utils
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
-from kmnist_search.datasets import Dataset, Split, split_train_validation
+from kmnist_search.datasets import Dataset, Split, one_hot, split_train_validation
+from kmnist_search.distillation import Teacher, training_targets
 from kmnist_search.distributed import PatientOracleClient, current_role, tuner_id
 from kmnist_search.errors import RunError
 from kmnist_search.files import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -71,6 +72,7 @@ class SearchOptions:
     overwrite: bool = False
     verbose: int = 1
     tensorboard: bool = False
+    teacher: Teacher | None = None
 
 
 def untried_configurations(oracle: kt.Oracle, trial_id: str) -> list[dict[str, Any]]:
@@ -262,6 +264,8 @@ def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: Search
 def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -> None:
     """Create the run directory, or check that a resumed run searches the same thing."""
     record: dict[str, Any] = {"space": space.fingerprint(), "strategy": options.strategy, "seed": options.seed}
+    if options.teacher:
+        record["teacher"] = options.teacher.describe()
     record_path = run_dir / "space.json"
     if options.overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -276,7 +280,7 @@ def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -
         previous = json.loads(record_path.read_text())
         if previous != record:
             changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
-            changed += [k for k in ("strategy", "seed") if previous.get(k) != record[k]]
+            changed += [k for k in ("strategy", "seed", "teacher") if previous.get(k) != record.get(k)]
             raise RunError(f"{run_dir} holds a run with a different search ({', '.join(changed) or 'settings'} "
                            f"changed): pass --overwrite to start afresh or --name to start a new run")
     else:
@@ -290,10 +294,6 @@ def search_callbacks(run_dir: Path, options: SearchOptions) -> list[keras.callba
     if options.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return callbacks
-
-
-def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    return keras.utils.to_categorical(labels, num_classes).astype(np.float32)
 
 
 def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> dict[str, Any] | None:
@@ -322,7 +322,8 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
             # Bayesian search's Gaussian process warns on tiny discrete spaces; the search is fine.
             warnings.filterwarnings("ignore", category=ConvergenceWarning)
             tuner.search(
-                to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
+                to_model_input(split.train_images),
+                training_targets(split.train_images, split.train_labels, num_classes, options.teacher),
                 validation_data=(to_model_input(split.validation_images),
                                  one_hot(split.validation_labels, num_classes)),
                 epochs=space.epochs,
@@ -370,6 +371,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         "run_dir": str(run_dir),
         "strategy": options.strategy,
         "seed": options.seed,
+        "teacher": options.teacher.describe() if options.teacher else None,
         "space": {"name": space.name, "source": space.source, **space.fingerprint()},
         "dataset": {
             "name": dataset.spec.name,
@@ -399,7 +401,8 @@ def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, s
     best_weights = run_dir / "retrain_best.weights.h5"
     logger = EpochLogger(run_dir / RETRAIN_LOG_FILE)
     hypermodel.fit(
-        hyperparameters, model, to_model_input(split.train_images), one_hot(split.train_labels, num_classes),
+        hyperparameters, model, to_model_input(split.train_images),
+        training_targets(split.train_images, split.train_labels, num_classes, options.teacher),
         validation_data=(to_model_input(split.validation_images), one_hot(split.validation_labels, num_classes)),
         epochs=space.retrain_epochs, verbose=options.verbose,
         callbacks=[keras.callbacks.TerminateOnNaN(), logger, keras.callbacks.ModelCheckpoint(
