@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kmnist_search.cli import OneLineArgumentParser, quiet_tensorflow_logs, run_main
 from kmnist_search.datasets import load_dataset
-from kmnist_search.distillation import DEFAULT_TEACHER_WEIGHT, load_teacher
+from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE, DEFAULT_TEACHER_WEIGHT, load_teacher
 from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
 from kmnist_search.distributed import configure as configure_distribution
 from kmnist_search.errors import RunError
@@ -54,6 +54,8 @@ def build_parser() -> OneLineArgumentParser:
                              "(e.g. an ensemble from `python -m kmnist_search.ensemble`)")
     parser.add_argument("--teacher-weight", type=float, default=DEFAULT_TEACHER_WEIGHT, metavar="W",
                         help=f"the teacher's share of each training target (default {DEFAULT_TEACHER_WEIGHT})")
+    parser.add_argument("--teacher-temperature", type=float, default=DEFAULT_TEACHER_TEMPERATURE, metavar="T",
+                        help=f"soften the teacher's probabilities (default {DEFAULT_TEACHER_TEMPERATURE}; 1: as is)")
     parser.add_argument("--role", choices=ROLES, help="distributed search: the chief serves the oracle and "
                                                       "finishes the run; workers run trials (see README)")
     parser.add_argument("--oracle", default=DEFAULT_ORACLE, metavar="HOST:PORT",
@@ -80,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # Check every input before TensorFlow loads, so mistakes are reported at once.
     dataset = load_dataset(args.dataset, args.data_dir, args.cache_dir, verify_checksums=not args.no_checksum)
-    teacher = load_teacher(args.teacher, args.teacher_weight, dataset.spec) if args.teacher else None
+    teacher = (load_teacher(args.teacher, args.teacher_weight, args.teacher_temperature, dataset.spec)
+               if args.teacher else None)
 
     quiet_tensorflow_logs()
     from kmnist_search.search import SearchOptions, run_search
