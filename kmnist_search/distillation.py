@@ -12,7 +12,7 @@ and the exported model see true labels and plain images, as without a teacher.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class Teacher:
     weight: float
     temperature: float
     sha256: str
+    classifier: Classifier = field(compare=False, repr=False)
 
     def describe(self) -> dict[str, Any]:
         """What results.json, the run record and the model card say about the teacher."""
@@ -53,13 +54,12 @@ def load_teacher(path: Path, weight: float, temperature: float, spec: DatasetSpe
         raise ModelFileError(f"{path} classifies {len(classifier.classes)} classes of {classifier.image_size} "
                              f"images, not {spec.name}'s {spec.num_classes} of {spec.image_shape}: pass a teacher "
                              f"exported for --dataset {spec.name}")
-    return Teacher(path, weight, temperature, file_digest(path, "sha256"))
+    return Teacher(path, weight, temperature, file_digest(path, "sha256"), classifier)
 
 
 def teacher_probabilities(teacher: Teacher, images: np.ndarray) -> np.ndarray:
     """The teacher's probabilities at its temperature for (N, H, W) raw-pixel images (onnxruntime, in batches)."""
-    classifier = Classifier(teacher.path)
-    probabilities = np.concatenate([classifier.predict_proba(images[start:start + TEACHER_BATCH])
+    probabilities = np.concatenate([teacher.classifier.predict_proba(images[start:start + TEACHER_BATCH])
                                     for start in range(0, len(images), TEACHER_BATCH)]).astype(np.float64)
     return soften(probabilities, teacher.temperature).astype(np.float32)
 
