@@ -66,8 +66,9 @@ def main() -> None:
     print("|---|---|---|---|")
     for name in sessions:
         ordered = sorted(latencies[name])
-        print(f"| {name} | {statistics.median(ordered) * 1e3:.3f} ms | {ordered[int(0.95 * len(ordered))] * 1e3:.3f} ms "
-              f"| {statistics.median(per_image[name]) * 1e3:.3f} ms |")
+        p50, p95 = statistics.median(ordered), ordered[int(0.95 * len(ordered))]
+        batch = statistics.median(per_image[name])
+        print(f"| {name} | {p50 * 1e3:.3f} ms | {p95 * 1e3:.3f} ms | {batch * 1e3:.3f} ms |")
 
 
 if __name__ == "__main__":
