@@ -27,12 +27,16 @@ def planned_trials(space: SearchSpace, strategy: str, max_trials: int | None) ->
     return space.num_configurations
 
 
+def estimate_epoch_seconds(space: SearchSpace, batch_size: int, train_images: int) -> float:
+    """A rough wall-time estimate for one epoch (training and validation) on a 2-core CPU."""
+    steps = math.ceil(train_images / batch_size)
+    return (train_images * SECONDS_PER_IMAGE + steps * SECONDS_PER_STEP
+            + space.validation_images * SECONDS_PER_IMAGE / 3)
+
+
 def estimate_trial_seconds(space: SearchSpace, batch_size: int, train_images: int) -> float:
     """A rough wall-time estimate for one full trial on a 2-core CPU."""
-    steps = math.ceil(train_images / batch_size)
-    epoch_s = train_images * SECONDS_PER_IMAGE + steps * SECONDS_PER_STEP
-    validation_s = space.validation_images * SECONDS_PER_IMAGE / 3
-    return space.epochs * (epoch_s + validation_s)
+    return space.epochs * estimate_epoch_seconds(space, batch_size, train_images)
 
 
 def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, train_pool: int) -> str:
@@ -56,6 +60,12 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
         lines.append(f"{index:>3}  {cells}  {_duration(cost):>9}")
     total = sum(costs[:trials]) if strategy == "grid" else sum(costs) / len(costs) * trials
     lines.append("")
+    if space.retrain_epochs:
+        retrain = space.retrain_epochs * max(estimate_epoch_seconds(space, c["batch_size"], train_pool)
+                                             for c in configurations)
+        total += retrain
+        lines.append(f"then the winner is retrained on all {train_pool} training images for {space.retrain_epochs} "
+                     f"epochs: up to {_duration(retrain)}")
     lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough, for the study's network; {trials} "
                  f"trials{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
     return "\n".join(lines)

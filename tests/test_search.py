@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,16 @@ def test_dry_run_plans_the_study_grid() -> None:
     hours = float(plan.rsplit("estimated total: ", 1)[1].split(" h")[0])
     assert 3 < hours < 20  # the study's grid: 14.5 h with plain Keras here, about 5 h as trials
     assert planned_trials(space, "bayesian", None) == 10 and planned_trials(space, "grid", 5) == 5
+
+
+def test_dry_run_counts_the_winners_retraining() -> None:
+    space = load_space("extended-refine")  # one small search epoch, then a long retrain on every image
+    plan = describe_plan(space, "grid", None, train_pool=54000)
+    retrain_line = next(line for line in plan.splitlines() if line.startswith("then the winner is retrained"))
+    assert f"all 54000 training images for {space.retrain_epochs} epochs" in retrain_line
+    total_minutes = float(plan.rsplit("estimated total: ", 1)[1].split(" min")[0])
+    search_only = describe_plan(replace(space, retrain_epochs=0), "grid", None, train_pool=54000)
+    assert total_minutes > 5 * float(search_only.rsplit("estimated total: ", 1)[1].split(" min")[0])
 
 
 def test_tensorboard_logs_carry_hparams(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
