@@ -166,6 +166,7 @@ def build_model_card(results: dict[str, Any], dataset: Dataset, parity: ParityRe
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training": {
             "run_name": results["run_name"], "strategy": results["strategy"], "seed": results["seed"],
+            "init_seed": results.get("init_seed"),
             "search_space": space["name"], "hyperparameters": winner["hyperparameters"],
             "optimizer": winner["hyperparameters"].get("optimizer", space["optimizer"]), "epochs": space["epochs"],
             "best_epoch": winner["best_epoch"],

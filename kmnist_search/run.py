@@ -34,6 +34,9 @@ def build_parser() -> OneLineArgumentParser:
                                                        "10 for bayesian and random)")
     parser.add_argument("--epochs", type=int, help="override the space's epochs per trial")
     parser.add_argument("--seed", type=int, default=42, help="seed for the split, weights and trial order")
+    parser.add_argument("--init-seed", type=int, metavar="N",
+                        help="seed for the weights, shuffling and augmentation only (default: --seed); vary it to "
+                             "train ensemble members on the same validation split")
     parser.add_argument("--project-dir", type=Path, default=Path("runs"), help="where runs live (default runs/)")
     parser.add_argument("--name", help="run name (default SPACE-STRATEGY)")
     parser.add_data_arguments()
@@ -90,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     options = SearchOptions(strategy=args.strategy, project_dir=args.project_dir, name=name, seed=args.seed,
                             max_trials=args.max_trials, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-                            tensorboard=args.tensorboard, teacher=teacher)
+                            tensorboard=args.tensorboard, teacher=teacher,
+                            init_seed=args.init_seed)
     results = run_search(dataset, space, options)
     if results is None:
         print(f"worker {tuner_id()} finished: the chief evaluates the winner and writes "

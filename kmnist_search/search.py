@@ -73,6 +73,13 @@ class SearchOptions:
     verbose: int = 1
     tensorboard: bool = False
     teacher: Teacher | None = None
+    init_seed: int | None = None
+
+    @property
+    def weights_seed(self) -> int:
+        """Seeds initial weights, shuffling and augmentation: ``init_seed`` if given, else ``seed``
+        (which always seeds the validation split and the trial order)."""
+        return self.seed if self.init_seed is None else self.init_seed
 
 
 def untried_configurations(oracle: kt.Oracle, trial_id: str) -> list[dict[str, Any]]:
@@ -255,7 +262,7 @@ def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, options: Search
         tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
         tuner.pruning = space.pruning  # Hyperband prunes by its own rule instead
         tuner.monitor = f"val_{hypermodel.objective}"
-    tuner.trial_seed_base = options.seed
+    tuner.trial_seed_base = options.weights_seed
     if current_role() == "worker":
         tuner.oracle = PatientOracleClient(tuner.oracle)
     return tuner
@@ -266,6 +273,8 @@ def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -
     record: dict[str, Any] = {"space": space.fingerprint(), "strategy": options.strategy, "seed": options.seed}
     if options.teacher:
         record["teacher"] = options.teacher.describe()
+    if options.init_seed is not None:
+        record["init_seed"] = options.init_seed
     record_path = run_dir / "space.json"
     if options.overwrite and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -280,7 +289,7 @@ def prepare_run_dir(run_dir: Path, space: SearchSpace, options: SearchOptions) -
         previous = json.loads(record_path.read_text())
         if previous != record:
             changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
-            changed += [k for k in ("strategy", "seed", "teacher") if previous.get(k) != record.get(k)]
+            changed += [k for k in ("strategy", "seed", "init_seed", "teacher") if previous.get(k) != record.get(k)]
             raise RunError(f"{run_dir} holds a run with a different search ({', '.join(changed) or 'settings'} "
                            f"changed): pass --overwrite to start afresh or --name to start a new run")
     else:
@@ -307,7 +316,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         raise RunError("--overwrite is for the chief: a worker joins the chief's run as it is")
     run_dir = options.project_dir / options.name
     prepare_run_dir(run_dir, space, options)
-    keras.utils.set_random_seed(options.seed)
+    keras.utils.set_random_seed(options.weights_seed)
     started_at = datetime.now(timezone.utc)
     num_classes = dataset.spec.num_classes
     split = split_train_validation(dataset.train_images, dataset.train_labels, space.validation_images,
@@ -371,6 +380,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         "run_dir": str(run_dir),
         "strategy": options.strategy,
         "seed": options.seed,
+        "init_seed": options.init_seed,
         "teacher": options.teacher.describe() if options.teacher else None,
         "space": {"name": space.name, "source": space.source, **space.fingerprint()},
         "dataset": {
@@ -394,7 +404,7 @@ def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, s
             run_dir: Path, options: SearchOptions) -> tuple[keras.Model, dict[str, Any]]:
     """Train the winning configuration afresh on every training image (the search may have used a
     subset) for ``retrain_epochs``, keeping the epoch with the best validation accuracy."""
-    keras.utils.set_random_seed(options.seed)
+    keras.utils.set_random_seed(options.weights_seed)
     num_classes = hypermodel.num_classes
     monitor = f"val_{hypermodel.objective}"
     model = hypermodel.build(hyperparameters)

@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import keras
+import numpy as np
 import pytest
 
-from kmnist_search.datasets import Dataset, load_dataset
+from kmnist_search.datasets import Dataset, load_dataset, split_train_validation
 from kmnist_search.errors import RunError
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
@@ -157,6 +159,27 @@ def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
     assert [t["hyperparameters"] for t in first["trials"]] == [t["hyperparameters"] for t in second["trials"]]
     for a, b in zip(first["trials"], second["trials"], strict=True):
         assert a["best_val_accuracy"] == pytest.approx(b["best_val_accuracy"], abs=0.02)
+
+
+def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dataset, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import kmnist_search.search as search
+
+    split_seeds: list[int] = []
+
+    def recording_split(*args: object) -> object:
+        split_seeds.append(int(args[3]))  # type: ignore[call-overload]
+        return split_train_validation(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(search, "split_train_validation", recording_split)
+    space = parse_space(tiny(1, [1.0]))
+    base = run_search(dataset, space, SearchOptions("grid", tmp_path, "a", seed=5, verbose=0))
+    member = run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=9, verbose=0))
+    assert split_seeds == [5, 5] and (base["init_seed"], member["init_seed"]) == (None, 9)
+    weights = [keras.models.load_model(r["winner"]["model_path"], compile=False).get_weights() for r in (base, member)]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(*weights, strict=True)) > 1e-3
+    with pytest.raises(RunError, match="init_seed changed"):
+        run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=10, verbose=0))
 
 
 def test_keras_tuner_state_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
