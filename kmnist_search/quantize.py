@@ -149,6 +149,7 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
             "method": METHOD, "calibration_images": len(images),
             "calibration_source": "the model's training split (never its validation or test images)",
             "source_card": card_path.name, "source_onnx_sha256": source["onnx_sha256"],
+            "source_onnx_bytes": card_path.with_name(source["onnx_file"]).stat().st_size,
             "source_metrics": source["metrics"],
             "min_label_agreement": MIN_LABEL_AGREEMENT, "max_accuracy_drop": MAX_ACCURACY_DROP,
         },
@@ -159,6 +160,19 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
     }
     save_inference_copy(keras_model, exports_dir / card["keras_file"])
     return stamp_and_write(proto, card, exports_dir, f"int8 quantization of {card_path.name}")
+
+
+def describe_quantized(card: dict[str, Any], exports_dir: Path) -> str:
+    """What was written, how faithful it is, and what it saves."""
+    quantization, metrics = card["quantization"], card["metrics"]
+    size = (exports_dir / card["onnx_file"]).stat().st_size
+    return "\n".join([
+        describe_export(card, exports_dir).splitlines()[0],
+        describe_quantized_parity(ParityReport(**card["parity"])),
+        f"{size:,} bytes ({quantization['source_onnx_bytes'] / size:.1f}x smaller); validation accuracy "
+        f"{metrics['validation_accuracy'] * 100:.2f}%, test accuracy {metrics['test_accuracy'] * 100:.2f}% "
+        f"(float32: {quantization['source_metrics']['test_accuracy'] * 100:.2f}%)",
+    ])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,14 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = load_dataset(source["dataset"]["name"], args.data_dir, args.cache_dir,
                            verify_checksums=not args.no_checksum)
     card = export_quantized(args.card, dataset, args.exports_dir, args.name, args.calibration_images)
-    print(describe_export(card, args.exports_dir).splitlines()[0])
-    print(describe_quantized_parity(ParityReport(**card["parity"])))
-    size, source_size = ((directory / file).stat().st_size for directory, file in
-                         ((args.exports_dir, card["onnx_file"]), (args.card.parent, source["onnx_file"])))
-    print(f"{size:,} bytes ({source_size / size:.1f}x smaller); validation accuracy "
-          f"{card['metrics']['validation_accuracy'] * 100:.2f}%, test accuracy "
-          f"{card['metrics']['test_accuracy'] * 100:.2f}% (float32: "
-          f"{source['metrics']['test_accuracy'] * 100:.2f}%)")
+    print(describe_quantized(card, args.exports_dir))
     return 0
 
 

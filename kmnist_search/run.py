@@ -43,6 +43,8 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--exports-dir", type=Path, default=Path("exports"),
                         help="where the verified ONNX model and model card go (default exports/)")
     parser.add_argument("--no-export", action="store_true", help="skip the ONNX export of the winner")
+    parser.add_argument("--quantize", action="store_true",
+                        help="also write an int8 copy of the export (NAME-int8.onnx), verified against Keras")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing run of this name first")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a cost estimate, train nothing")
     parser.add_argument("--prune", choices=("median", "none"),
@@ -72,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_trials is not None and args.max_trials < 1:
         raise RunError(f"--max-trials {args.max_trials}: must be at least 1")
+    if args.quantize and args.no_export:
+        raise RunError("--quantize quantizes the export: drop --no-export, or quantize later with "
+                       "`python -m kmnist_search.quantize exports/NAME.json --name NAME-int8`")
     space = load_space(args.space)
     if args.epochs is not None:
         space = space.with_epochs(args.epochs)
@@ -106,6 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         card = export_winner(run_dir, dataset, args.exports_dir, name)
         print(describe_export(card, args.exports_dir))
+        if args.quantize:
+            from kmnist_search.quantize import describe_quantized, export_quantized
+
+            int8 = export_quantized(args.exports_dir / f"{name}.json", dataset, args.exports_dir, f"{name}-int8")
+            print(describe_quantized(int8, args.exports_dir))
     from kmnist_search.summary import summarise
 
     print()

@@ -48,12 +48,16 @@ def tiny_space_file(tmp_path: Path) -> Path:
 def test_run_end_to_end_prints_summary_and_writes_results(synthetic_data_dir: Path, tiny_space_file: Path,
                                                           tmp_path: Path) -> None:
     result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", str(tiny_space_file), "--data-dir",
-                     str(synthetic_data_dir), "--no-checksum", "--quiet", cwd=tmp_path)
+                     str(synthetic_data_dir), "--no-checksum", "--quiet", "--quantize", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "rank  trial" in result.stdout and "winner: trial" in result.stdout
     assert "test accuracy" in result.stdout
     assert "exported exports/tiny-grid.onnx" in result.stdout
     assert "predicted labels identical on 100.00%" in result.stdout
+    assert "exported exports/tiny-grid-int8.onnx" in result.stdout and "x smaller" in result.stdout
+    int8_card = json.loads((tmp_path / "exports" / "tiny-grid-int8.json").read_text())
+    assert int8_card["quantization"]["source_card"] == "tiny-grid.json"
+    assert int8_card["quantization"]["source_onnx_bytes"] == (tmp_path / "exports" / "tiny-grid.onnx").stat().st_size
     assert "per-hyperparameter effects" in result.stdout and (tmp_path / "runs/tiny-grid/report/README.md").is_file()
     assert (tmp_path / "exports" / "tiny-grid.json").is_file()
     results = json.loads((tmp_path / "runs" / "tiny-grid" / "results.json").read_text())
@@ -95,6 +99,11 @@ def test_corrupt_data_file(tmp_path: Path, tiny_space_file: Path, synthetic_data
 def test_wrong_checksum(tmp_path: Path, tiny_space_file: Path, synthetic_data_dir: Path) -> None:
     assert_one_line_error(run_cli("kmnist_search.run", "--space", str(tiny_space_file), "--data-dir",
                                   str(synthetic_data_dir), cwd=tmp_path), "has sha256", "--no-checksum")
+
+
+def test_quantize_without_export_is_refused(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("kmnist_search.run", "--quantize", "--no-export", "--dry-run", cwd=tmp_path),
+                          "--quantize quantizes the export")
 
 
 def test_max_trials_zero(tmp_path: Path) -> None:
