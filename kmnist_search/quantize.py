@@ -64,10 +64,11 @@ class TrainingImageBatches(CalibrationDataReader):
         return None if batch is None else {INPUT_NAME: batch}
 
 
-def quantized_parity_passed(report: ParityReport) -> bool:
+def quantized_parity_passed(report: ParityReport, min_label_agreement: float = MIN_LABEL_AGREEMENT,
+                            max_accuracy_drop: float = MAX_ACCURACY_DROP) -> bool:
     """An int8 model is faithful when it keeps almost every label and almost all the accuracy."""
-    return (report.label_agreement >= MIN_LABEL_AGREEMENT
-            and report.keras_accuracy - report.onnx_accuracy <= MAX_ACCURACY_DROP)
+    return (report.label_agreement >= min_label_agreement
+            and report.keras_accuracy - report.onnx_accuracy <= max_accuracy_drop)
 
 
 def describe_quantized_parity(report: ParityReport) -> str:
