@@ -3,8 +3,12 @@
 ``python -m kmnist_search.quantize exports/NAME.json --name NAME-int8`` quantizes an export (a single
 model or an ensemble) with onnxruntime's static quantizer: int8 per-channel weights, uint8
 activations, QDQ format, activation ranges calibrated on training images of the model's own split
-(never its validation or test images). On a CPU with int8 instructions the result is about 4x smaller
-and 2x faster. It is written only if it predicts the same label as the Keras model on at least 99.5%
+(never its validation or test images). The convolutional body is quantized; each classifier head
+(the dense layer feeding a softmax), the softmax and an ensemble's average stay in float32, so the
+probabilities keep full resolution instead of steps of 1/255 (on the validation images of four
+exports this cut the mean probability error 11 to 16-fold and never added a label flip, for 0.5%
+more bytes). On a CPU with int8 instructions the result is about 3.8x smaller and 2x faster.
+It is written only if it predicts the same label as the Keras model on at least 99.5%
 of the test images and loses at most 0.2 points of test accuracy; the model card records both
 figures and the int8 model's own validation and test accuracy.
 """
@@ -47,8 +51,9 @@ from kmnist_search.verify import read_card
 MIN_LABEL_AGREEMENT = 0.995
 MAX_ACCURACY_DROP = 0.002
 CALIBRATION_BATCH = 100
+QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "MaxPool", "Relu", "Reshape"]  # not Softmax, Add, Mul: probabilities
 METHOD = ("onnxruntime static quantization, QDQ format: int8 per-channel weights, uint8 activations, "
-          "min-max calibration")
+          "min-max calibration; classifier heads, softmax and averaging kept in float32")
 
 
 class TrainingImageBatches(CalibrationDataReader):
@@ -107,13 +112,21 @@ def calibration_images(dataset: Dataset, card: dict[str, Any], count: int) -> np
     return split.train_images[np.sort(chosen)]
 
 
+def classifier_heads(model: onnx.ModelProto) -> list[str]:
+    """The names of the nodes whose output feeds a softmax: the layers that make the logits."""
+    producers = {output: node for node in model.graph.node for output in node.output}
+    return [producers[node.input[0]].name for node in model.graph.node
+            if node.op_type == "Softmax" and node.input[0] in producers]
+
+
 def quantize_onnx(source: Path, images: np.ndarray) -> onnx.ModelProto:
     """Static int8 quantization of an ONNX file, calibrated on ``images``; the graph passes the checker."""
     with tempfile.TemporaryDirectory() as temp_dir:
         prepared, quantized = Path(temp_dir) / "prepared.onnx", Path(temp_dir) / "quantized.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)  # ONNX shape inference suffices
         quantize_static(str(prepared), str(quantized), TrainingImageBatches(images), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=classifier_heads(onnx.load(str(prepared))))
         proto = onnx.load(str(quantized))
     onnx.checker.check_model(proto, full_check=True)
     return proto

@@ -59,6 +59,21 @@ def test_int8_model_is_quantized_smaller_and_faithful(quantized: Path, exported:
     assert card["training"] == source["training"] and card["classes"] == source["classes"]
 
 
+def test_probabilities_and_classifier_head_stay_in_float(quantized: Path, finished_run: FinishedRun) -> None:
+    _, dataset, _ = finished_run
+    graph = onnx.load(str(quantized)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    float_weights = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    softmaxes = [node for node in graph.node if node.op_type == "Softmax"]
+    assert softmaxes and producers[graph.output[0].name].op_type != "DequantizeLinear"
+    for softmax in softmaxes:
+        head = producers[softmax.input[0]]
+        assert head.op_type in ("Gemm", "MatMul") and head.input[1] in float_weights
+    probabilities = Classifier(quantized).predict_proba(dataset.test_images)
+    steps = probabilities * 255
+    assert np.abs(steps - np.round(steps)).max() > 0.01  # not on a uint8 grid of 1/255 steps
+
+
 def test_calibration_images_come_from_the_training_split(exported: Path, finished_run: FinishedRun) -> None:
     _, dataset, _ = finished_run
     card = json.loads(exported.with_suffix(".json").read_text())
