@@ -14,33 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
-from kmnist_search.datasets import load_dataset, split_train_validation
+from kmnist_search.datasets import load_dataset
 from kmnist_search.export import onnx_probabilities
-from kmnist_search.quantize import QUANTIZED_OPS, TrainingImageBatches, calibration_images, classifier_heads
+from kmnist_search.quantize import QUANTIZED_OPS, calibration_images, model_split, quantize_onnx
 
-VARIANTS = ("every op", "body only", "body only, float heads (current)")
-
-
-def quantize_variant(source: Path, images: np.ndarray, variant: str, output: Path) -> None:
-    with tempfile.TemporaryDirectory() as temp_dir:
-        prepared = Path(temp_dir) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        options: dict[str, object] = {}
-        if variant != "every op":
-            options["op_types_to_quantize"] = QUANTIZED_OPS
-        if variant.endswith("(current)"):
-            options["nodes_to_exclude"] = classifier_heads(onnx.load(str(prepared)))
-        quantize_static(str(prepared), str(output), TrainingImageBatches(images), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        **options)  # type: ignore[arg-type]
+VARIANTS = {  # name: (op types to quantize, keep the classifier heads in float32)
+    "every op": (None, False),
+    "body only": (QUANTIZED_OPS, False),
+    "body only, float heads (current)": (QUANTIZED_OPS, True),
+}
 
 
 def main() -> None:
@@ -55,24 +42,18 @@ def main() -> None:
     for card_path in args.cards:
         card = json.loads(card_path.read_text())
         source = card_path.with_name(card["onnx_file"])
-        training = card["training"]
-        split = split_train_validation(dataset.train_images, dataset.train_labels, training["validation_images"],
-                                       training["seed"])
-        images = calibration_images(dataset, card, 1000)
+        split = model_split(dataset, card)
+        images = calibration_images(split, card["training"]["seed"], 1000)
         reference = onnx_probabilities(ort.InferenceSession(str(source), providers=["CPUExecutionProvider"]),
                                        split.validation_images)
-        for variant in VARIANTS:
-            with tempfile.TemporaryDirectory() as temp_dir:
-                output = Path(temp_dir) / "int8.onnx"
-                quantize_variant(source, images, variant, output)
-                session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-                probabilities = onnx_probabilities(session, split.validation_images)
-                size = output.stat().st_size
+        for variant, (op_types, float_heads) in VARIANTS.items():
+            proto = quantize_onnx(source, images, op_types, float_heads).SerializeToString()
+            session = ort.InferenceSession(proto, providers=["CPUExecutionProvider"])
+            probabilities = onnx_probabilities(session, split.validation_images)
             flips = int(np.sum(probabilities.argmax(axis=1) != reference.argmax(axis=1)))
             difference = np.abs(probabilities - reference)
             print(f"| {card_path.stem} | {variant} | {flips} | {difference.max():.4f} | {difference.mean():.2e} "
-                  f"| {size:,} |", flush=True)
-
+                  f"| {len(proto):,} |", flush=True)
 
 if __name__ == "__main__":
     main()

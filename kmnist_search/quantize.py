@@ -34,7 +34,7 @@ from onnxruntime.quantization import (
 )
 
 from kmnist_search.cli import OneLineArgumentParser, run_main
-from kmnist_search.datasets import Dataset, file_digest, load_dataset, split_train_validation
+from kmnist_search.datasets import Dataset, Split, file_digest, load_dataset, split_train_validation
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.export import (
     ParityReport,
@@ -102,13 +102,17 @@ def read_source_card(card_path: Path) -> dict[str, Any]:
     return card
 
 
-def calibration_images(dataset: Dataset, card: dict[str, Any], count: int) -> np.ndarray:
-    """``count`` images (at most all of them) from the model's own training split, drawn with its seed."""
+def model_split(dataset: Dataset, card: dict[str, Any]) -> Split:
+    """The training/validation split the carded model was trained and selected on."""
     training = card["training"]
-    split = split_train_validation(dataset.train_images, dataset.train_labels, training["validation_images"],
-                                   training["seed"])
+    return split_train_validation(dataset.train_images, dataset.train_labels, training["validation_images"],
+                                  training["seed"])
+
+
+def calibration_images(split: Split, seed: int, count: int) -> np.ndarray:
+    """``count`` images (at most all of them) from the split's training part, drawn with ``seed``."""
     count = min(count, len(split.train_images))
-    chosen = np.random.default_rng(training["seed"]).choice(len(split.train_images), size=count, replace=False)
+    chosen = np.random.default_rng(seed).choice(len(split.train_images), size=count, replace=False)
     return split.train_images[np.sort(chosen)]
 
 
@@ -119,14 +123,19 @@ def classifier_heads(model: onnx.ModelProto) -> list[str]:
             if node.op_type == "Softmax" and node.input[0] in producers]
 
 
-def quantize_onnx(source: Path, images: np.ndarray) -> onnx.ModelProto:
-    """Static int8 quantization of an ONNX file, calibrated on ``images``; the graph passes the checker."""
+def quantize_onnx(source: Path, images: np.ndarray, op_types: list[str] | None = QUANTIZED_OPS,
+                  float_heads: bool = True) -> onnx.ModelProto:
+    """Static int8 quantization of an ONNX file, calibrated on ``images``; the graph passes the checker.
+
+    The defaults are this module's method; ``op_types=None, float_heads=False`` quantizes every op
+    (``benchmarks/quantization_variants.py`` compares the two)."""
     with tempfile.TemporaryDirectory() as temp_dir:
         prepared, quantized = Path(temp_dir) / "prepared.onnx", Path(temp_dir) / "quantized.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)  # ONNX shape inference suffices
+        heads = classifier_heads(onnx.load(str(prepared))) if float_heads else None
         quantize_static(str(prepared), str(quantized), TrainingImageBatches(images), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=classifier_heads(onnx.load(str(prepared))))
+                        op_types_to_quantize=op_types, nodes_to_exclude=heads)
         proto = onnx.load(str(quantized))
     onnx.checker.check_model(proto, full_check=True)
     return proto
@@ -141,7 +150,8 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
     source = read_source_card(card_path)
     if source["dataset"]["name"] != dataset.spec.name:
         raise ModelFileError(f"{card_path} classifies {source['dataset']['name']}, not {dataset.spec.name}")
-    images = calibration_images(dataset, source, calibration_count)
+    split = model_split(dataset, source)
+    images = calibration_images(split, source["training"]["seed"], calibration_count)
     proto = quantize_onnx(card_path.with_name(source["onnx_file"]), images)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     keras_model = load_keras_model(card_path.with_name(source["keras_file"]))
@@ -149,9 +159,6 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
     if not quantized_parity_passed(parity):
         raise ParityError(f"the int8 model strays from its float32 original ({describe_quantized_parity(parity)}): "
                           f"nothing was written to {exports_dir}; ship the float32 export instead")
-    training = source["training"]
-    split = split_train_validation(dataset.train_images, dataset.train_labels, training["validation_images"],
-                                   training["seed"])
     validation_accuracy = float(np.mean(onnx_probabilities(session, split.validation_images).argmax(axis=1)
                                         == split.validation_labels))
     kept = {k: v for k, v in source.items() if k not in ("onnx_sha256", "opset", "versions", "parity", "metrics")}

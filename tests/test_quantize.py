@@ -16,7 +16,7 @@ from kmnist_search.datasets import file_digest, split_train_validation
 from kmnist_search.errors import ParityError
 from kmnist_search.export import convert_to_onnx, keras_probabilities
 from kmnist_search.inference import Classifier
-from kmnist_search.quantize import calibration_images, export_quantized
+from kmnist_search.quantize import calibration_images, export_quantized, model_split
 from tests.conftest import FinishedRun
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -79,12 +79,12 @@ def test_calibration_images_come_from_the_training_split(exported: Path, finishe
     card = json.loads(exported.with_suffix(".json").read_text())
     split = split_train_validation(dataset.train_images, dataset.train_labels, card["training"]["validation_images"],
                                    card["training"]["seed"])
-    chosen = calibration_images(dataset, card, 50)
+    chosen = calibration_images(model_split(dataset, card), card["training"]["seed"], 50)
     training = {image.tobytes() for image in split.train_images}
     held_out = {image.tobytes() for image in (*split.validation_images, *dataset.test_images)}
     assert len(chosen) == 50 and all(image.tobytes() in training for image in chosen)
     assert not any(image.tobytes() in held_out for image in chosen)
-    assert len(calibration_images(dataset, card, 10**6)) == len(split.train_images)
+    assert len(calibration_images(split, card["training"]["seed"], 10**6)) == len(split.train_images)
 
 
 def test_an_int8_model_that_strays_is_refused(exported: Path, finished_run: FinishedRun, tmp_path: Path,
