@@ -7,7 +7,7 @@ activations, QDQ format, activation ranges calibrated on training images of the 
 (the dense layer feeding a softmax), the softmax and an ensemble's average stay in float32, so the
 probabilities keep full resolution instead of steps of 1/255 (on the validation images of four
 exports this cut the mean probability error 11 to 16-fold and never added a label flip, for 0.5%
-more bytes). On a CPU with int8 instructions the result is about 3.8x smaller and 2x faster.
+more bytes). On a CPU with int8 instructions the result is about 3.7x smaller and 2x or more faster.
 It is written only if it predicts the same label as the Keras model on at least 99.5%
 of the test images and loses at most 0.2 points of test accuracy; the model card records both
 figures and the int8 model's own validation and test accuracy.
