@@ -46,11 +46,10 @@ def main() -> None:
     images = data.test_images[..., np.newaxis].astype(np.float32)
     executors = (False, True) if args.parallel_executor else (False,)
     names = [path.name for path in args.models]
-    labels = {path: path.name if names.count(path.name) == 1 else str(path) for path in args.models}
-    sessions = {f"{labels[path]}{' (parallel executor)' if parallel else ''}": make_session(path, parallel)
-                for path in args.models for parallel in executors}
-    sizes = {name: path.stat().st_size for path in args.models for name in sessions
-             if name.split(" ")[0] == labels[path]}
+    labelled = {f"{path.name if names.count(path.name) == 1 else path}{' (parallel executor)' if parallel else ''}":
+                (path, parallel) for path in args.models for parallel in executors}
+    sessions = {label: make_session(path, parallel) for label, (path, parallel) in labelled.items()}
+    sizes = {label: path.stat().st_size for label, (path, _) in labelled.items()}
     accuracy = {}
     for name, session in sessions.items():  # also warms up thread pools and memory arenas
         predicted = np.concatenate([session.run(None, {"image": images[i:i + 1000]})[0].argmax(axis=1)

@@ -55,5 +55,6 @@ def main() -> None:
             print(f"| {card_path.stem} | {variant} | {flips} | {difference.max():.4f} | {difference.mean():.2e} "
                   f"| {len(proto):,} |", flush=True)
 
+
 if __name__ == "__main__":
     main()

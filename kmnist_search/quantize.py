@@ -76,11 +76,12 @@ def quantized_parity_passed(report: ParityReport, min_label_agreement: float = M
             and report.keras_accuracy - report.onnx_accuracy <= max_accuracy_drop)
 
 
-def describe_quantized_parity(report: ParityReport) -> str:
+def describe_quantized_parity(report: ParityReport, min_label_agreement: float = MIN_LABEL_AGREEMENT,
+                              max_accuracy_drop: float = MAX_ACCURACY_DROP) -> str:
     return (f"int8 vs float32 Keras on {report.images} test images: predicted labels identical on "
-            f"{report.label_agreement * 100:.2f}% (at least {MIN_LABEL_AGREEMENT * 100:.1f}% required), test "
+            f"{report.label_agreement * 100:.2f}% (at least {min_label_agreement * 100:.1f}% required), test "
             f"accuracy int8 {report.onnx_accuracy * 100:.2f}% vs float32 {report.keras_accuracy * 100:.2f}% "
-            f"(at most {MAX_ACCURACY_DROP * 100:.1f} points lost)")
+            f"(at most {max_accuracy_drop * 100:.1f} points lost)")
 
 
 def read_source_card(card_path: Path) -> dict[str, Any]:

@@ -57,11 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = measure_parity(classifier.session, load_keras_model(keras_path), dataset.test_images,
                             dataset.test_labels)
     quantization = card.get("quantization")
+    tolerances = (quantization["min_label_agreement"], quantization["max_accuracy_drop"]) if quantization else ()
     print(f"{args.model}: sha256 matches its model card")
-    print(describe_quantized_parity(report) if quantization else report.describe())
-    passed = (quantized_parity_passed(report, quantization["min_label_agreement"], quantization["max_accuracy_drop"])
-              if quantization else report.passed)
-    if not passed:
+    print(describe_quantized_parity(report, *tolerances) if quantization else report.describe())
+    if not (quantized_parity_passed(report, *tolerances) if quantization else report.passed):
         raise ParityError(f"{args.model} does not reproduce {keras_path}: do not ship it; export it again")
     print("verified")
     return 0
