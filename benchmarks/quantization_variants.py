@@ -20,8 +20,8 @@ import numpy as np
 import onnxruntime as ort
 
 from kmnist_search.datasets import load_dataset
-from kmnist_search.export import onnx_probabilities
-from kmnist_search.quantize import QUANTIZED_OPS, calibration_images, model_split, quantize_onnx
+from kmnist_search.onnx_export import onnx_probabilities
+from kmnist_search.quantization import QUANTIZED_OPS, calibration_images, model_split, quantize_onnx
 
 VARIANTS = {  # name: (op types to quantize, keep the classifier heads in float32)
     "every op": (None, False),

@@ -35,14 +35,14 @@ def compiled_model(plain: bool, warm_up: tuple[np.ndarray, np.ndarray], batch_si
     if plain:
         model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="categorical_crossentropy",
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    model.fit(*warm_up, batch_size=batch_size, epochs=1, verbose=0)
+    model.fit(*warm_up, batch_size=batch_size, epochs=1)
     return model
 
 
 def fit_seconds(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[float, float]:
     """Wall-clock and CPU seconds (all threads of this process) of one pass over the images."""
     wall, cpu = time.perf_counter(), time.process_time()
-    model.fit(images, labels, batch_size=batch_size, epochs=1, verbose=0)
+    model.fit(images, labels, batch_size=batch_size, epochs=1)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 

@@ -1,8 +1,13 @@
 """kmnist-search: tune the study's KMNIST CNN with Keras Tuner, export the winner to ONNX, verify it.
 
-Modules, one per stage: ``datasets`` -> ``spaces`` -> ``hypermodel`` -> ``search`` -> ``export`` ->
-``reports``; ``inference`` runs exported models with onnxruntime alone. The package root imports
-nothing heavy, so ``import kmnist_search.inference`` stays free of TensorFlow.
+The Python API is :mod:`kmnist_search.pipeline`::
+
+    from kmnist_search import pipeline
+
+    outcome = pipeline.run("quick", strategy="grid")
+
+Importing the package loads no TensorFlow; the pipeline loads it when it trains or exports, and
+:mod:`kmnist_search.inference` never does.
 """
 
 __version__ = "0.1.0"

@@ -7,7 +7,6 @@ from here); Keras is imported only when a file has to be downloaded.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass, replace
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kmnist_search.errors import DataError
+from kmnist_search.files import file_digest
 
 BASE_URL = "http://codh.rois.ac.jp/kmnist/dataset"
 DATA_DIR_ENV = "KMNIST_SEARCH_DATA_DIR"
@@ -52,6 +52,7 @@ class DatasetSpec:
     trainable: bool
     note: str = ""
     objective: str = "accuracy"  # the validation metric searches maximise ("balanced_accuracy" for K49)
+    train_size: int = 0  # images in the official training set (0: no training set)
 
     @property
     def num_classes(self) -> int:
@@ -61,9 +62,6 @@ class DatasetSpec:
     def codepoints(self) -> tuple[str, ...]:
         return tuple(f"U+{ord(c):04X}" for c in self.characters)
 
-    def class_label(self, index: int) -> str:
-        """A label that needs no Japanese font: e.g. ``'2 su'``."""
-        return f"{index} {self.romanized[index]}"
 
 
 def _npz(subdir: str, name: str, size_bytes: int | None, md5: str, sha256: str | None = None) -> DataFile:
@@ -87,6 +85,7 @@ KMNIST = DatasetSpec(
     characters=tuple("おきすつなはまやれを"),
     romanized=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
     trainable=True,
+    train_size=60000,
 )
 
 K49 = DatasetSpec(
@@ -107,6 +106,7 @@ K49 = DatasetSpec(
     trainable=True,
     note="md5s as published by third-party loaders; not yet checked against a download here",
     objective="balanced_accuracy",  # imbalanced classes: the public benchmark reports balanced accuracy
+    train_size=232365,
 )
 
 KKANJI = DatasetSpec(
@@ -137,6 +137,11 @@ class Dataset:
     test_labels: np.ndarray
     checksums: dict[str, str]
 
+    def split(self, validation_images: int, seed: int, train_images: int | None = None) -> Split:
+        """The training/validation split a model of this dataset was trained and selected on: the one
+        derivation of it from (validation size, seed), see :func:`split_train_validation`."""
+        return split_train_validation(self.train_images, self.train_labels, validation_images, seed, train_images)
+
 
 def get_spec(name: str) -> DatasetSpec:
     """Look a dataset up by name, with a clear error for an unknown one."""
@@ -149,15 +154,6 @@ def get_spec(name: str) -> DatasetSpec:
 def default_cache_dir() -> Path:
     """Where downloads are cached: ``$KMNIST_SEARCH_CACHE_DIR`` or Keras's ``~/.keras/datasets``."""
     return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".keras" / "datasets")
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_file(path: Path, data_file: DataFile) -> str:
@@ -221,7 +217,8 @@ def _fetch(data_file: DataFile, target_dir: Path, final_path: Path) -> None:
     except Exception as error:  # network failures surface as plain Exceptions from get_file
         raise DataError(
             f"could not download {data_file.name} from {data_file.url} ({_first_line(error)}): "
-            f"connect to the internet and retry, or pass --data-dir DIR with the official files"
+            f"connect to the internet and retry (or download from a mirror with `python -m kmnist_search.download "
+            f"--base-url URL`), or give the search a folder of the official files with `run --data-dir DIR`"
         ) from None
     os.replace(part_path, final_path)
 
@@ -340,6 +337,13 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
+def check_validation_size(validation_images: int, training_set_images: int) -> None:
+    """A validation set must leave training images behind (checked before any work starts)."""
+    if not 0 < validation_images < training_set_images:
+        raise DataError(f"validation_images={validation_images} must be between 1 and {training_set_images - 1} "
+                        f"(the training set has {training_set_images} images)")
+
+
 def split_train_validation(
     images: np.ndarray,
     labels: np.ndarray,
@@ -353,9 +357,7 @@ def split_train_validation(
     """
     from sklearn.model_selection import train_test_split
 
-    if not 0 < validation_images < len(labels):
-        raise DataError(f"validation_images={validation_images} must be between 1 and {len(labels) - 1} "
-                        f"(the training set has {len(labels)} images)")
+    check_validation_size(validation_images, len(labels))
     try:
         rest_x, val_x, rest_y, val_y = train_test_split(
             images, labels, test_size=validation_images, stratify=labels, random_state=seed

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from kmnist_search.datasets import DatasetSpec, file_digest, one_hot
+from kmnist_search.datasets import DatasetSpec, one_hot
 from kmnist_search.errors import ModelFileError, RunError
+from kmnist_search.files import file_digest
 from kmnist_search.inference import Classifier
 
 DEFAULT_TEACHER_WEIGHT = 0.5

@@ -1,7 +1,8 @@
-"""Atomic file writes: a crash never leaves a half-written file that looks complete."""
+"""Atomic file writes (a crash never leaves a half-written file that looks complete) and file hashing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -37,3 +38,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -18,12 +18,13 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from kmnist_search.contract import AUGMENTATION_PREFIX, INPUT_NAME, OUTPUT_NAME, to_model_input
 from kmnist_search.optimizers import FusedAdadelta, FusedAdam, FusedSGD
-from kmnist_search.spaces import SearchSpace
+from kmnist_search.resume import SaveTrainingState, TrainingCheckpoint, epoch_batches
+from kmnist_search.spaces import SGD_MOMENTUM, SearchSpace, default_learning_rate, study_default
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-AUGMENTATION_PREFIX = "augment_"  # training-only layers, left out of exports
+__all__ = ["Architecture", "KmnistHyperModel", "build_cnn", "make_optimizer", "optimizer_config", "to_model_input"]
+
 STEPS_PER_EXECUTION = 32  # many steps per call: removes most per-step overhead at small batches
 
 
@@ -35,23 +36,37 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     if name == "adam":
         return FusedAdam(learning_rate=learning_rate)
     if name == "sgd":
-        return FusedSGD(learning_rate=learning_rate, momentum=0.9)
+        return FusedSGD(learning_rate=learning_rate, momentum=SGD_MOMENTUM)
     if name == "rmsprop":
         return keras.optimizers.RMSprop(learning_rate=learning_rate)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def optimizer_config(name: str, optimizer: keras.optimizers.Optimizer) -> dict[str, Any]:
+    """The optimizer's effective settings as built (the space's name for it, its learning rate and
+    every numeric or boolean option, Keras's defaults resolved), for the results and the model card."""
+    config = optimizer.get_config()
+    settings: dict[str, Any] = {"name": name}
+    for key, value in sorted(config.items()):
+        if key == "learning_rate":  # held in float32: its shortest decimal form (0.001, not 0.0010000000474)
+            settings[key] = float(str(np.float32(value)))
+        elif key != "name" and isinstance(value, (bool, int, float)):
+            settings[key] = value
+    return settings
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """The network's shape. The defaults are the study's CNN exactly."""
+    """The network's shape and its training-only augmentation; the defaults (from
+    :mod:`kmnist_search.spaces`) are the study's CNN exactly."""
 
-    conv_layers: str = "32-64"
-    batch_norm: bool = False
-    dropout_conv: float = 0.25
-    dense_units: int = 128
-    dropout_dense: float = 0.5
-    augment: float = 0.0
-    cutout: float = 0.0
+    conv_layers: str = study_default("conv_layers")
+    batch_norm: bool = study_default("batch_norm")
+    dropout_conv: float = study_default("dropout_conv")
+    dense_units: int = study_default("dense_units")
+    dropout_dense: float = study_default("dropout_dense")
+    augment: float = study_default("augment")
+    cutout: float = study_default("cutout")
 
 
 class BalancedAccuracy(keras.metrics.Metric):
@@ -87,15 +102,16 @@ class BalancedAccuracy(keras.metrics.Metric):
 def build_cnn(
     num_classes: int = 10,
     image_shape: tuple[int, int] = (28, 28),
-    learning_rate: float = 1.0,
-    loss: str = "categorical_crossentropy",
-    optimizer: str = "adadelta",
+    learning_rate: float | None = None,
+    loss: str = study_default("loss"),
+    optimizer: str = study_default("optimizer"),
     steps_per_execution: int = STEPS_PER_EXECUTION,
     architecture: Architecture = Architecture(),
     balanced_accuracy: bool = False,
 ) -> keras.Model:
     """The study's CNN (by default exactly the Keras MNIST example: Conv32-Conv64-MaxPool-Dropout.25-
-    Flatten-Dense128-Dropout.5-Dense softmax), compiled, taking raw pixels in [0, 255].
+    Flatten-Dense128-Dropout.5-Dense softmax), compiled, taking raw pixels in [0, 255]. Without a
+    learning rate, the optimizer's usual one (Adadelta: Keras 2's 1.0).
 
     ``architecture.conv_layers`` lists 3x3 ReLU convolutions by filter count, with ``p`` for a 2x2
     max-pool (followed by the convolution dropout); a final pool closes the stack. Augmentation
@@ -131,7 +147,7 @@ def build_cnn(
     outputs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_NAME)(x)
     model = keras.Model(inputs, outputs, name="kmnist_cnn")
     model.compile(
-        optimizer=make_optimizer(optimizer, learning_rate),
+        optimizer=make_optimizer(optimizer, learning_rate or default_learning_rate(optimizer)),
         loss=loss,
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                  *([BalancedAccuracy(num_classes)] if balanced_accuracy else [])],
@@ -146,11 +162,6 @@ def search_hyperparameters(space: SearchSpace) -> kt.HyperParameters:
     for name, values in space.values().items():
         hp.Choice(name, list(values))
     return hp
-
-
-def to_model_input(images: np.ndarray) -> np.ndarray:
-    """(N, H, W) uint8 -> (N, H, W, 1) view; the model scales pixels itself."""
-    return images[..., np.newaxis]
 
 
 class KmnistHyperModel(kt.HyperModel):
@@ -180,47 +191,32 @@ class KmnistHyperModel(kt.HyperModel):
                          balanced_accuracy=self.objective == "balanced_accuracy")
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> keras.callbacks.History:
+        """Train on ``(images, targets)``, each epoch shuffled by (``shuffle_seed``, epoch). With a
+        ``checkpoint`` (a :class:`~kmnist_search.resume.TrainingCheckpoint`), training continues from
+        its last saved epoch and saves its state after every epoch."""
+        checkpoint: TrainingCheckpoint | None = kwargs.pop("checkpoint", None)
+        seed = int(kwargs.pop("shuffle_seed", 0))
+        first_epoch = int(kwargs.pop("initial_epoch", 0))  # Hyperband continues a trial from here
+        epochs = int(kwargs.pop("epochs", self.space.epochs))
         # Ours go first, so that loggers among the caller's callbacks see the learning rate they set.
         callbacks: list[keras.callbacks.Callback] = []
-        epochs = int(kwargs.get("epochs", self.space.epochs))
         if self.space.lr_schedule == "cosine":
             callbacks.append(cosine_schedule(float(self.value(hp, "learning_rate")), epochs))
         if self.space.early_stopping_patience:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=f"val_{self.objective}", mode="max",
                                                            patience=self.space.early_stopping_patience))
         callbacks += kwargs.pop("callbacks", None) or []
-        batch_size = int(self.value(hp, "batch_size"))
-        mixup = float(self.value(hp, "mixup"))
-        if mixup > 0:
-            images, labels, *rest = args
-            kwargs["shuffle"] = False  # the batches reshuffle themselves every epoch
-            history = model.fit(mixup_batches(images, labels, batch_size, mixup), *rest, callbacks=callbacks,
-                                **kwargs)
-        else:
-            history = model.fit(*args, batch_size=batch_size, callbacks=callbacks, **kwargs)
+        if checkpoint is not None:
+            first_epoch = max(first_epoch, checkpoint.restore(model))
+            callbacks.append(SaveTrainingState(checkpoint))  # last: an epoch is committed once all is written
+        images, targets = args[0], args[1]
+        batches, order = epoch_batches(images, targets, int(self.value(hp, "batch_size")), seed,
+                                       float(self.value(hp, "mixup")))
+        kwargs["shuffle"] = False  # the order callback shuffles each epoch
+        history = model.fit(batches, epochs=epochs, initial_epoch=first_epoch, callbacks=[order, *callbacks],
+                            **kwargs)
         fail_on_non_finite_loss(history)
         return history
-
-
-def mixup_batches(images: np.ndarray, one_hot_labels: np.ndarray, batch_size: int, alpha: float) -> Any:
-    """Reshuffled training batches with mixup (Zhang et al., 2018): each batch is blended with a
-    permutation of itself, images and labels alike, by one Beta(alpha, alpha) weight per batch.
-    Training only; validation and the exported model see plain images."""
-    import tensorflow as tf  # the Keras backend; only mixup needs its data pipeline
-
-    def mix(batch_images: Any, batch_labels: Any) -> tuple[Any, Any]:
-        batch_images = tf.cast(batch_images, tf.float32)
-        first, second = tf.random.gamma([], alpha), tf.random.gamma([], alpha)
-        weight = first / (first + second)
-        partner = tf.random.shuffle(tf.range(tf.shape(batch_images)[0]))
-        return (weight * batch_images + (1 - weight) * tf.gather(batch_images, partner),
-                weight * batch_labels + (1 - weight) * tf.gather(batch_labels, partner))
-
-    return (tf.data.Dataset.from_tensor_slices((images, one_hot_labels.astype(np.float32)))
-            .shuffle(len(images), reshuffle_each_iteration=True)
-            .batch(batch_size)
-            .map(mix, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
 
 
 def cosine_schedule(learning_rate: float, epochs: int) -> keras.callbacks.LearningRateScheduler:

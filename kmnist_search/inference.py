@@ -8,13 +8,14 @@ Needs only onnxruntime, numpy and Pillow, so it runs in a small install::
         print(prediction.character, prediction.probability)
 
 Every image goes through :func:`prepare_image`, the one conversion used by every caller: to 8-bit
-grayscale, inverted if it is dark ink on a light background (KMNIST is white on black), resized to
-the model's 28x28. Each conversion is reported in ``Prediction.notes``.
+grayscale, inverted if it is dark ink on a light background (KMNIST is white on black), and, unless
+it already has the model's size, framed as MNIST-style data were made (cropped to the character,
+fitted to 20x20 keeping its aspect ratio, centred by mass in 28x28). Each conversion is reported in
+``Prediction.notes``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, UnidentifiedImageError
 
+from kmnist_search.cards import card_from_metadata
+from kmnist_search.contract import MODEL_CARD_KEY
 from kmnist_search.errors import InputImageError, ModelFileError
 
-MODEL_CARD_KEY = "model_card"
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompression bombs
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -56,7 +58,8 @@ class Prediction:
         return {
             "source": self.source, "index": self.label.index, "character": self.label.character,
             "codepoint": self.label.codepoint, "romanized": self.label.romanized, "probability": self.probability,
-            "top": [{"index": c.index, "character": c.character, "probability": p} for c, p in self.top],
+            "top": [{"index": c.index, "character": c.character, "codepoint": c.codepoint, "romanized": c.romanized,
+                     "probability": p} for c, p in self.top],
             "notes": self.notes,
         }
 
@@ -90,25 +93,14 @@ class Classifier:
             self.classes = [ClassInfo(i, str(i), "", str(i)) for i in range(outputs)]
 
     def _read_card(self) -> dict[str, Any]:
+        """The model card embedded in the file, checked against the schema ({} for a model without one)."""
         text = self.session.get_modelmeta().custom_metadata_map.get(MODEL_CARD_KEY)
-        if not text:
-            return {}
-        try:
-            card: dict[str, Any] = json.loads(text)
-        except json.JSONDecodeError:
-            return {}
-        return card
+        return card_from_metadata(text, str(self.path)) if text else {}
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for (N, H, W) or (N, H, W, 1) raw-pixel images of the model's size."""
-        array = np.asarray(images)
-        if array.ndim == 4 and array.shape[-1] == 1:
-            array = array[..., 0]
-        if array.ndim != 3 or array.shape[1:] != self.image_size:
-            raise InputImageError(f"images have shape {array.shape}, expected (N, {self.image_size[0]}, "
-                                  f"{self.image_size[1]}): use prepare_image() or predict() for other sizes")
-        batch = array.astype(np.float32)[..., np.newaxis]
-        return np.asarray(self.session.run(None, {self.input_name: batch})[0])
+        """Class probabilities for raw-pixel images of the model's size: (H, W), (N, H, W) or (N, H, W, 1)."""
+        batch = image_batch(images, self.image_size, "images")
+        return np.asarray(self.session.run(None, {self.input_name: batch.astype(np.float32)[..., np.newaxis]})[0])
 
     def predict(self, images: np.ndarray | list[Image.Image], sources: list[str] | None = None,
                 top_k: int = 3) -> list[Prediction]:
@@ -119,7 +111,7 @@ class Classifier:
             array = np.stack([p[0] for p in prepared]) if prepared else np.zeros((0, *self.image_size), np.uint8)
             notes = [p[1] for p in prepared]
         else:
-            array = np.asarray(images)
+            array = image_batch(images, self.image_size, "images")
             notes = [[] for _ in range(len(array))]
         probabilities = self.predict_proba(array)
         names = sources or [f"image {i}" for i in range(len(probabilities))]
@@ -132,22 +124,66 @@ class Classifier:
 
 
 def prepare_image(image: Image.Image, size: tuple[int, int] = (28, 28)) -> tuple[np.ndarray, list[str]]:
-    """Convert any PIL image to the model's input: 8-bit grayscale, white ink on black, HxW.
+    """Convert any PIL image to the model's input: 8-bit grayscale, white ink on black, H x W.
 
-    Returns the uint8 array and a list of the conversions made, to tell the user.
+    An image of the model's size is taken as it is (it is already a KMNIST-style image). A photo or a
+    scan of another size is framed the way MNIST-style data were made: its contrast stretched from the
+    paper to the darkest ink, cropped to the character, scaled to fit a 20x20 box (for 28x28) keeping
+    its aspect ratio, and centred by its centre of mass. Returns the uint8 array and a list of the
+    conversions made, to tell the user.
     """
     notes = []
     if image.mode != "L":
         notes.append(f"converted {image.mode} to grayscale")
         image = image.convert("RGBA").convert("L") if image.mode in ("P", "LA", "PA") else image.convert("L")
-    if image.size != (size[1], size[0]):
-        notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]}")
-        image = image.resize((size[1], size[0]), Image.Resampling.LANCZOS)
     array = np.asarray(image, dtype=np.uint8)
     if array.mean() > 127:
         notes.append("inverted (dark ink on light paper; KMNIST is white on black)")
         array = 255 - array
-    return array, notes
+    if array.shape == size:
+        return array, notes
+    notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]} as MNIST-style data were made: "
+                 f"cropped to the character, fitted to {fit_box(size)}x{fit_box(size)} keeping its aspect ratio, "
+                 f"centred by mass")
+    return frame_character(array, size), notes
+
+
+def fit_box(size: tuple[int, int]) -> int:
+    """The box a character is scaled into: 20 of 28 pixels, as in MNIST."""
+    return max(1, round(min(size) * 20 / 28))
+
+
+def frame_character(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """White-on-black ink of any size -> the character cropped, fitted into ``fit_box`` and centred by
+    mass in a ``size`` frame (a blank image stays blank)."""
+    background, peak = float(np.median(array)), float(array.max())
+    if peak - background < 1:
+        return np.zeros(size, dtype=np.uint8)
+    ink = np.clip((array.astype(np.float32) - background) / (peak - background), 0.0, 1.0)
+    rows, columns = np.nonzero(ink > 0.5)
+    crop = ink[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
+    scale = fit_box(size) / max(crop.shape)
+    width, height = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
+    resized = Image.fromarray((crop * 255).astype(np.uint8)).resize((width, height), Image.Resampling.LANCZOS)
+    fitted = np.asarray(resized, dtype=np.float32)
+    frame = np.zeros(size, dtype=np.float32)
+    top, left = (size[0] - height) // 2, (size[1] - width) // 2
+    frame[top:top + height, left:left + width] = fitted
+    total = frame.sum()
+    if total > 0:
+        row_centre = float((frame.sum(axis=1) * np.arange(size[0])).sum() / total)
+        column_centre = float((frame.sum(axis=0) * np.arange(size[1])).sum() / total)
+        frame = shifted(frame, round((size[0] - 1) / 2 - row_centre), round((size[1] - 1) / 2 - column_centre))
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def shifted(frame: np.ndarray, down: int, right: int) -> np.ndarray:
+    """``frame`` moved by whole pixels, filling with black (nothing wraps around)."""
+    result = np.zeros_like(frame)
+    height, width = frame.shape
+    source = frame[max(0, -down):height - max(0, down), max(0, -right):width - max(0, right)]
+    result[max(0, down):max(0, down) + source.shape[0], max(0, right):max(0, right) + source.shape[1]] = source
+    return result
 
 
 def read_image(path: Path) -> Image.Image:
@@ -187,18 +223,27 @@ def read_array(path: Path, size: tuple[int, int]) -> np.ndarray:
     except (ValueError, OSError, EOFError) as error:
         raise InputImageError(f"{path} is not a readable .npy/.npz array ({str(error).splitlines()[0][:120]})") \
             from None
+    return image_batch(array, size, f"{path} holds an array that")
+
+
+def image_batch(images: Any, size: tuple[int, int], what: str) -> np.ndarray:
+    """Raw-pixel images as an (N, H, W) array: accepts (H, W), (N, H, W) and (N, H, W, 1) of numbers
+    in 0..255, the same from Python and from .npy/.npz files; one-line errors name what is accepted."""
+    array = np.asarray(images)
+    height, width = size
     if array.ndim == 2:
         array = array[np.newaxis]
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3 or array.shape[1:] != size:
-        raise InputImageError(f"{path} holds an array of shape {array.shape}, expected ({size[0]}, {size[1]}) or "
-                              f"(N, {size[0]}, {size[1]}) raw pixel values")
-    if not np.issubdtype(array.dtype, np.number):
-        raise InputImageError(f"{path} holds {array.dtype} values, expected numbers in 0..255")
+        raise InputImageError(f"{what} has shape {array.shape}: accepted are ({height}, {width}), "
+                              f"(N, {height}, {width}) and (N, {height}, {width}, 1) raw pixels, or images of any "
+                              f"size as PIL images or image files")
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise InputImageError(f"{what} holds {array.dtype} values: accepted are numbers in 0..255")
     if array.size and (array.min() < 0 or array.max() > 255):
-        raise InputImageError(f"{path} has values in {array.min()}..{array.max()}, expected raw pixels in 0..255")
-    return np.asarray(array)
+        raise InputImageError(f"{what} has values in {array.min()}..{array.max()}: accepted are raw pixels in 0..255")
+    return array
 
 
 def predict_files(classifier: Classifier, paths: list[Path], top_k: int = 3) -> list[Prediction]:

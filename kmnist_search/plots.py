@@ -1,8 +1,9 @@
 """The study's figures, made from any run: learning curves, hyperparameter effects, the winner's
 confusion matrix and classification report, and a 10x10 prediction grid; plus a readable README.
 
-Matplotlib's default font has no hiragana, so classes are labelled by index and romanisation
-("2 su") everywhere in the figures; the README gives the characters themselves.
+Figures name classes by their kana ("2 す") in the IPAex Gothic font that the ``matplotlib-fontja``
+package ships; without it (matplotlib's default font has no kana) they fall back to romanisation
+("2 su").
 """
 
 from __future__ import annotations
@@ -16,19 +17,33 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+try:  # registers IPAex Gothic and makes it matplotlib's default family
+    import matplotlib_fontja  # noqa: F401
+
+    KANA_FONT = True
+except ImportError:  # pragma: no cover - the package is a dependency; this keeps figures working without it
+    KANA_FONT = False
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
 from kmnist_search.datasets import DatasetSpec, get_spec
 from kmnist_search.files import atomic_write_text
-from kmnist_search.reports import (
-    TEST_PREDICTIONS_FILE,
-    TrialRecord,
-    hyperparameter_effects,
-)
+from kmnist_search.reports import format_winner_markdown, hyperparameter_effects
+from kmnist_search.rundir import RunDir, TrialRecord
 
 CURVE_PANELS = (("accuracy", "training accuracy"), ("val_accuracy", "validation accuracy"),
                 ("loss", "training loss"), ("val_loss", "validation loss"))
+
+
+def class_name(spec: DatasetSpec, index: int) -> str:
+    """A class as a figure can show it: its kana where the font has them, else its romanisation."""
+    return spec.characters[index] if KANA_FONT else spec.romanized[index]
+
+
+def class_label(spec: DatasetSpec, index: int) -> str:
+    """Index and name, e.g. ``2 す`` (``2 su`` without the kana font)."""
+    return f"{index} {class_name(spec, index)}"
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -97,14 +112,14 @@ def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, spec: Datas
     figure, axis = plt.subplots(figsize=(7.5, 6.5))
     ConfusionMatrixDisplay.from_predictions(
         labels, predicted, labels=list(range(spec.num_classes)),
-        display_labels=[spec.class_label(i) for i in range(spec.num_classes)],
+        display_labels=[class_label(spec, i) for i in range(spec.num_classes)],
         ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45)
     axis.set_title(f"Winner's confusion matrix on {len(labels):,} test images")
     _save(figure, path)
 
 
-def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec,
-                         path: Path) -> None:
+def prediction_grid_figure(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
+                           spec: DatasetSpec) -> plt.Figure:
     """The first 100 test images with predicted (P) and actual (A) classes; mistakes in red."""
     count = min(100, len(images))
     figure, axes = plt.subplots(10, 10, figsize=(12, 13.5))
@@ -114,7 +129,7 @@ def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.n
             continue
         wrong = predicted[index] != labels[index]
         axis.imshow(images[index], cmap="gray")
-        axis.set_title(f"P:{spec.romanized[predicted[index]]} A:{spec.romanized[labels[index]]}",
+        axis.set_title(f"P:{class_name(spec, predicted[index])} A:{class_name(spec, labels[index])}",
                        fontsize=8, color="#d62728" if wrong else "black", fontweight="bold" if wrong else "normal")
         if wrong:
             axis.axis("on")
@@ -126,7 +141,13 @@ def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.n
     mistakes = int(np.sum(predicted[:count] != labels[:count]))
     figure.subplots_adjust(top=0.94, hspace=0.3)
     figure.suptitle(f"First {count} test images: P = predicted, A = actual ({mistakes} mistakes, in red)", y=0.97)
-    _save(figure, path)
+    return figure
+
+
+def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec,
+                         path: Path) -> None:
+    """Save :func:`prediction_grid_figure` as a PNG."""
+    _save(prediction_grid_figure(images, labels, predicted, spec), path)
 
 
 def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) -> str:
@@ -136,7 +157,7 @@ def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) ->
     lines = ["| class | character | codepoint | precision | recall | F1 | support |", "|---|---|---|---|---|---|---|"]
     for index in range(spec.num_classes):
         row = report[str(index)]
-        lines.append(f"| {spec.class_label(index)} | {spec.characters[index]} | {spec.codepoints[index]} | "
+        lines.append(f"| {index} {spec.romanized[index]} | {spec.characters[index]} | {spec.codepoints[index]} | "
                      f"{row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {int(row['support'])} |")
     for name in ("macro avg", "weighted avg"):
         row = report[name]
@@ -146,21 +167,15 @@ def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) ->
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, trials: list[TrialRecord], results: dict[str, Any] | None,
+def write_report(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, Any] | None,
                  tables_markdown: str) -> Path:
     """Write every figure that the run's state allows, and report/README.md embedding them."""
-    report_dir = run_dir / "report"
+    report_dir = run_dir.report_dir
     report_dir.mkdir(exist_ok=True)
     sections = [f"# Search report: {run_dir.name}", ""]
     if results:
-        winner = results["winner"]
         sections += [f"Strategy **{results['strategy']}** over space **{results['space']['name']}** "
-                     f"({len(trials)} trials, seed {results['seed']}). Winner: trial {winner['trial_id']} "
-                     f"({', '.join(f'{k}={v}' for k, v in sorted(winner['hyperparameters'].items()))}), "
-                     f"validation accuracy {winner['val_accuracy'] * 100:.2f}%, **test accuracy "
-                     f"{winner['test_accuracy'] * 100:.2f}%** (evaluated once).", ""]
-        if results.get("export"):
-            sections += [f"ONNX model: `{results['export']['onnx']}` (verified with onnxruntime).", ""]
+                     f"({len(trials)} trials, seed {results['seed']}).", "", format_winner_markdown(results), ""]
     else:
         sections += ["The search has not finished: this report shows the trials so far.", ""]
     sections += ["## Trials and effects", "", tables_markdown, ""]
@@ -171,11 +186,10 @@ def write_report(run_dir: Path, trials: list[TrialRecord], results: dict[str, An
     if curves:
         sections += ["## Learning curves", ""] + [f"![Learning curves by {n}](learning_curves_{n}.png)"
                                                    for n in curves] + [""]
-    predictions_path = run_dir / TEST_PREDICTIONS_FILE
-    if results and predictions_path.is_file():
+    predictions = run_dir.read_test_predictions()
+    if results and predictions is not None:
         spec = get_spec(results["dataset"]["name"])
-        with np.load(predictions_path, allow_pickle=False) as data:
-            labels, probabilities, first_images = data["labels"], data["probabilities"], data["first_images"]
+        labels, probabilities, first_images = predictions.labels, predictions.probabilities, predictions.first_images
         predicted = probabilities.argmax(axis=1)
         plot_confusion_matrix(labels, predicted, spec, report_dir / "confusion_matrix.png")
         plot_prediction_grid(first_images, labels[:100], predicted[:100], spec, report_dir / "prediction_grid.png")

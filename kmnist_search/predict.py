@@ -1,55 +1,6 @@
-"""Classify images with an exported model, onnxruntime only:
-``python -m kmnist_search.predict exports/kmnist-reference.onnx a.png b.png arrays.npy``.
+"""``python -m kmnist_search.predict``: see :mod:`kmnist_search.commands.predict`."""
 
-Imports no TensorFlow or Keras.
-"""
-
-from __future__ import annotations
-
-import json
-from collections.abc import Sequence
-from pathlib import Path
-
-from kmnist_search.cli import OneLineArgumentParser, run_main
-from kmnist_search.errors import InputImageError
-from kmnist_search.inference import Classifier, Prediction, predict_files
-
-
-def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.predict",
-                                   description="Classify Kuzushiji characters with an exported ONNX model.")
-    parser.add_argument("model", type=Path, help="an exported .onnx file")
-    parser.add_argument("inputs", type=Path, nargs="*", help="image files (PNG, JPEG, ...) or .npy/.npz arrays")
-    parser.add_argument("--top", type=int, default=3, help="how many classes to list per image (default 3)")
-    parser.add_argument("--json", action="store_true", help="print JSON for machines")
-    return parser
-
-
-def format_prediction(prediction: Prediction) -> str:
-    label = prediction.label
-    top = ", ".join(f"{c.character} {c.romanized} {p * 100:.1f}%" for c, p in prediction.top)
-    line = (f"{prediction.source}: {label.character} ({label.romanized}, {label.codepoint}, class {label.index}) "
-            f"{prediction.probability * 100:.1f}%   top {len(prediction.top)}: {top}")
-    if prediction.notes:
-        line += f"   [{'; '.join(prediction.notes)}]"
-    return line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not args.inputs:
-        raise InputImageError("no inputs: pass one or more image files or .npy/.npz arrays after the model")
-    if args.top < 1:
-        raise InputImageError(f"--top {args.top}: must be at least 1")
-    classifier = Classifier(args.model)
-    predictions = predict_files(classifier, args.inputs, min(args.top, len(classifier.classes)))
-    if args.json:
-        print(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False, indent=2))
-    else:
-        for prediction in predictions:
-            print(format_prediction(prediction))
-    return 0
-
+from kmnist_search.commands.predict import cli
 
 if __name__ == "__main__":
-    run_main(main)
+    cli()

@@ -18,8 +18,8 @@ A space file has three parts::
     train_images = 12000       # optional: a stratified subset of the rest (default: all of it)
 
 Every hyperparameter is declared once in :data:`HYPERPARAMETERS` (its validator and the study's
-default), so a new knob is one table entry plus its use in the hypermodel. Every error names the
-file, the key and the problem.
+default: the one source of defaults), so a new knob is one table entry plus its use in the hypermodel.
+Every error names the file, the key and the problem.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ OPTIMIZERS = ("adadelta", "adam", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
 # Used when a space searches the optimizer but not the learning rate (Adadelta: Keras 2's default).
 DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001, "sgd": 0.01, "rmsprop": 0.001}
+SGD_MOMENTUM = 0.9
 CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
 TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning")
 PRUNERS = ("median", "none")
@@ -58,7 +59,8 @@ class HyperparameterKind:
 
     convert: Callable[[Any], Any]
     expectation: str
-    default: Any = None  # None: required in every space file
+    default: Any = None  # the study's value; None for the learning rate, which depends on the optimizer
+    required: bool = False  # every space file must list it
 
 
 def _positive_float(value: Any) -> float | None:
@@ -99,10 +101,11 @@ def _conv_layers(value: Any) -> str | None:
 
 
 HYPERPARAMETERS: dict[str, HyperparameterKind] = {
-    "learning_rate": HyperparameterKind(_positive_float, "expected a positive number", "optimizer default"),
-    "batch_size": HyperparameterKind(_positive_int, "expected a positive whole number"),
-    "loss": HyperparameterKind(_one_of(LOSSES), f"expected one of {', '.join(LOSSES)}"),
-    "optimizer": HyperparameterKind(_one_of(OPTIMIZERS), f"expected one of {', '.join(OPTIMIZERS)}"),
+    "learning_rate": HyperparameterKind(_positive_float, "expected a positive number"),
+    "batch_size": HyperparameterKind(_positive_int, "expected a positive whole number", 128, required=True),
+    "loss": HyperparameterKind(_one_of(LOSSES), f"expected one of {', '.join(LOSSES)}", "categorical_crossentropy",
+                               required=True),
+    "optimizer": HyperparameterKind(_one_of(OPTIMIZERS), f"expected one of {', '.join(OPTIMIZERS)}", "adadelta"),
     "conv_layers": HyperparameterKind(
         _conv_layers, "expected a layer string such as '32-64' (3x3 convolutions with that many filters, "
         "'p' for a 2x2 max-pool; a final pool is always added)", "32-64"),
@@ -120,6 +123,18 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
         _fraction(1.0), "expected a mixup alpha in [0, 1): training batches blend pairs of images and their "
         "labels with a Beta(alpha, alpha) weight (0 = off)", 0.0),
 }
+
+
+def study_default(name: str) -> Any:
+    """The value a hyperparameter takes when a space does not list it (the study's CNN and recipe)."""
+    return HYPERPARAMETERS[name].default
+
+
+def default_learning_rate(optimizer: str) -> float:
+    """The learning rate used when a space does not list one: the optimizer's usual rate."""
+    return DEFAULT_LEARNING_RATES[optimizer]
+
+
 # Keras Tuner stores boolean choices as 0/1; reports turn them back into booleans.
 BOOLEAN_HYPERPARAMETERS = frozenset(name for name, kind in HYPERPARAMETERS.items() if kind.convert is _boolean)
 TRAINING_KEYS = ("optimizer", "epochs", "validation_images", "train_images", "early_stopping_patience",
@@ -172,8 +187,24 @@ class SearchSpace:
         if name == "optimizer":
             return self.optimizer
         if name == "learning_rate":
-            return DEFAULT_LEARNING_RATES[optimizer or self.optimizer]
-        return HYPERPARAMETERS[name].default
+            return default_learning_rate(optimizer or self.optimizer)
+        return study_default(name)
+
+    def effective_hyperparameters(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Every hyperparameter's value in a trial whose searched values are ``values``, defaults resolved
+        (Keras Tuner's 0/1 for booleans turned back into booleans)."""
+        listed = {name: bool(value) if name in BOOLEAN_HYPERPARAMETERS else value
+                  for name, value in values.items() if name in HYPERPARAMETERS}
+        optimizer = listed.get("optimizer", self.hyperparameters.get("optimizer", (self.optimizer,))[0])
+        resolved: dict[str, Any] = {}
+        for name in HYPERPARAMETERS:
+            if name in listed:
+                resolved[name] = listed[name]
+            elif name in self.hyperparameters:
+                resolved[name] = self.hyperparameters[name][0]
+            else:
+                resolved[name] = self.fixed_value(name, optimizer)
+        return resolved
 
     def describe_optimizer(self) -> str:
         return "|".join(self.hyperparameters.get("optimizer", (self.optimizer,)))
@@ -269,7 +300,7 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
     for name, kind in HYPERPARAMETERS.items():
         if name in hyper:
             hyperparameters[name] = _values(hyper[name], name, kind, where)
-        elif kind.default is None and name != "optimizer":
+        elif kind.required:
             raise SpaceError(f"{where}: [hyperparameters].{name} is missing: give a list of values to try")
     optimizer = _one_of(OPTIMIZERS)(training.get("optimizer", "adadelta"))
     if optimizer is None:

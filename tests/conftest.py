@@ -85,7 +85,7 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     root = tmp_path_factory.mktemp("export")
     data_dir = write_kmnist_files(root / "data")
     dataset = load_dataset("kmnist", data_dir, verify_checksums=False)
-    run_search(dataset, parse_space(EXPORT_TEST_SPACE), SearchOptions("grid", root / "runs", "export-test", verbose=0))
+    run_search(dataset, parse_space(EXPORT_TEST_SPACE), SearchOptions("grid", root / "runs", "export-test"))
     return root / "runs" / "export-test", dataset, data_dir
 
 
@@ -94,7 +94,7 @@ def exported(finished_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory
     """The finished run's winner, exported and verified."""
     run_dir, dataset, _ = finished_run
     exports_dir = tmp_path_factory.mktemp("exports")
-    from kmnist_search.export import export_winner
+    from kmnist_search.onnx_export import export_winner
 
     export_winner(run_dir, dataset, exports_dir)
     return exports_dir / "export-test.onnx"

@@ -114,7 +114,7 @@ def test_max_trials_zero(tmp_path: Path) -> None:
 def test_download_offline_error_lists_both_fixes(tmp_path: Path) -> None:
     result = run_cli("kmnist_search.download", "kmnist", "--cache-dir", str(tmp_path / "cache"), "--base-url",
                      "http://127.0.0.1:9", cwd=tmp_path)
-    assert_one_line_error(result, "could not download", "--data-dir")
+    assert_one_line_error(result, "could not download", "--base-url URL", "`run --data-dir DIR`")
 
 
 def test_debug_keeps_the_traceback(tmp_path: Path, tiny_space_file: Path) -> None:
@@ -122,3 +122,30 @@ def test_debug_keeps_the_traceback(tmp_path: Path, tiny_space_file: Path) -> Non
                      "--debug", cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "DataError: data directory" in result.stderr
+
+
+def test_users_exports_are_ignored_and_the_shipped_model_is_tracked() -> None:
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+
+    def ignored(path: str) -> bool:
+        return subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+
+    assert ignored("exports/my-model.onnx") and ignored("exports/my-model.json") and ignored("exports/x-int8.keras")
+    for suffix in ("onnx", "json", "keras"):
+        assert not ignored(f"exports/kmnist-reference.{suffix}")
+
+
+def test_rerunning_a_finished_search_leaves_its_export_alone(synthetic_data_dir: Path, tiny_space_file: Path,
+                                                            tmp_path: Path) -> None:
+    arguments = ("--space", str(tiny_space_file), "--data-dir", str(synthetic_data_dir), "--no-checksum", "--quiet")
+    first = run_cli("kmnist_search.run", *arguments, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    onnx_path = tmp_path / "exports" / "tiny-grid.onnx"
+    written = onnx_path.stat().st_mtime_ns
+    again = run_cli("kmnist_search.run", *arguments, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "had finished" in again.stdout and "its export is left as it is" in again.stdout
+    assert "exported" not in again.stdout and onnx_path.stat().st_mtime_ns == written
+    assert "winner: trial" in again.stdout

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import K49, KMNIST, file_digest, load_dataset, split_train_validation
+from kmnist_search.datasets import K49, KMNIST, load_dataset, split_train_validation
 from kmnist_search.distillation import load_teacher, soften, training_targets
 from kmnist_search.errors import ModelFileError, RunError
-from kmnist_search.export import export_winner
+from kmnist_search.files import file_digest
 from kmnist_search.hypermodel import KmnistHyperModel
 from kmnist_search.inference import Classifier
+from kmnist_search.onnx_export import export_winner
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun, write_kmnist_files
@@ -44,7 +45,7 @@ def test_a_distilled_search_trains_on_the_teacher_targets_and_records_it(
 
     monkeypatch.setattr(KmnistHyperModel, "fit", spying_fit)
     space = parse_space({**EXPORT_TEST_SPACE, "training": {**EXPORT_TEST_SPACE["training"], "epochs": 1}})
-    options = SearchOptions("grid", tmp_path / "runs", "distilled", verbose=0, teacher=teacher)
+    options = SearchOptions("grid", tmp_path / "runs", "distilled", teacher=teacher)
     results = run_search(dataset, space, options)
     assert results is not None
     assert results["teacher"] == {"file": exported.name, "sha256": file_digest(exported, "sha256"), "weight": 0.5,
@@ -55,9 +56,9 @@ def test_a_distilled_search_trains_on_the_teacher_targets_and_records_it(
     expected = 0.5 * np.eye(10)[split.train_labels] + 0.5 * Classifier(exported).predict_proba(split.train_images)
     assert np.allclose(targets, expected, atol=1e-6)
     card = export_winner(tmp_path / "runs" / "distilled", dataset, tmp_path / "exports")
-    assert card["training"]["teacher"] == results["teacher"]
+    assert card["kind"] == "distilled" and card["models"][0]["training"]["teacher"] == results["teacher"]
     with pytest.raises(RunError, match="teacher changed"):
-        run_search(dataset, space, SearchOptions("grid", tmp_path / "runs", "distilled", verbose=0,
+        run_search(dataset, space, SearchOptions("grid", tmp_path / "runs", "distilled",
                                                  teacher=load_teacher(exported, 0.5, 3.0, KMNIST)))
 
 

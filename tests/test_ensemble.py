@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import file_digest, split_train_validation
-from kmnist_search.ensemble import export_ensemble
+from kmnist_search.datasets import split_train_validation
+from kmnist_search.ensembles import export_ensemble
 from kmnist_search.errors import ModelFileError
-from kmnist_search.export import keras_probabilities
+from kmnist_search.files import file_digest
 from kmnist_search.inference import Classifier
+from kmnist_search.onnx_export import keras_probabilities
 from tests.conftest import FinishedRun
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -54,12 +55,12 @@ def test_ensemble_onnx_averages_its_members(two_members: tuple[Path, Path], fini
     onnx_p = Classifier(onnx_path).predict_proba(dataset.test_images)
     assert np.abs(onnx_p - mean).max() <= 1e-5
     assert card["metrics"]["test_accuracy"] == pytest.approx(np.mean(mean.argmax(1) == dataset.test_labels))
-    split = split_train_validation(dataset.train_images, dataset.train_labels, card["training"]["validation_images"],
-                                   card["training"]["seed"])
+    split = split_train_validation(dataset.train_images, dataset.train_labels, card["split"]["validation_images"],
+                                   card["split"]["seed"])
     validation_mean = sum(member_probabilities(path, split.validation_images) for path in two_members) / 2
     assert card["metrics"]["validation_accuracy"] == pytest.approx(
         np.mean(validation_mean.argmax(1) == split.validation_labels))
-    assert [m["card"] for m in card["members"]] == ["first.json", "second.json"]
+    assert card["kind"] == "ensemble" and [m["card"] for m in card["models"]] == ["first.json", "second.json"]
     assert card["parity"]["label_agreement"] == 1.0 and card["parity"]["images"] == len(dataset.test_labels)
     assert [c.character for c in Classifier(onnx_path).classes] == list("おきすつなはまやれを")
 
@@ -81,7 +82,7 @@ def test_members_on_different_validation_splits_are_refused(two_members: tuple[P
     _, dataset, data_dir = finished_run
     first, second = two_members
     card = json.loads(second.read_text())
-    card["training"]["seed"] += 1
+    card["split"]["seed"] += 1
     second.write_text(json.dumps(card))
     with pytest.raises(ModelFileError, match="differ in split seed"):
         export_ensemble(two_members, dataset, tmp_path / "out", "pair")

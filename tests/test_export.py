@@ -10,9 +10,10 @@ import keras
 import onnx
 import pytest
 
-from kmnist_search import export
-from kmnist_search.datasets import file_digest
+from kmnist_search import onnx_export as export
+from kmnist_search.contract import OPSET
 from kmnist_search.errors import ParityError
+from kmnist_search.files import file_digest
 from kmnist_search.hypermodel import build_cnn
 from kmnist_search.inference import Classifier
 from tests.conftest import FinishedRun
@@ -22,7 +23,7 @@ from tests.test_cli import assert_one_line_error, run_cli
 def test_export_writes_checked_self_describing_onnx(exported: Path) -> None:
     proto = onnx.load(str(exported))
     onnx.checker.check_model(proto, full_check=True)
-    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [export.OPSET]
+    assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
     (graph_input,), (graph_output,) = proto.graph.input, proto.graph.output
     assert graph_input.name == "image" and graph_output.name == "probabilities"
     dims = [d.dim_param or d.dim_value for d in graph_input.type.tensor_type.shape.dim]
@@ -33,8 +34,10 @@ def test_export_writes_checked_self_describing_onnx(exported: Path) -> None:
     assert embedded == {k: v for k, v in card.items() if k != "onnx_sha256"}
     assert [c["character"] for c in card["classes"]] == list("おきすつなはまやれを")
     assert card["input"]["value_range"] == [0, 255] and "inside the model" in card["input"]["scaling"]
-    assert card["training"]["hyperparameters"] == {"learning_rate": 1.0, "batch_size": 64,
-                                                   "loss": "categorical_crossentropy"}
+    training = card["models"][0]["training"]
+    assert {k: training["hyperparameters"][k] for k in ("learning_rate", "batch_size", "loss")} == {
+        "learning_rate": 1.0, "batch_size": 64, "loss": "categorical_crossentropy"}
+    assert training["optimizer"]["name"] == "adadelta" and training["optimizer"]["learning_rate"] == 1.0
     assert card["parity"]["label_agreement"] == 1.0
     assert card["parity"]["max_abs_probability_diff"] <= 1e-5
     assert card["parity"]["onnx_accuracy"] == card["parity"]["keras_accuracy"]
@@ -47,7 +50,7 @@ def test_onnx_predictions_match_keras_in_a_new_session(exported: Path, finished_
     run_dir, dataset, _ = finished_run
     model = keras.models.load_model(run_dir / "winner.keras", compile=False)
     report = export.measure_parity(Classifier(exported).session, model, dataset.test_images, dataset.test_labels)
-    assert report.passed and report.images == 200
+    assert report.passes() and report.images == 200
 
 
 def test_parity_failure_writes_nothing(finished_run: FinishedRun, tmp_path: Path,
@@ -88,6 +91,9 @@ def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> N
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "export-test.json", "export-test.keras", "export-test.onnx"]
     assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
+                          "is not a run directory")
+    (tmp_path / "unfinished").mkdir()
+    assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "unfinished"), cwd=tmp_path),
                           "results.json is missing")
 
 
@@ -104,4 +110,4 @@ def test_augmented_models_export_without_their_random_layers(finished_run: Finis
     assert not [node for node in proto.graph.node if "Random" in node.op_type]
     report = export.measure_parity(export.session_from_proto(proto), trained, dataset.test_images,
                                    dataset.test_labels)
-    assert report.passed
+    assert report.passes()

@@ -11,10 +11,10 @@ from kmnist_search.hypermodel import (
     KmnistHyperModel,
     build_cnn,
     fail_on_non_finite_loss,
-    mixup_batches,
     search_hyperparameters,
     to_model_input,
 )
+from kmnist_search.resume import epoch_batches
 from kmnist_search.spaces import load_space
 
 
@@ -48,7 +48,7 @@ def test_hypermodel_build_and_fit_use_the_trial_values(seeded: None) -> None:
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
     images = to_model_input(np.random.default_rng(1).integers(0, 256, (48, 28, 28), dtype=np.uint8))
     labels = keras.utils.to_categorical(np.arange(48) % 10, 10)
-    history = hypermodel.fit(hp, model, images, labels, epochs=1, verbose=0)
+    history = hypermodel.fit(hp, model, images, labels, epochs=1)
     assert model.optimizer.iterations.numpy() == 3  # 48 images / batch_size 16
     assert np.isfinite(history.history["loss"][0])
 
@@ -84,7 +84,9 @@ def test_extended_architecture_knobs() -> None:
 def test_mixup_blends_images_and_labels_by_one_weight_per_batch(seeded: None) -> None:
     images = np.stack([np.full((28, 28, 1), 10 * k, np.uint8) for k in range(10)])  # image k is all 10k
     labels = keras.utils.to_categorical(np.arange(10), 10)
-    batches = list(mixup_batches(images, labels, batch_size=5, alpha=0.4))
+    dataset, order = epoch_batches(images, labels, batch_size=5, seed=3, mixup_alpha=0.4)
+    order.on_epoch_begin(0)
+    batches = list(dataset)
     assert [len(batch_images) for batch_images, _ in batches] == [5, 5]
     seen = set()
     for batch_images, batch_labels in batches:
@@ -110,7 +112,7 @@ def test_mixup_trains_through_the_hypermodel(seeded: None) -> None:
     model = hypermodel.build(hp)
     images = to_model_input(np.random.default_rng(1).integers(0, 256, (48, 28, 28), dtype=np.uint8))
     labels = keras.utils.to_categorical(np.arange(48) % 10, 10)
-    history = hypermodel.fit(hp, model, images, labels, validation_data=(images, labels), epochs=2, verbose=0)
+    history = hypermodel.fit(hp, model, images, labels, validation_data=(images, labels), epochs=2)
     assert model.optimizer.iterations.numpy() == 6  # 2 epochs x 48 images / batch_size 16
     assert np.isfinite(history.history["loss"]).all() and len(history.history["val_accuracy"]) == 2
 
@@ -126,3 +128,17 @@ def test_unsearched_learning_rate_follows_the_optimizer() -> None:
         hp.values["optimizer"] = optimizer
         model = hypermodel.build(hp)
         assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(rate)
+
+
+def test_each_epoch_is_shuffled_by_seed_and_epoch_alone() -> None:
+    images = np.arange(12, dtype=np.uint8).reshape(12, 1, 1, 1)
+    labels = keras.utils.to_categorical(np.arange(12) % 10, 10)
+
+    def epoch_order(seed: int, epoch: int) -> list[int]:
+        dataset, order = epoch_batches(images, labels, batch_size=5, seed=seed)
+        order.on_epoch_begin(epoch)
+        return [int(v) for batch, _ in dataset for v in np.asarray(batch).ravel()]
+
+    first = epoch_order(1, 3)
+    assert sorted(first) == list(range(12)) and first == epoch_order(1, 3)  # every image, once, reproducibly
+    assert first != epoch_order(1, 4) and first != epoch_order(2, 3)

@@ -48,9 +48,12 @@ def test_prepare_image_converts_and_says_so() -> None:
     assert notes == [] and np.array_equal(same, ink)
     paper = Image.fromarray(255 - ink).convert("RGB").resize((56, 56), Image.Resampling.NEAREST)
     converted, notes = prepare_image(paper)
-    assert notes == ["converted RGB to grayscale", "resized 56x56 to 28x28",
-                     "inverted (dark ink on light paper; KMNIST is white on black)"]
-    assert converted.shape == (28, 28) and converted[14, 12] > 200 and converted[2, 2] < 30
+    assert notes[:2] == ["converted RGB to grayscale", "inverted (dark ink on light paper; KMNIST is white on black)"]
+    assert len(notes) == 3 and notes[2].startswith("resized 56x56 to 28x28 as MNIST-style data were made")
+    assert converted.shape == (28, 28) and converted[2, 2] < 30
+    rows, columns = np.nonzero(converted > 128)  # the 24x8 bar, fitted to 20 pixels high and centred
+    assert rows.max() - rows.min() + 1 in (19, 20, 21) and abs((rows.min() + rows.max()) / 2 - 13.5) <= 1
+    assert abs((columns.min() + columns.max()) / 2 - 13.5) <= 1
 
 
 def test_predict_cli_on_pngs_and_arrays(exported: Path, finished_run: FinishedRun,
@@ -128,3 +131,51 @@ def test_predict_files_keeps_order(exported: Path, finished_run: FinishedRun, tm
     by_file = predict_files(classifier, [tmp_path / f"{i}.png" for i in range(3)])
     direct = classifier.predict(dataset.test_images[:3])
     assert [p.label.index for p in by_file] == [p.label.index for p in direct]
+
+
+def photo_of(character: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A 300x220 'photo' of a test character: dark ink on grey paper with noise, enlarged, off centre."""
+    ink = np.asarray(Image.fromarray(character).resize((150, 150), Image.Resampling.BICUBIC), dtype=np.float32)
+    paper = 200 + rng.normal(0, 6, (220, 300))
+    paper[30:180, 120:270] -= ink * 0.7
+    return Image.fromarray(np.uint8(np.clip(paper, 0, 255)))
+
+
+@pytest.mark.real_data
+def test_photos_are_framed_as_mnist_and_beat_squashing(real_data_dir: Path) -> None:
+    from kmnist_search.datasets import load_dataset
+
+    data = load_dataset("kmnist", real_data_dir)
+    classifier = Classifier(Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx")
+    rng = np.random.default_rng(0)
+    framed_right = squashed_right = 0
+    framed_confidence, squashed_confidence = [], []
+    for index in range(40):
+        photo, label = photo_of(data.test_images[index], rng), int(data.test_labels[index])
+        framed = classifier.predict([photo])[0]
+        squashed = 255 - np.asarray(photo.resize((28, 28), Image.Resampling.LANCZOS), dtype=np.uint8)
+        squashed_p = classifier.predict_proba(squashed)[0]
+        framed_right += framed.label.index == label
+        squashed_right += int(squashed_p.argmax()) == label
+        framed_confidence.append(dict((c.index, p) for c, p in framed.top).get(label, 0.0))
+        squashed_confidence.append(float(squashed_p[label]))
+    assert framed_right >= 36 and framed_right > squashed_right
+    assert np.mean(framed_confidence) > np.mean(squashed_confidence) + 0.1
+
+
+def test_the_api_accepts_what_the_cli_accepts(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    classifier = Classifier(exported)
+    one = dataset.test_images[0]
+    assert classifier.predict_proba(one).shape == (1, 10)  # (28, 28), as a .npy file may hold it
+    assert np.allclose(classifier.predict_proba(one), classifier.predict_proba(one[np.newaxis, ..., np.newaxis]))
+    assert classifier.predict(one)[0].label.index == int(classifier.predict_proba(one).argmax())
+    np.save(tmp_path / "one.npy", one)
+    from_file = predict_files(classifier, [tmp_path / "one.npy"])
+    assert from_file[0].label == classifier.predict(one)[0].label
+    with pytest.raises(InputImageError) as error:
+        classifier.predict_proba(np.zeros((2, 28, 30)))
+    message = str(error.value)
+    assert "(28, 28), (N, 28, 28) and (N, 28, 28, 1)" in message and "prepare_image" not in message
+    entry = from_file[0].to_dict()["top"][0]
+    assert set(entry) == {"index", "character", "codepoint", "romanized", "probability"}

@@ -26,7 +26,7 @@ def weights_after_training(optimizer: keras.optimizers.Optimizer, steps: int) ->
     rng = np.random.default_rng(5)
     images = rng.integers(0, 256, (8 * steps, 28, 28, 1), dtype=np.uint8)
     labels = keras.utils.to_categorical(rng.integers(0, 10, 8 * steps), 10)
-    model.fit(images, labels, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    model.fit(images, labels, batch_size=8, epochs=1, shuffle=False)
     return [np.asarray(weight) for weight in model.weights]
 
 
@@ -50,7 +50,7 @@ def test_fused_update_matches_keras(name: str, rate: float, tolerance_after_16_s
 def test_fused_optimizer_survives_a_save_and_load(tmp_path: Path) -> None:
     model = build_cnn(learning_rate=0.5)
     images = np.zeros((8, 28, 28, 1), np.uint8)
-    model.fit(images, keras.utils.to_categorical(np.arange(8) % 10, 10), batch_size=8, verbose=0)
+    model.fit(images, keras.utils.to_categorical(np.arange(8) % 10, 10), batch_size=8)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert isinstance(loaded.optimizer, FusedAdadelta)

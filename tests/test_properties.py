@@ -64,6 +64,9 @@ def test_any_image_becomes_28x28_uint8_with_honest_notes(width: int, height: int
     array, notes = prepare_image(image)
     assert array.shape == (28, 28) and array.dtype == np.uint8
     assert (mode != "L") == any(note.startswith("converted") for note in notes)
-    assert ((width, height) != (28, 28)) == any(note.startswith("resized") for note in notes)
-    if any(note.startswith("inverted") for note in notes):
+    framed = (width, height) != (28, 28)
+    assert framed == any(note.startswith("resized") for note in notes)
+    if framed:
+        assert array.min() == 0  # a character fitted to 20x20 leaves black background in the frame
+    elif any(note.startswith("inverted") for note in notes):
         assert array.mean() < 128

@@ -11,12 +11,14 @@ import numpy as np
 import onnx
 import pytest
 
-from kmnist_search import quantize
-from kmnist_search.datasets import file_digest, split_train_validation
+from kmnist_search import quantization
+from kmnist_search.datasets import split_train_validation
 from kmnist_search.errors import ParityError
-from kmnist_search.export import convert_to_onnx, keras_probabilities
+from kmnist_search.files import file_digest
 from kmnist_search.inference import Classifier
-from kmnist_search.quantize import calibration_images, export_quantized, model_split
+from kmnist_search.onnx_export import convert_to_onnx, keras_probabilities
+from kmnist_search.parity import INT8
+from kmnist_search.quantization import calibration_images, export_quantized, model_split
 from tests.conftest import FinishedRun
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -45,18 +47,19 @@ def test_int8_model_is_quantized_smaller_and_faithful(quantized: Path, exported:
     int8_p = Classifier(quantized).predict_proba(dataset.test_images)
     assert 0 < np.abs(int8_p - keras_p).max() < 0.1  # really int8 arithmetic, still close
     agreement = np.mean(int8_p.argmax(1) == keras_p.argmax(1))
-    assert agreement >= quantize.MIN_LABEL_AGREEMENT
+    assert agreement >= INT8.min_label_agreement
     assert card["parity"]["label_agreement"] == pytest.approx(agreement)
     assert card["metrics"]["test_accuracy"] == pytest.approx(np.mean(int8_p.argmax(1) == dataset.test_labels))
-    split = split_train_validation(dataset.train_images, dataset.train_labels, card["training"]["validation_images"],
-                                   card["training"]["seed"])
+    split = split_train_validation(dataset.train_images, dataset.train_labels, card["split"]["validation_images"],
+                                   card["split"]["seed"])
     validation_p = Classifier(quantized).predict_proba(split.validation_images)
     assert card["metrics"]["validation_accuracy"] == pytest.approx(
         np.mean(validation_p.argmax(1) == split.validation_labels))
     source = json.loads(exported.with_suffix(".json").read_text())
     assert card["quantization"]["source_onnx_sha256"] == source["onnx_sha256"]
     assert card["quantization"]["source_metrics"] == source["metrics"]
-    assert card["training"] == source["training"] and card["classes"] == source["classes"]
+    assert card["models"] == source["models"] and card["classes"] == source["classes"]
+    assert card["precision"] == "int8" and card["split"] == source["split"]
 
 
 def test_probabilities_and_classifier_head_stay_in_float(quantized: Path, finished_run: FinishedRun) -> None:
@@ -77,14 +80,14 @@ def test_probabilities_and_classifier_head_stay_in_float(quantized: Path, finish
 def test_calibration_images_come_from_the_training_split(exported: Path, finished_run: FinishedRun) -> None:
     _, dataset, _ = finished_run
     card = json.loads(exported.with_suffix(".json").read_text())
-    split = split_train_validation(dataset.train_images, dataset.train_labels, card["training"]["validation_images"],
-                                   card["training"]["seed"])
-    chosen = calibration_images(model_split(dataset, card), card["training"]["seed"], 50)
+    split = split_train_validation(dataset.train_images, dataset.train_labels, card["split"]["validation_images"],
+                                   card["split"]["seed"])
+    chosen = calibration_images(model_split(dataset, card), card["split"]["seed"], 50)
     training = {image.tobytes() for image in split.train_images}
     held_out = {image.tobytes() for image in (*split.validation_images, *dataset.test_images)}
     assert len(chosen) == 50 and all(image.tobytes() in training for image in chosen)
     assert not any(image.tobytes() in held_out for image in chosen)
-    assert len(calibration_images(split, card["training"]["seed"], 10**6)) == len(split.train_images)
+    assert len(calibration_images(split, card["split"]["seed"], 10**6)) == len(split.train_images)
 
 
 def test_an_int8_model_that_strays_is_refused(exported: Path, finished_run: FinishedRun, tmp_path: Path,
@@ -94,7 +97,7 @@ def test_an_int8_model_that_strays_is_refused(exported: Path, finished_run: Fini
     rng = np.random.default_rng(3)
     model.set_weights([w + 2.0 * w.std() * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
     another_model = convert_to_onnx(model, dataset.spec.image_shape)
-    monkeypatch.setattr(quantize, "quantize_onnx", lambda source, images: another_model)
+    monkeypatch.setattr(quantization, "quantize_onnx", lambda source, images: another_model)
     with pytest.raises(ParityError, match="strays from its float32 original"):
         export_quantized(exported.with_suffix(".json"), dataset, tmp_path / "out", "stray")
     assert not (tmp_path / "out").exists()

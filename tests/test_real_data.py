@@ -31,6 +31,6 @@ def test_short_search_on_real_images_learns(real_data_dir: Path, tmp_path: Path)
         "training": {"epochs": 1, "validation_images": 1000, "train_images": 4000},
     })
     data = load_dataset("kmnist", real_data_dir)
-    results = run_search(data, space, SearchOptions("grid", tmp_path, "real-smoke", verbose=0))
+    results = run_search(data, space, SearchOptions("grid", tmp_path, "real-smoke"))
     assert results["winner"]["val_accuracy"] > 0.6  # chance is 0.1
     assert results["winner"]["test_accuracy"] > 0.5

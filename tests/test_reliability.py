@@ -122,7 +122,7 @@ def dataset(synthetic_data_dir: Path) -> Dataset:
 
 def test_diverging_trial_is_failed_and_the_search_goes_on(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1e6, 0.01], optimizer="sgd"))  # SGD at lr 1e6 diverges to NaN
-    results = run_search(dataset, space, SearchOptions("grid", tmp_path, "nan", verbose=0))
+    results = run_search(dataset, space, SearchOptions("grid", tmp_path, "nan"))
     by_lr = {t["hyperparameters"]["learning_rate"]: t for t in results["trials"]}
     assert by_lr[1e6]["status"] == "FAILED"
     assert by_lr[1e6]["message"].startswith("loss became nan at epoch 1")
@@ -132,7 +132,7 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(dataset: Dataset, tmp_
 def test_too_many_consecutive_failures_stop_the_search(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1e6, 1e7, 1e8, 0.01], optimizer="sgd"))
     with pytest.raises(RunError, match=r"3 consecutive failed trials \(last: loss became nan"):
-        run_search(dataset, space, SearchOptions("grid", tmp_path, "nan", verbose=0))
+        run_search(dataset, space, SearchOptions("grid", tmp_path, "nan"))
 
 
 def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
@@ -147,15 +147,15 @@ def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
         return real_fit(self, hp, model, *args, **kwargs)
 
     monkeypatch.setattr(KmnistHyperModel, "fit", flaky_fit)
-    results = run_search(dataset, parse_space(tiny(1, [1.0, 0.1])), SearchOptions("grid", tmp_path, "x", verbose=0))
+    results = run_search(dataset, parse_space(tiny(1, [1.0, 0.1])), SearchOptions("grid", tmp_path, "x"))
     failed = [t for t in results["trials"] if t["status"] == "FAILED"]
     assert len(failed) == 1 and failed[0]["message"] == "simulated: out of memory in this trial"
 
 
 def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1.0, 0.1]))
-    first = run_search(dataset, space, SearchOptions("random", tmp_path, "a", seed=5, max_trials=2, verbose=0))
-    second = run_search(dataset, space, SearchOptions("random", tmp_path, "b", seed=5, max_trials=2, verbose=0))
+    first = run_search(dataset, space, SearchOptions("random", tmp_path, "a", seed=5, max_trials=2))
+    second = run_search(dataset, space, SearchOptions("random", tmp_path, "b", seed=5, max_trials=2))
     assert [t["hyperparameters"] for t in first["trials"]] == [t["hyperparameters"] for t in second["trials"]]
     for a, b in zip(first["trials"], second["trials"], strict=True):
         assert a["best_val_accuracy"] == pytest.approx(b["best_val_accuracy"], abs=0.02)
@@ -163,7 +163,7 @@ def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
 
 def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dataset, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import kmnist_search.search as search
+    import kmnist_search.datasets as datasets
 
     split_seeds: list[int] = []
 
@@ -171,22 +171,23 @@ def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dat
         split_seeds.append(int(args[3]))  # type: ignore[call-overload]
         return split_train_validation(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(search, "split_train_validation", recording_split)
+    monkeypatch.setattr(datasets, "split_train_validation", recording_split)
     space = parse_space(tiny(1, [1.0]))
-    base = run_search(dataset, space, SearchOptions("grid", tmp_path, "a", seed=5, verbose=0))
-    member = run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=9, verbose=0))
+    base = run_search(dataset, space, SearchOptions("grid", tmp_path, "a", seed=5))
+    member = run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=9))
     assert split_seeds == [5, 5] and (base["init_seed"], member["init_seed"]) == (None, 9)
     weights = [keras.models.load_model(r["winner"]["model_path"], compile=False).get_weights() for r in (base, member)]
     assert max(float(np.abs(a - b).max()) for a, b in zip(*weights, strict=True)) > 1e-3
     with pytest.raises(RunError, match="init_seed changed"):
-        run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=10, verbose=0))
+        run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=10))
 
 
 def test_keras_tuner_state_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from keras_tuner.src import utils as keras_tuner_utils
 
-    import kmnist_search.search  # noqa: F401  (installs the atomic writer)
+    from kmnist_search.tuners import apply_keras_tuner_patches
 
+    apply_keras_tuner_patches()
     target = tmp_path / "oracle.json"
     keras_tuner_utils.save_json(str(target), {"version": 1})
 
@@ -207,4 +208,4 @@ def test_batch_size_larger_than_the_data(dataset: Dataset, tmp_path: Path) -> No
     small = Dataset(dataset.spec, dataset.train_images[:350], dataset.train_labels[:350], dataset.test_images,
                     dataset.test_labels, dataset.checksums)
     with pytest.raises(RunError, match="batch_size 256 is larger than the 250 training images"):
-        run_search(small, parse_space(data), SearchOptions("grid", tmp_path, "x", verbose=0))
+        run_search(small, parse_space(data), SearchOptions("grid", tmp_path, "x"))

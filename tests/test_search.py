@@ -32,8 +32,7 @@ def dataset(synthetic_data_dir: Path) -> Dataset:
 
 
 def options(tmp_path: Path, strategy: str, **kwargs: object) -> SearchOptions:
-    return SearchOptions(strategy=strategy, project_dir=tmp_path / "runs", name=f"tiny-{strategy}", verbose=0,
-                         **kwargs)  # type: ignore[arg-type]
+    return SearchOptions(strategy=strategy, project_dir=tmp_path / "runs", name=f"tiny-{strategy}", **kwargs)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("strategy", ["grid", "random", "bayesian", "hyperband"])
@@ -89,7 +88,7 @@ def test_resume_with_a_changed_space_is_refused(tiny_space: SearchSpace, dataset
 def test_unwritable_project_dir(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    bad = SearchOptions(strategy="grid", project_dir=blocker, name="x", verbose=0)
+    bad = SearchOptions(strategy="grid", project_dir=blocker, name="x")
     with pytest.raises(RunError, match="choose another --project-dir"):
         run_search(dataset, tiny_space, bad)
 
@@ -129,9 +128,10 @@ def test_winner_is_retrained_on_all_training_images(dataset: Dataset, tmp_path: 
     data = {**TINY, "training": {**TINY["training"], "retrain_epochs": 2, "lr_schedule": "cosine",
                                  "early_stopping_patience": 1}}
     results = run_search(dataset, parse_space(data), options(tmp_path, "grid", max_trials=1))
-    retrained = results["winner"]["retrained"]
+    retrained = results["winner"]["settings"]["retraining"]
     assert retrained["train_images"] == 500 and results["dataset"]["train_images"] == 400  # all vs the subset
-    assert 1 <= retrained["epochs_run"] <= 2 and retrained["best_epoch"] <= retrained["epochs_run"]
+    assert 1 <= retrained["epochs_trained"] <= 2 and retrained["best_epoch"] <= retrained["epochs_trained"]
+    assert retrained["epochs_planned"] == 2
     log = json.loads((tmp_path / "runs" / "tiny-grid" / "retrain_log.json").read_text())
     assert results["winner"]["val_accuracy"] == max(e["val_accuracy"] for e in log["epochs"])
     assert log["epochs"][0]["learning_rate"] == pytest.approx(1.0)  # cosine starts at the full rate

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kmnist_search.errors import SpaceError
-from kmnist_search.spaces import BUILTIN_DIR, load_space, parse_space
+from kmnist_search.spaces import BUILTIN_DIR, builtin_space_names, load_space, parse_space
 
 VALID = """
 name = "tiny"
@@ -103,3 +103,12 @@ def test_epochs_override() -> None:
     assert load_space("quick").with_epochs(1).epochs == 1
     with pytest.raises(SpaceError, match="--epochs 0"):
         load_space("quick").with_epochs(0)
+
+
+def test_space_descriptions_leave_durations_to_the_dry_run() -> None:
+    """The dry run's estimate is the one figure a person reads for how long a space takes."""
+    import re
+
+    for name in builtin_space_names():
+        description = load_space(name).description
+        assert not re.search(r"\d+(\.\d+)?\s*(h|hours?|min|minutes?)\b", description), (name, description)

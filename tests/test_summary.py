@@ -10,9 +10,18 @@ import pytest
 from PIL import Image
 
 from kmnist_search.errors import RunError
-from kmnist_search.plots import write_report
-from kmnist_search.reports import TrialRecord, format_trials_table, hyperparameter_effects, most_important
-from kmnist_search.summary import build_summary, from_csv, load_run, render, summarise, to_csv, to_markdown
+from kmnist_search.reports import format_trials_table, hyperparameter_effects, most_important
+from kmnist_search.rundir import TrialRecord
+from kmnist_search.summaries import (
+    build_summary,
+    from_csv,
+    load_run,
+    render,
+    summarise,
+    to_csv,
+    to_markdown,
+    write_report,
+)
 from tests.conftest import FinishedRun
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -46,7 +55,7 @@ def test_effects_arithmetic() -> None:
 def test_table_is_ranked_and_shows_failures() -> None:
     lines = format_trials_table(TRIALS).splitlines()
     assert lines[0].split()[:2] == ["rank", "trial"]
-    assert [line.split()[1] for line in lines[1:]] == ["0", "2", "1", "3", "4"]
+    assert [line.split()[1] for line in lines[1:]] == ["1", "3", "2", "4", "5"]  # counted from 1
     assert lines[-1].endswith("failed: loss became nan at epoch 1")
     assert len(format_trials_table(TRIALS, top=2).splitlines()) == 3
 
@@ -73,6 +82,8 @@ def test_report_figures_and_page(finished_run: FinishedRun, tmp_path: Path) -> N
     text = summarise(run_dir)
     assert "winner: trial" in text and "matters most" not in text  # one configuration: nothing to compare
     report = run_dir / "report"
+    assert not report.exists()  # a summary only reads
+    write_report(run_dir)
     expected = {"effects.png", "confusion_matrix.png", "prediction_grid.png", "README.md",
                 "learning_curves_batch_size.png", "learning_curves_learning_rate.png", "learning_curves_loss.png"}
     assert expected <= {p.name for p in report.iterdir()}
@@ -97,20 +108,38 @@ def test_summary_of_an_interrupted_run(finished_run: FinishedRun, tmp_path: Path
     assert results is None and trials[0].status == "RUNNING" and trials[0].epochs_run == 2
     text = render(build_summary(run_dir, trials, None), trials, None, "table", None)
     assert "running" in text and "no winner yet" in text
-    write_report(run_dir, trials, None, "")
+    write_report(run_dir)
     assert (run_dir / "report" / "README.md").read_text().count("has not finished") == 1
 
 
 def test_summary_cli_formats(finished_run: FinishedRun, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
-    as_json = run_cli("kmnist_search.summary", str(run_dir), "--format", "json", "--no-figures", cwd=tmp_path)
+    as_json = run_cli("kmnist_search.summary", str(run_dir), "--format", "json", cwd=tmp_path)
     assert as_json.returncode == 0, as_json.stderr
     assert json.loads(as_json.stdout)["winner"]["trial_id"] == json.loads(
         (run_dir / "results.json").read_text())["winner"]["trial_id"]
-    as_csv = run_cli("kmnist_search.summary", str(run_dir), "--format", "csv", "--no-figures", cwd=tmp_path)
+    as_csv = run_cli("kmnist_search.summary", str(run_dir), "--format", "csv", cwd=tmp_path)
     assert from_csv(as_csv.stdout)[0].trial_id == json.loads(as_json.stdout)["trials"][0]["trial_id"]
     assert_one_line_error(run_cli("kmnist_search.summary", str(tmp_path / "none"), cwd=tmp_path),
                           "is not a run directory")
     with pytest.raises(RunError, match="holds no trials"):
         load_run(tmp_path)
+
+
+def test_figures_name_classes_in_kana_and_fall_back_to_romaji(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import warnings
+
+    import numpy as np
+
+    from kmnist_search import plots
+    from kmnist_search.datasets import KMNIST
+
+    assert plots.KANA_FONT and plots.class_label(KMNIST, 2) == "2 す"
+    labels = np.arange(10, dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a kana missing from the font would warn "Glyph ... missing from font"
+        plots.plot_prediction_grid(np.zeros((10, 28, 28), np.uint8), labels, labels, KMNIST, tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    monkeypatch.setattr(plots, "KANA_FONT", False)
+    assert plots.class_label(KMNIST, 2) == "2 su"

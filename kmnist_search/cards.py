@@ -1,0 +1,211 @@
+"""The model card: one versioned schema for every exported model, built, read and checked here.
+
+A card (``exports/NAME.json``, and embedded in ``NAME.onnx`` under the metadata key ``model_card``)
+says what the model takes and returns, how every network in it was trained with every default
+resolved (one entry in ``models`` for a single or distilled network, one per member for an
+ensemble), its validation and test accuracy, how it was verified against Keras and, for an int8
+model, how it was quantized. The schema is ``model_card.schema.json`` beside this module; a card is
+checked against it when it is written and whenever it is read (no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kmnist_search.contract import (
+    INPUT_LAYOUT,
+    INPUT_NAME,
+    INPUT_SCALING,
+    INPUT_VALUE_RANGE,
+    OPSET,
+    OUTPUT_NAME,
+)
+from kmnist_search.errors import ModelFileError
+from kmnist_search.files import atomic_write_json
+from kmnist_search.parity import ParityReport, ParityRule
+
+if TYPE_CHECKING:
+    from kmnist_search.datasets import DatasetSpec
+
+CARD_SCHEMA_VERSION = 2
+SCHEMA_PATH = Path(__file__).with_name("model_card.schema.json")
+MAX_CARD_BYTES = 1 << 20  # a card is a few kilobytes; refuse anything that could exhaust memory
+LICENCE = ("CC BY-SA 4.0: trained on KMNIST, \"KMNIST Dataset\" (created by CODH), adapted from \"Kuzushiji "
+           "Dataset\" (created by NIJL and others), doi:10.20676/00000341")
+
+
+@cache
+def card_schema() -> dict[str, Any]:
+    """The JSON Schema every card must satisfy."""
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
+
+
+def validate_card(card: Any, where: str) -> dict[str, Any]:
+    """Return ``card`` if it satisfies the schema; otherwise raise a one-line ModelFileError."""
+    import jsonschema
+
+    version = card.get("schema_version") if isinstance(card, dict) else None
+    if isinstance(version, int) and version != CARD_SCHEMA_VERSION:
+        newer = version > CARD_SCHEMA_VERSION
+        raise ModelFileError(f"{where} is a model card of schema version {version}, "
+                             f"{'newer' if newer else 'older'} than this kmnist-search reads ({CARD_SCHEMA_VERSION}): "
+                             + ("upgrade kmnist-search" if newer else
+                                "export the model again with `python -m kmnist_search.export RUN_DIR`"))
+    validator = jsonschema.Draft202012Validator(card_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(card))
+    if error is not None:
+        location = "/".join(str(part) for part in error.absolute_path) or "the top level"
+        message = " ".join(error.message.split())[:200]
+        raise ModelFileError(f"{where} is not a valid model card (at {location}: {message}): export the model again")
+    return dict(card)
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """Read and check the card at ``path`` (one-line errors for every way it can be wrong)."""
+    if not path.is_file():
+        raise ModelFileError(f"{path} is missing: an export without its model card was never verified; "
+                             f"export it again with `python -m kmnist_search.export RUN_DIR`")
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise ModelFileError(f"{path} is {path.stat().st_size:,} bytes, too large for a model card: pass the .json "
+                             f"written beside an exported .onnx")
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path} is not valid JSON ({error}): export the model again") from None
+    return validate_card(card, str(path))
+
+
+def card_path_for(onnx_path: Path) -> Path:
+    """Where the card of an exported ONNX file lives."""
+    return onnx_path.with_suffix(".json")
+
+
+def card_from_metadata(text: str, where: str) -> dict[str, Any]:
+    """The card embedded in an ONNX file's metadata, checked."""
+    if len(text) > MAX_CARD_BYTES:
+        raise ModelFileError(f"{where} embeds a model card of {len(text):,} characters: not a kmnist-search model")
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{where} embeds a model card that is not valid JSON ({error}): export it again") from None
+    return validate_card(card, f"the model card embedded in {where}")
+
+
+def write_card(path: Path, card: dict[str, Any]) -> None:
+    """Check the card, then write it atomically."""
+    atomic_write_json(path, validate_card(card, str(path)))
+
+
+def embedded_text(card: dict[str, Any]) -> str:
+    """The card as embedded in its ONNX file (without the file's own digest, which it cannot know)."""
+    return json.dumps({k: v for k, v in card.items() if k != "onnx_sha256"}, ensure_ascii=False)
+
+
+def interface(spec: DatasetSpec, name: str) -> dict[str, Any]:
+    """The files, input, output and classes of an export named ``name`` for a dataset."""
+    return {
+        "name": name,
+        "onnx_file": f"{name}.onnx",
+        "keras_file": f"{name}.keras",
+        "input": {"name": INPUT_NAME, "shape": ["batch", *spec.image_shape, 1], "dtype": "float32",
+                  "value_range": list(INPUT_VALUE_RANGE), "scaling": INPUT_SCALING, "layout": INPUT_LAYOUT},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", spec.num_classes], "meaning": "softmax probabilities"},
+        "classes": [{"index": i, "character": c, "codepoint": cp, "romanized": r}
+                    for i, (c, cp, r) in enumerate(zip(spec.characters, spec.codepoints, spec.romanized,
+                                                       strict=True))],
+    }
+
+
+def parity_section(report: ParityReport, rule: ParityRule) -> dict[str, Any]:
+    return {**report.to_dict(), "rule": rule.to_dict()}
+
+
+def parity_of(card: dict[str, Any]) -> tuple[ParityReport, ParityRule]:
+    """The parity figures a card records and the rule they were held to."""
+    figures = {k: v for k, v in card["parity"].items() if k != "rule"}
+    return ParityReport(**figures), ParityRule(**card["parity"]["rule"])
+
+
+def model_entry(results: dict[str, Any]) -> dict[str, Any]:
+    """One trained network as a card lists it: the run it came from and its effective settings."""
+    winner = results["winner"]
+    return {
+        "run_name": results["run_name"],
+        "strategy": results["strategy"],
+        "training": winner["settings"],
+        "metrics": {"validation_accuracy": winner["val_accuracy"], "test_accuracy": winner["test_accuracy"],
+                    "test_balanced_accuracy": winner.get("test_balanced_accuracy"),
+                    "test_images": results["dataset"]["test_images"]},
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _card(spec: DatasetSpec, name: str, kind: str, models: list[dict[str, Any]], combination: str | None,
+          split: dict[str, int], dataset: dict[str, Any], metrics: dict[str, Any], parity: dict[str, Any],
+          versions: dict[str, str], quantization: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "schema_version": CARD_SCHEMA_VERSION,
+        **interface(spec, name),
+        "kind": kind,
+        "precision": "int8" if quantization else "float32",
+        "created_at": _now(),
+        "models": models,
+        "combination": combination,
+        "split": split,
+        "dataset": dataset,
+        "metrics": metrics,
+        "parity": parity,
+        "quantization": quantization,
+        "opset": OPSET,
+        "versions": versions,
+    }
+
+
+def single_model_card(results: dict[str, Any], spec: DatasetSpec, parity: ParityReport, rule: ParityRule,
+                      name: str, versions: dict[str, str]) -> dict[str, Any]:
+    """The card of a search's winner exported on its own."""
+    entry = model_entry(results)
+    settings = entry["training"]
+    return _card(spec, name, "distilled" if settings["teacher"] else "single", [entry], None,
+                 {"seed": settings["seeds"]["split"], "validation_images": settings["validation_images"]},
+                 {"name": spec.name, "checksums": results["dataset"]["checksums"], "licence": LICENCE},
+                 dict(entry["metrics"]), parity_section(parity, rule), {**results.get("versions", {}), **versions})
+
+
+def ensemble_card(members: list[tuple[Path, dict[str, Any]]], spec: DatasetSpec, validation_accuracy: float,
+                  parity: ParityReport, rule: ParityRule, name: str, versions: dict[str, str]) -> dict[str, Any]:
+    """The card of the mean of several exported models (each given as its card path and card)."""
+    models = []
+    for path, card in members:
+        for entry in card["models"]:
+            models.append({**entry, "card": path.name, "onnx_sha256": card.get("onnx_sha256")})
+    first = members[0][1]
+    metrics = {"validation_accuracy": validation_accuracy, "test_accuracy": parity.keras_accuracy,
+               "test_images": parity.images}
+    return _card(spec, name, "ensemble", models, "mean of the members' softmax probabilities", dict(first["split"]),
+                 dict(first["dataset"]), metrics, parity_section(parity, rule), versions)
+
+
+def quantized_card(source: dict[str, Any], source_path: Path, source_bytes: int, spec: DatasetSpec,
+                   validation_accuracy: float, parity: ParityReport, rule: ParityRule, name: str, method: str,
+                   calibration_images: int, versions: dict[str, str]) -> dict[str, Any]:
+    """The card of an int8 copy of an export: the source's models and split, its own figures."""
+    quantization = {
+        "method": method, "calibration_images": calibration_images,
+        "calibration_source": "the model's training split (never its validation or test images)",
+        "source_card": source_path.name, "source_onnx_sha256": source["onnx_sha256"],
+        "source_onnx_bytes": source_bytes, "source_metrics": source["metrics"],
+    }
+    metrics = {"validation_accuracy": validation_accuracy, "test_accuracy": parity.onnx_accuracy,
+               "test_images": parity.images}
+    return _card(spec, name, source["kind"], source["models"], source["combination"], dict(source["split"]),
+                 dict(source["dataset"]), metrics, parity_section(parity, rule),
+                 {**source.get("versions", {}), **versions}, quantization)

@@ -1,0 +1,25 @@
+"""Loading TensorFlow without its start-up lines, for the commands that train or export."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from kmnist_search.commands import common
+
+
+def load_tensorflow_quietly() -> None:
+    """Import TensorFlow and Keras with standard error pointed at /dev/null: TensorFlow's C++ start-up
+    lines (absl, oneDNN, CPU features) are printed before any log level applies. ``--debug`` shows them."""
+    if not common.libraries_silenced:
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -1,0 +1,174 @@
+"""Keras model -> checked ONNX graph, verified against Keras with onnxruntime, published with its card.
+
+The conversion goes through Keras's own ONNX exporter (``model.export(format="onnx")``, which drives
+``tf2onnx.convert.from_function``; ``tf2onnx.convert.from_keras`` fails on Keras 3 models). The graph
+gets the contract's input and output names, a dynamic batch dimension, a pinned opset, and passes
+``onnx.checker`` (full check). :func:`publish` is the one way any model (a run's winner, an ensemble,
+an int8 copy) reaches ``exports/``: the Keras reference first, then the ONNX file with its card
+embedded, then the card with the file's sha256 (last, so a card on disk means a complete export).
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from kmnist_search.cards import card_path_for, embedded_text, parity_of, single_model_card, write_card
+from kmnist_search.contract import AUGMENTATION_PREFIX, INPUT_NAME, MODEL_CARD_KEY, OPSET, OUTPUT_NAME, to_model_input
+from kmnist_search.datasets import Dataset
+from kmnist_search.errors import ModelFileError, ParityError
+from kmnist_search.files import atomic_write_bytes, file_digest
+from kmnist_search.parity import EXACT, ParityReport, compare_probabilities
+from kmnist_search.rundir import RunDir
+
+
+def convert_to_onnx(model: keras.Model, image_shape: tuple[int, int]) -> onnx.ModelProto:
+    """Export a Keras model to a checked ONNX graph: input ``image`` (batch, H, W, 1) float32,
+    output ``probabilities`` (batch, classes)."""
+    import tensorflow as tf
+
+    signature = [tf.TensorSpec((None, *image_shape, 1), tf.float32, name=INPUT_NAME)]
+    try:
+        with tempfile.TemporaryDirectory() as temp_dir, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's own deprecation notices are not the user's concern
+            path = Path(temp_dir) / "model.onnx"
+            model.export(str(path), format="onnx", input_signature=signature, opset_version=OPSET, verbose=False)
+            proto = onnx.load(str(path))
+        _name_graph_io(proto)
+        onnx.checker.check_model(proto, full_check=True)
+    except Exception as error:  # tf2onnx and the checker raise many types
+        gist = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"ONNX conversion failed ({gist[:200]}): nothing was exported; rerun with --debug "
+                             f"and report it") from None
+    return proto
+
+
+def without_augmentation(model: keras.Model) -> keras.Model:
+    """The same network, sharing its weights, without the training-only augmentation layers.
+
+    Keras's random augmentation layers are identity at inference, but their random ops would still
+    be traced into the ONNX graph; a chain without them computes exactly the same inference.
+    """
+    kept = [layer for layer in model.layers[1:] if not layer.name.startswith(AUGMENTATION_PREFIX)]
+    if len(kept) == len(model.layers) - 1:
+        return model
+    inputs = keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
+    x = inputs
+    for layer in kept:
+        x = layer(x)
+    return keras.Model(inputs, x, name=model.name)
+
+
+def _name_graph_io(proto: onnx.ModelProto) -> None:
+    """Call the output ``probabilities`` and the batch dimension ``batch`` on both ends."""
+    graph = proto.graph
+    old_output = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [OUTPUT_NAME if name == old_output else name for name in node.output]
+    graph.output[0].name = OUTPUT_NAME
+    for value in (graph.input[0], graph.output[0]):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+
+
+def onnx_probabilities(session: ort.InferenceSession, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Run (N, H, W) uint8 images through an ONNX session in batches."""
+    input_name = session.get_inputs()[0].name
+    outputs = [session.run(None, {input_name: to_model_input(images[i:i + batch_size]).astype(np.float32)})[0]
+               for i in range(0, len(images), batch_size)]
+    return np.concatenate(outputs)
+
+
+def keras_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    return np.asarray(model.predict(to_model_input(images).astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def measure_parity(session: ort.InferenceSession, model: keras.Model, images: np.ndarray,
+                   labels: np.ndarray) -> ParityReport:
+    """Compare onnxruntime with Keras on the same images."""
+    return compare_probabilities(onnx_probabilities(session, images), keras_probabilities(model, images), labels)
+
+
+def session_from_proto(proto: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def export_versions() -> dict[str, str]:
+    """The versions of the tools that wrote an export."""
+    import tensorflow as tf
+    import tf2onnx
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "onnx": onnx.__version__, "onnxruntime": ort.__version__, "tf2onnx": tf2onnx.__version__}
+
+
+def publish(proto: onnx.ModelProto, card: dict[str, Any], keras_model: keras.Model, exports_dir: Path,
+            source: str) -> dict[str, Any]:
+    """Write a verified model to ``exports_dir``: the Keras reference, the ONNX file with its card
+    embedded, then the card with the file's sha256. Returns the card as written."""
+    save_inference_copy(keras_model, exports_dir / card["keras_file"])
+    proto.producer_name = "kmnist-search"
+    proto.doc_string = f"KMNIST classifier exported by kmnist-search from {source}"
+    onnx.helper.set_model_props(proto, {MODEL_CARD_KEY: embedded_text(card)})
+    onnx_path = exports_dir / card["onnx_file"]
+    atomic_write_bytes(onnx_path, proto.SerializeToString())
+    card = {**card, "onnx_sha256": file_digest(onnx_path, "sha256")}
+    write_card(card_path_for(onnx_path), card)
+    return card
+
+
+def export_winner(run_dir: RunDir | Path, dataset: Dataset, exports_dir: Path,
+                  name: str | None = None) -> dict[str, Any]:
+    """Export a run's winner to ``exports_dir/NAME.onnx`` with its model card, after proving parity.
+
+    Raises ParityError (and writes nothing to ``exports_dir``) if onnxruntime disagrees with Keras.
+    """
+    run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    results = run_dir.require_results()
+    name = name or results["run_name"]
+    trained = load_keras_model(run_dir.winner_model_path)
+    model = without_augmentation(trained)
+    proto = convert_to_onnx(model, dataset.spec.image_shape)
+    parity = measure_parity(session_from_proto(proto), trained, dataset.test_images, dataset.test_labels)
+    if not parity.passes(EXACT):
+        raise ParityError(f"the ONNX export does not reproduce Keras ({parity.describe(EXACT)}): nothing was "
+                          f"written to {exports_dir}; report this with --debug output")
+    card = single_model_card(results, dataset.spec, parity, EXACT, name, export_versions())
+    card = publish(proto, card, model, exports_dir, f"run {results['run_name']}")
+    run_dir.record_export({"onnx": str(exports_dir / card["onnx_file"]),
+                           "model_card": str(card_path_for(exports_dir / card["onnx_file"])),
+                           "onnx_sha256": card["onnx_sha256"]})
+    return card
+
+
+def load_keras_model(path: Path) -> keras.Model:
+    if not path.is_file():
+        raise ModelFileError(f"{path} is missing: the run has no winner yet; finish the search first")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file
+        raise ModelFileError(f"{path} cannot be loaded as a Keras model ({error}): rerun the search") from None
+
+
+def save_inference_copy(model: keras.Model, path: Path) -> None:
+    """Save the weights without optimizer state: the Keras reference for later parity checks."""
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.stem + ".partial.keras")
+    copy.save(partial)
+    partial.replace(path)
+
+
+def describe_export(card: dict[str, Any], exports_dir: Path) -> str:
+    """What was written and how it was verified, for people."""
+    report, rule = parity_of(card)
+    return (f"exported {exports_dir / card['onnx_file']} (sha256 {card['onnx_sha256'][:12]}..., opset {card['opset']}) "
+            f"and its model card {card_path_for(exports_dir / card['onnx_file'])}\n{report.describe(rule)}")

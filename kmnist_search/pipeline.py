@@ -1,0 +1,301 @@
+"""The whole job as library calls: search, evaluate, export, verify, quantize, summarise.
+
+The commands (``python -m kmnist_search.run`` and the rest) are thin layers over these functions, and a
+notebook can call them directly::
+
+    from kmnist_search import pipeline
+
+    outcome = pipeline.run("quick", strategy="grid", data_dir="data/kmnist")   # search + export + report
+    print(outcome.search.winner.test_accuracy, outcome.export.onnx_path)
+    pipeline.verify(outcome.export.onnx_path, data_dir="data/kmnist")
+
+Every function takes a dataset by name (found or downloaded as the commands do) or as a loaded
+:class:`~kmnist_search.datasets.Dataset`, and returns typed results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kmnist_search.cards import card_path_for, read_card
+from kmnist_search.datasets import Dataset, check_validation_size, load_dataset
+from kmnist_search.errors import ModelFileError, RunError
+from kmnist_search.parity import INT8_CALIBRATION_IMAGES
+from kmnist_search.rundir import RunDir, TrialRecord
+from kmnist_search.spaces import SearchSpace, load_space, parse_space
+
+DatasetLike = Dataset | str
+SpaceLike = SearchSpace | str | Path | dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The best trial of a search, evaluated once on the test set."""
+
+    trial_id: str
+    hyperparameters: dict[str, Any]
+    settings: dict[str, Any]  # how it was trained, every default resolved (as in the model card)
+    validation_accuracy: float
+    test_accuracy: float
+    model_path: Path
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """A finished search: its directory, trials and winner (``results`` is results.json as read)."""
+
+    run_dir: RunDir
+    trials: list[TrialRecord]
+    winner: Winner
+    results: dict[str, Any] = field(repr=False)
+    resumed_finished: bool = False  # True when the run had already finished and nothing was trained
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A verified model in ``exports/``: its ONNX file and its model card."""
+
+    onnx_path: Path
+    card: dict[str, Any] = field(repr=False)
+
+    @property
+    def card_path(self) -> Path:
+        return card_path_for(self.onnx_path)
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.card["metrics"]["test_accuracy"])
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An exported model's accuracy on a dataset's test set, computed with onnxruntime."""
+
+    onnx_path: Path
+    test_accuracy: float
+    test_images: int
+    per_class_accuracy: list[float]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What :func:`run` did: the search, and the exports it wrote (None where it wrote none)."""
+
+    search: SearchResult
+    export: ExportResult | None
+    quantized: ExportResult | None
+    report_path: Path | None
+
+
+def resolve_space(space: SpaceLike) -> SearchSpace:
+    """A search space from a built-in name, a .toml path, a parsed dict or a SearchSpace."""
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, dict):
+        return parse_space(space)
+    return load_space(str(space))
+
+
+def resolve_dataset(dataset: DatasetLike, data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
+                    verify_checksums: bool = True) -> Dataset:
+    """A loaded dataset, or load one by name (local files with ``data_dir``, else the download cache)."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    return load_dataset(dataset, Path(data_dir) if data_dir else None, Path(cache_dir) if cache_dir else None,
+                        verify_checksums=verify_checksums)
+
+
+def search_result(run_dir: RunDir, results: dict[str, Any], resumed_finished: bool = False) -> SearchResult:
+    """Typed view of a finished run's results."""
+    winner = results["winner"]
+    return SearchResult(
+        run_dir=run_dir, trials=run_dir.trials(), results=results, resumed_finished=resumed_finished,
+        winner=Winner(trial_id=winner["trial_id"], hyperparameters=winner["hyperparameters"],
+                      settings=winner["settings"], validation_accuracy=winner["val_accuracy"],
+                      test_accuracy=winner["test_accuracy"], model_path=Path(winner["model_path"])))
+
+
+def open_run(run_dir: Path | str) -> SearchResult:
+    """A finished run directory as a SearchResult (one-line error if it has not finished)."""
+    directory = RunDir.existing(run_dir)
+    return search_result(directory, directory.require_results())
+
+
+def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: DatasetLike = "kmnist",
+           data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
+           project_dir: Path | str = "runs", name: str | None = None, seed: int = 42, init_seed: int | None = None,
+           max_trials: int | None = None, epochs: int | None = None, prune: str | None = None,
+           prune_warmup: int | None = None, prune_min_trials: int | None = None, overwrite: bool = False,
+           tensorboard: bool = False, teacher: Any = None, progress: Any = None) -> SearchResult | None:
+    """Run (or resume) a search and evaluate its winner once on the test set.
+
+    A run that has already finished is returned as it is (``resumed_finished``) unless ``overwrite``.
+    Returns None for a worker of a distributed search (the chief finishes the run).
+    """
+    resolved_space = resolve_space(space)
+    if epochs is not None:
+        resolved_space = resolved_space.with_epochs(epochs)
+    resolved_space = resolved_space.with_pruning(prune, prune_warmup, prune_min_trials)
+    if max_trials is not None and max_trials < 1:
+        raise RunError(f"--max-trials {max_trials}: must be at least 1")
+    run_name = name or f"{resolved_space.name}-{strategy}"
+    run_dir = RunDir(Path(project_dir) / run_name)
+    if run_dir.is_finished() and not overwrite:
+        return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
+    loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
+    check_validation_size(resolved_space.validation_images, len(loaded.train_labels))
+    from kmnist_search.search import SearchOptions, run_search
+
+    options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_name, seed=seed,
+                            max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
+                            init_seed=init_seed, progress=progress)
+    results = run_search(loaded, resolved_space, options)
+    if results is None:
+        return None
+    return search_result(run_dir, run_dir.require_results())
+
+
+def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None, data_dir: Path | str | None = None,
+           cache_dir: Path | str | None = None, verify_checksums: bool = True, exports_dir: Path | str = "exports",
+           name: str | None = None) -> ExportResult:
+    """Export a finished run's winner to ONNX, verified against Keras on every test image."""
+    result = run if isinstance(run, SearchResult) else open_run(run)
+    loaded = resolve_dataset(dataset or result.results["dataset"]["name"], data_dir, cache_dir, verify_checksums)
+    from kmnist_search.onnx_export import export_winner
+
+    card = export_winner(result.run_dir, loaded, Path(exports_dir), name)
+    return ExportResult(Path(exports_dir) / card["onnx_file"], card)
+
+
+def _card_path(model: ExportResult | Path | str) -> Path:
+    """The model card an export is named by (an ExportResult's, or a path as given)."""
+    return model.card_path if isinstance(model, ExportResult) else Path(model)
+
+
+def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLike | None = None,
+             data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
+             exports_dir: Path | str = "exports", calibration_images: int = INT8_CALIBRATION_IMAGES) -> ExportResult:
+    """Write an int8 copy of an export, verified against its Keras model within the int8 tolerance."""
+    from kmnist_search.quantization import export_quantized, read_source_card
+
+    if calibration_images < 1:
+        raise RunError(f"--calibration-images must be at least 1, got {calibration_images}")
+    card_path = _card_path(model)
+    card = read_source_card(card_path)
+    loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
+    written = export_quantized(card_path, loaded, Path(exports_dir), name, calibration_images)
+    return ExportResult(Path(exports_dir) / written["onnx_file"], written)
+
+
+def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset: DatasetLike | None = None,
+             data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
+             exports_dir: Path | str = "exports") -> ExportResult:
+    """Average exported models into one ONNX model, verified against the Keras ensemble."""
+    from kmnist_search.ensembles import export_ensemble, read_member_cards
+
+    card_paths = [_card_path(member) for member in members]
+    first = read_member_cards(card_paths)[0]
+    loaded = resolve_dataset(dataset or first["dataset"]["name"], data_dir, cache_dir, verify_checksums)
+    written = export_ensemble(card_paths, loaded, Path(exports_dir), name)
+    return ExportResult(Path(exports_dir) / written["onnx_file"], written)
+
+
+def verify(model: ExportResult | Path | str, *, dataset: DatasetLike | None = None,
+           data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
+           keras_model: Path | str | None = None, raise_on_failure: bool = True) -> Any:
+    """Re-verify an export: sha256 against its card, then onnxruntime against Keras on every test image,
+    under the rule its card records. Returns a :class:`~kmnist_search.verification.Verification`."""
+    from kmnist_search.verification import checked_export, verify_export
+
+    onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
+    _, card = checked_export(onnx_path)
+    loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
+    return verify_export(onnx_path, loaded, Path(keras_model) if keras_model else None, raise_on_failure)
+
+
+def evaluate(model: ExportResult | Path | str, *, dataset: DatasetLike | None = None,
+             data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
+             verify_checksums: bool = True) -> Evaluation:
+    """An exported model's test accuracy, overall and per class, with onnxruntime alone."""
+    import numpy as np
+
+    from kmnist_search.inference import Classifier
+
+    onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
+    classifier = Classifier(onnx_path)
+    loaded = resolve_dataset(dataset or classifier.card.get("dataset", {}).get("name", "kmnist"), data_dir, cache_dir,
+                             verify_checksums)
+    predicted = np.concatenate([classifier.predict_proba(loaded.test_images[i:i + 1000]).argmax(axis=1)
+                                for i in range(0, len(loaded.test_images), 1000)])
+    correct = predicted == loaded.test_labels
+    per_class = [float(correct[loaded.test_labels == c].mean()) for c in range(loaded.spec.num_classes)]
+    return Evaluation(onnx_path, float(correct.mean()), len(correct), per_class)
+
+
+def summarise(run: SearchResult | Path | str, fmt: str = "table", top: int | None = None) -> str:
+    """A run's summary (ranked trials, effects, winner) as table, markdown, csv or json text."""
+    from kmnist_search.summaries import summarise as render_summary
+
+    return render_summary(run.run_dir.path if isinstance(run, SearchResult) else Path(run), fmt, top)
+
+
+def write_report(run: SearchResult | Path | str) -> Path:
+    """Write the run's report (figures and pages) into RUN_DIR/report; return the page's path."""
+    from kmnist_search.summaries import write_report as write
+
+    return write(run.run_dir.path if isinstance(run, SearchResult) else Path(run))
+
+
+def valid_card(path: Path) -> bool:
+    """True when ``path`` holds a model card that satisfies the schema."""
+    try:
+        read_card(path)
+    except ModelFileError:
+        return False
+    return True
+
+
+def export_complete(result: SearchResult) -> bool:
+    """True when the run's winner was exported and its files are still as written."""
+    from kmnist_search.files import file_digest
+
+    record = result.results.get("export")
+    if not record or not Path(record["onnx"]).is_file() or not valid_card(Path(record["model_card"])):
+        return False
+    return file_digest(Path(record["onnx"])) == record["onnx_sha256"]
+
+
+def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: DatasetLike = "kmnist",
+        data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
+        exports_dir: Path | str = "exports", export_winner: bool = True, quantize_export: bool = False,
+        report: bool = True, on_step: Callable[[str], None] | None = None, **search_options: Any) -> RunOutcome:
+    """The main job: search, export the winner (verified), optionally quantize it, write the report.
+
+    A run that had already finished keeps its export untouched (export it again with :func:`export`);
+    an export interrupted before its card was written is completed.
+    ``search_options`` are :func:`search`'s keyword arguments.
+    """
+    loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
+    result = search(space, strategy, dataset=loaded, **search_options)
+    if result is None:
+        raise RunError("a distributed worker does not finish the run: the chief exports and reports")
+    exported = quantized = None
+    name, exports = result.run_dir.name, Path(exports_dir)
+    if export_winner and not (result.resumed_finished and export_complete(result)):
+        if on_step:
+            on_step("exporting the winner to ONNX and verifying it on every test image")
+        exported = export(result, dataset=loaded, exports_dir=exports, name=name)
+    if quantize_export and (exported is not None or not valid_card(exports / f"{name}-int8.json")):
+        if on_step:
+            on_step("quantizing the export to int8 and verifying it")
+        quantized = quantize(exported or exports / f"{name}.json", f"{name}-int8", dataset=loaded,
+                             exports_dir=exports)
+    report_path = None
+    if report:
+        if on_step:
+            on_step("writing the report")
+        report_path = write_report(result)
+    return RunOutcome(result, exported, quantized, report_path)

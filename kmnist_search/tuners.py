@@ -1,0 +1,372 @@
+"""Keras Tuner, fitted to this package: strategies as oracles, trial logging and median pruning.
+
+One tuner per strategy name (``grid``, ``bayesian``, ``random``, ``hyperband``). Every trial writes its
+epochs to ``trial_log.json`` as it trains and may be stopped early by the median rule; the Keras Tuner
+patches this package needs are applied explicitly by :func:`apply_keras_tuner_patches`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import keras_tuner as kt
+import numpy as np
+from keras_tuner.src import utils as keras_tuner_utils
+from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
+
+from kmnist_search.distributed import PatientOracleClient, current_role, tuner_id
+from kmnist_search.errors import RunError
+from kmnist_search.files import atomic_write_json, atomic_write_text
+from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters
+from kmnist_search.plan import STRATEGIES, planned_trials
+from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
+from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
+from kmnist_search.rundir import SCORED_STATUSES, RunDir, read_json
+from kmnist_search.spaces import Pruning, SearchSpace
+
+
+def _save_json_atomically(path: str, obj: Any) -> str:
+    """Keras Tuner's ``utils.save_json`` (used for oracle.json, tuner0.json and every trial.json),
+    made atomic: killed mid-write, it leaves the previous file intact, never a truncated one."""
+    text = json.dumps(obj)
+    atomic_write_text(Path(path), text)
+    return text
+
+
+class ResumableSaveBestEpoch(kt_tuner_utils.SaveBestEpoch):
+    """Keras Tuner's best-epoch checkpoint, made resumable: a trial that continues from a saved epoch
+    starts from the best value its earlier epochs reached (not from nothing, which would let a worse
+    epoch overwrite the best one), and the weights file is replaced atomically."""
+
+    best_value: float
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        trial_dir = Path(self.filepath).parent
+        kept, _ = kept_epochs(RunDir.trial_log_path(trial_dir), TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)))
+        for entry in kept:
+            if self.objective.has_value(entry) and self.objective.better_than(self.objective.get_value(entry),
+                                                                               self.best_value):
+                self.best_value = self.objective.get_value(entry)
+
+    def _save_model(self) -> None:
+        save_weights_atomically(self.model, Path(self.filepath))
+
+
+def apply_keras_tuner_patches() -> None:
+    """Make Keras Tuner's own files survive a kill at any instant. keras-tuner 1.4.x writes its state
+    files in place (a SIGKILL mid-write would leave a truncated JSON file): after this, every
+    ``Stateful.save`` writes atomically. And its best-epoch checkpoint resumes with the trial."""
+    keras_tuner_utils.save_json = _save_json_atomically
+    kt_tuner_utils.SaveBestEpoch = ResumableSaveBestEpoch
+
+
+
+def untried_configurations(oracle: kt.Oracle, trial_id: str) -> list[dict[str, Any]]:
+    """Every configuration of the oracle's all-Choice space that no other trial has taken, in grid order."""
+    taken = {_values_key(trial.hyperparameters.values) for tid, trial in oracle.trials.items() if tid != trial_id}
+    space = oracle.get_space().space
+    names = [hp.name for hp in space]
+    configurations = (dict(zip(names, combination, strict=True))
+                      for combination in itertools.product(*(hp.values for hp in space)))
+    return [values for values in configurations if _values_key(values) not in taken]
+
+
+def _values_key(values: dict[str, Any]) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
+    """Grid search that derives the next configuration from the stored trials alone.
+
+    keras-tuner 1.4.8's GridSearchOracle keeps its position in state it never saves, so a
+    resumed grid search crashes (upstream issue #1055). Here every call walks the full grid in
+    order and returns the first configuration no trial has taken, which resumes correctly.
+    """
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        untried = untried_configurations(self, trial_id)
+        if untried:
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": untried[0]}
+        if self.ongoing_trials:
+            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+
+class NonRepeatingBayesianOracle(kt.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation that never spends a trial on a configuration already tried.
+
+    On a small discrete space Keras Tuner's Gaussian process can propose a configuration twice;
+    here a repeat is replaced by a random untried one, and the search stops when none is left.
+    """
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        response: dict[str, Any] = super().populate_space(trial_id)
+        if response["status"] != kt.engine.trial.TrialStatus.RUNNING:
+            return response
+        untried = untried_configurations(self, trial_id)
+        if _values_key(response["values"]) in {_values_key(values) for values in untried}:
+            return response
+        if not untried:
+            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.RUNNING,
+                "values": untried[self._random_state.randint(len(untried))]}
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Write every epoch's metrics and seconds to a trial's ``trial_log.json`` as it goes. A resumed
+    run keeps the epochs its checkpoint holds and drops any it is about to train again."""
+
+    def __init__(self, log_path: Path, checkpoint: TrainingCheckpoint | None = None) -> None:
+        super().__init__()
+        self.log_path = log_path
+        self.checkpoint = checkpoint
+        self.started = time.monotonic()
+        self.epoch_started = self.started
+        self.epochs: list[dict[str, float]] = []
+        self.earlier_wall_time_s = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.started = time.monotonic()
+        self.epochs, self.earlier_wall_time_s = kept_epochs(self.log_path, self.checkpoint)
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+                 "seconds": round(time.monotonic() - self.epoch_started, 2)}
+        self.epochs.append(entry)
+        self.write()
+
+    def write(self) -> None:
+        atomic_write_json(self.log_path, {
+            "epochs": self.epochs, "tuner_id": tuner_id(),
+            "wall_time_s": round(self.earlier_wall_time_s + time.monotonic() - self.started, 2)})
+
+
+def kept_epochs(log_path: Path, checkpoint: TrainingCheckpoint | None) -> tuple[list[dict[str, float]], float]:
+    """The logged epochs a resumed run keeps (those its checkpoint holds) and the wall time they took."""
+    saved = checkpoint.saved_epoch() if checkpoint is not None else 0
+    log = read_json(log_path) if saved else None
+    if not log:
+        return [], 0.0
+    epochs = [e for e in log.get("epochs", []) if e.get("epoch", 0) <= saved]
+    return epochs, float(log.get("wall_time_s", 0.0))
+
+
+class BestSoFar(keras.callbacks.Callback):
+    """Tracks the best ``monitor`` value of a training run, starting (when resumed) from the best its
+    kept epochs reached."""
+
+    def __init__(self, log_path: Path, checkpoint: TrainingCheckpoint | None, monitor: str) -> None:
+        super().__init__()
+        self.log_path = log_path
+        self.checkpoint = checkpoint
+        self.monitor = monitor
+        self.best = float("-inf")
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        kept, _ = kept_epochs(self.log_path, self.checkpoint)
+        self.best = max((float(e.get(self.monitor, float("-inf"))) for e in kept), default=float("-inf"))
+
+
+class BestEpochWeights(BestSoFar):
+    """Keep the weights of the epoch with the best ``monitor`` value (replaced atomically)."""
+
+    def __init__(self, path: Path, monitor: str, log_path: Path, checkpoint: TrainingCheckpoint) -> None:
+        super().__init__(log_path, checkpoint, monitor)
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = float((logs or {}).get(self.monitor, float("-inf")))
+        if value > self.best:
+            self.best = value
+            save_weights_atomically(self.model, self.path)
+
+
+class MedianStopping(BestSoFar):
+    """Stop a trial whose best validation score so far is below the median of the other trials' best
+    scores at the same epoch (Optuna's MedianPruner), reading their ``trial_log.json`` files, so it
+    works the same for every strategy and across processes. Records ``pruned.json`` when it stops."""
+
+    def __init__(self, trial_dir: Path, monitor: str, pruning: Pruning,
+                 checkpoint: TrainingCheckpoint | None = None) -> None:
+        super().__init__(RunDir.trial_log_path(trial_dir), checkpoint, monitor)
+        self.trial_dir = trial_dir
+        self.pruning = pruning
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.best = max(self.best, float((logs or {}).get(self.monitor, float("-inf"))))
+        reached = epoch + 1
+        if reached <= self.pruning.warmup_epochs:
+            return
+        others = [best for best in self._others_best_at(reached) if math.isfinite(best)]
+        if len(others) < self.pruning.min_trials:
+            return
+        median = float(np.median(others))
+        if self.best < median:
+            self.model.stop_training = True
+            atomic_write_json(RunDir.pruned_path(self.trial_dir), {
+                "epoch": reached, "value": self.best, "median": median, "trials_compared": len(others)})
+
+    def _others_best_at(self, epoch: int) -> list[float]:
+        return [max(float(e.get(self.monitor, float("-inf"))) for e in epochs[:epoch])
+                for epochs in RunDir(self.trial_dir.parent).trial_histories(except_dir=self.trial_dir)
+                if len(epochs) >= epoch]
+
+
+class ProgressReporter(keras.callbacks.Callback):
+    """Tell a :class:`~kmnist_search.progress.SearchProgress` about steps and epochs as a model trains.
+
+    Keras calls ``on_train_batch_end`` once per execution of ``steps_per_execution`` steps, with the
+    last step's index, which can pass the epoch's end: the count reported is clamped to the epoch."""
+
+    def __init__(self, progress: SearchProgress, clock: SearchClock | None, batch_size: int,
+                 steps_per_epoch: int) -> None:
+        super().__init__()
+        self.progress = progress
+        self.clock = clock
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = 0
+        self.epoch_started = time.monotonic()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ProgressReporter:
+        return self  # Keras Tuner deep-copies callbacks; the console behind this one must stay shared
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch + 1
+        self.epoch_started = time.monotonic()
+        self.progress.steps_done(self.epoch, 0)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.progress.steps_done(self.epoch, min(batch + 1, self.steps_per_epoch))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seconds = time.monotonic() - self.epoch_started
+        if self.clock is not None:
+            self.clock.observe(self.batch_size, seconds)
+        self.progress.epoch_ended(epoch + 1, {k: float(v) for k, v in (logs or {}).items()}, seconds)
+
+
+class TrialRecorder:
+    """Mixin for tuners: log each trial's epochs and wall time beside its trial.json, apply the
+    median-stopping rule when the space asks for it, and report progress when given a reporter."""
+
+    trial_seed_base = 0
+    pruning: Pruning | None = None
+    monitor = "val_accuracy"
+    progress: SearchProgress | None = None
+    clock: SearchClock | None = None
+    total_trials = 0
+    epochs = 1
+
+    def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
+        # Seed per trial, so a trial rerun after a crash starts from the same weights as it would have.
+        keras.utils.set_random_seed(self.trial_seed_base + int(trial.trial_id))
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))  # type: ignore[attr-defined]
+        log_path = RunDir.trial_log_path(trial_dir)
+        checkpoint = TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir))
+        if not checkpoint.saved_epoch():
+            log_path.unlink(missing_ok=True)  # a trial started afresh starts its log afresh
+        RunDir.pruned_path(trial_dir).unlink(missing_ok=True)
+        # Keras Tuner deep-copies callbacks per execution, so the copies write the files.
+        extra: list[keras.callbacks.Callback] = [EpochLogger(log_path, checkpoint)]
+        if self.pruning and self.pruning.strategy == "median":
+            extra.insert(0, MedianStopping(trial_dir, self.monitor, self.pruning, checkpoint))
+        if self.progress is not None:
+            extra.append(self._report_trial_start(trial, len(args[0]), int(kwargs.get("epochs", self.epochs))))
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
+        kwargs.update(checkpoint=checkpoint, shuffle_seed=self.trial_seed_base + int(trial.trial_id))
+        histories = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+        return [whole_history(history, log_path) for history in histories]
+
+    def _report_trial_start(self, trial: kt.engine.trial.Trial, train_images: int, epochs: int) -> ProgressReporter:
+        assert self.progress is not None
+        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        batch_size = int(values.get("batch_size", 32))
+        steps = max(math.ceil(train_images / batch_size), 1)
+        self.progress.trial_started(TrialStart(int(trial.trial_id) + 1, self.total_trials, values, epochs, steps))
+        return ProgressReporter(self.progress, self.clock, batch_size, steps)
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        super().on_trial_end(trial)  # type: ignore[misc]
+        trial_dir = Path(self.get_trial_dir(trial.trial_id))  # type: ignore[attr-defined]
+        TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # the trial is recorded: nothing to resume
+        if self.progress is None:
+            return
+        run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]
+        records = run_dir.trials()
+        record = next((r for r in records if r.trial_id == trial.trial_id), None)
+        if record is None:
+            return
+        scored = [r for r in records if r.status in SCORED_STATUSES and r.score is not None]
+        best = max(scored, key=lambda r: r.score or 0.0) if scored else None
+        done = sum(1 for r in records if r.status not in ("RUNNING", "IDLE"))
+        seconds_left = self.clock.seconds_left(done) if self.clock else None
+        self.progress.trial_ended(TrialEnd(int(trial.trial_id) + 1, self.total_trials, record, best, seconds_left))
+
+
+def whole_history(history: Any, log_path: Path) -> Any:
+    """A trial's history with the epochs trained before a resume put back (from its log), so Keras
+    Tuner scores the trial on all its epochs."""
+    log = read_json(log_path)
+    if isinstance(history, keras.callbacks.History) and log and log.get("epochs"):
+        names = [k for k in log["epochs"][-1] if k not in ("epoch", "seconds")]
+        history.history = {name: [float(e[name]) for e in log["epochs"] if name in e] for name in names}
+    return history
+
+
+class KmnistTuner(TrialRecorder, kt.Tuner):
+    """A plain Keras Tuner tuner (any oracle) that logs its trials."""
+
+
+class KmnistHyperband(TrialRecorder, kt.Hyperband):
+    """Keras Tuner's Hyperband that logs its trials."""
+
+
+def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, strategy: str, run_dir: RunDir, seed: int,
+               weights_seed: int, max_trials: int | None, overwrite: bool) -> kt.Tuner:
+    """Build the Keras Tuner tuner for a strategy name, maximising the dataset's validation metric."""
+    hyperparameters = search_hyperparameters(space)
+    common: dict[str, Any] = {
+        "objective": kt.Objective(f"val_{hypermodel.objective}", direction="max"),
+        "hyperparameters": hyperparameters,
+        "tune_new_entries": False,
+        "allow_new_entries": False,
+        "seed": seed,
+        "max_consecutive_failed_trials": 3,
+    }
+    project = {"directory": str(run_dir.path.parent), "project_name": run_dir.name, "overwrite": overwrite}
+    trials = planned_trials(space, strategy, max_trials)
+    tuner: kt.Tuner
+    if strategy == "hyperband":
+        with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading Tuner from ..."
+            tuner = KmnistHyperband(hypermodel, max_epochs=space.epochs, factor=3, **common, **project)
+    else:
+        if strategy == "grid":
+            oracle: kt.Oracle = ResumableGridSearchOracle(max_trials=trials, **common)
+        elif strategy == "random":
+            oracle = kt.oracles.RandomSearchOracle(max_trials=trials, **common)
+        elif strategy == "bayesian":
+            oracle = NonRepeatingBayesianOracle(max_trials=trials, num_initial_points=min(3, trials), **common)
+        else:
+            raise RunError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        with contextlib.redirect_stdout(io.StringIO()):
+            tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
+        tuner.pruning = space.pruning  # Hyperband prunes by its own rule instead
+        tuner.monitor = f"val_{hypermodel.objective}"
+    tuner.trial_seed_base = weights_seed
+    tuner.total_trials = trials
+    tuner.epochs = space.epochs
+    if current_role() == "worker":
+        tuner.oracle = PatientOracleClient(tuner.oracle)
+    return tuner

@@ -1,0 +1,67 @@
+"""Re-verify an exported model: its file against its card, and onnxruntime against Keras on the test set.
+
+The rule applied is the one the card records (exact for float32 exports, the int8 tolerance for
+quantized ones), so a model is verified now exactly as it was when it was written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kmnist_search.cards import card_path_for, parity_of, read_card
+from kmnist_search.datasets import Dataset
+from kmnist_search.errors import ModelFileError, ParityError
+from kmnist_search.files import file_digest
+from kmnist_search.inference import Classifier
+from kmnist_search.onnx_export import load_keras_model, measure_parity
+from kmnist_search.parity import ParityReport, ParityRule
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of re-verifying an export."""
+
+    onnx_path: Path
+    keras_path: Path
+    card: dict[str, Any]
+    report: ParityReport
+    rule: ParityRule
+
+    @property
+    def passed(self) -> bool:
+        return self.report.passes(self.rule)
+
+    def describe(self) -> str:
+        return f"{self.onnx_path}: sha256 matches its model card\n{self.report.describe(self.rule)}"
+
+
+def checked_export(onnx_path: Path) -> tuple[Classifier, dict[str, Any]]:
+    """An export whose ONNX file loads and matches the sha256 of its valid card (no dataset needed)."""
+    classifier = Classifier(onnx_path)  # fails early, in one line, on a missing or truncated file
+    card = read_card(card_path_for(onnx_path))
+    digest = file_digest(onnx_path, "sha256")
+    if digest != card.get("onnx_sha256"):
+        raise ModelFileError(f"{onnx_path} has sha256 {digest[:12]}..., but its model card says "
+                             f"{str(card.get('onnx_sha256'))[:12]}...: the file changed after it was verified")
+    return classifier, card
+
+
+def verify_export(onnx_path: Path, dataset: Dataset, keras_path: Path | None = None,
+                  raise_on_failure: bool = True) -> Verification:
+    """Compare the export with its Keras model on every test image under the rule its card records.
+
+    Raises ParityError when it fails (unless ``raise_on_failure`` is False).
+    """
+    classifier, card = checked_export(onnx_path)
+    if card["dataset"]["name"] != dataset.spec.name:
+        raise ModelFileError(f"{onnx_path} classifies {card['dataset']['name']}, not {dataset.spec.name}")
+    keras_path = keras_path or onnx_path.with_name(card["keras_file"])
+    report = measure_parity(classifier.session, load_keras_model(keras_path), dataset.test_images, dataset.test_labels)
+    _, rule = parity_of(card)
+    verification = Verification(onnx_path, keras_path, card, report, rule)
+    if raise_on_failure and not verification.passed:
+        raise ParityError(f"{onnx_path} does not reproduce {keras_path} ({report.describe(rule)}): do not ship it; "
+                          f"export it again")
+    return verification

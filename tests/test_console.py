@@ -1,0 +1,95 @@
+"""What a person sees on the console: trial lines, an ETA, no library noise, fast help."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_kmnist_files
+from tests.test_cli import run_cli
+
+COMMANDS = ("run", "export", "ensemble", "quantize", "verify", "predict", "summary", "download")
+NOISE = ("I0000", "absl::InitializeLog", "oneDNN", "cpu_feature_guard", "Warning", "WARNING", "Traceback")
+
+
+@pytest.fixture(scope="module")
+def quick_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough synthetic images for the quick space's 6,000 validation images plus a small training part."""
+    return write_kmnist_files(tmp_path_factory.mktemp("quick") / "kmnist", train_per_class=700, test_per_class=20)
+
+
+def steps_past_total(text: str) -> list[str]:
+    return [match.group(0) for match in re.finditer(r"\b(\d+)/(\d+)\b", text)
+            if int(match.group(1)) > int(match.group(2))]
+
+
+def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", "quick", "--data-dir", str(quick_data),
+                     "--no-checksum", "--no-export", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for index in range(1, 5):
+        assert re.search(rf"^trial {index}/4 started: batch_size=128, learning_rate=(1\.0|0\.1), loss=", output, re.M)
+        assert re.search(rf"^trial {index}/4 (completed|pruned|failed)", output, re.M), output
+    assert re.search(r"^search: 4 trials planned; estimated time left \d", output, re.M)
+    assert re.search(r"about [\d.]+ (s|min|h) left$", output, re.M)
+    assert re.search(r"^  trial 1/4 epoch 3/3: ", output, re.M)  # not a terminal: an epoch per line
+    assert [line for line in output.splitlines() if any(noise in line for noise in NOISE)] == []
+    assert steps_past_total(output) == []
+    assert result.stderr == ""
+
+
+def test_quiet_keeps_the_trial_lines_only(quick_data: Path, tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.run", "--space", "quick", "--data-dir", str(quick_data), "--no-checksum",
+                     "--no-export", "--quiet", "--max-trials", "1", "--epochs", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^trial 1/1 started", result.stdout, re.M) and "epoch 1/1:" not in result.stdout
+    assert re.search(r"^trial 1/1 completed: val_accuracy [\d.]+% \(best epoch 1 of 1\)", result.stdout, re.M)
+
+
+def help_seconds_and_modules(command: str) -> tuple[float, set[str]]:
+    probe = ("import runpy, sys\n"
+             f"sys.argv = ['{command}', '--help']\n"
+             "try:\n"
+             f"    runpy.run_module('kmnist_search.{command}', run_name='__main__')\n"
+             "except SystemExit:\n"
+             "    pass\n"
+             "print('MODULES', ' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[1])
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m kmnist_search." in result.stdout
+    return seconds, set(result.stdout.rsplit("MODULES", 1)[1].split())
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_answers_at_once_without_tensorflow(command: str) -> None:
+    seconds, modules = min(help_seconds_and_modules(command) for _ in range(2))
+    assert not modules & {"tensorflow", "keras", "keras_tuner", "tf2onnx"}
+    assert seconds < 1.0
+
+
+def test_run_help_lists_every_built_in_space(tmp_path: Path) -> None:
+    from kmnist_search.spaces import builtin_space_names
+
+    result = run_cli("kmnist_search.run", "--help", cwd=tmp_path)
+    text = "".join(result.stdout.split())  # argparse wraps long help lines, also at hyphens
+    assert all(name in text for name in builtin_space_names()) and len(builtin_space_names()) >= 9
+
+
+def test_json_output_survives_a_closed_pipe(exported: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    images = tmp_path / "many.npy"
+    np.save(images, np.zeros((300, 28, 28), dtype=np.uint8))
+    command = (f"{sys.executable} -m kmnist_search.predict {exported} {images} --json | head -n 2")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.stdout.count("\n") == 2 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr

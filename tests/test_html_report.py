@@ -1,0 +1,105 @@
+"""The HTML search report: self-contained, complete, and working in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kmnist_search.datasets import load_dataset
+from kmnist_search.html_report import importance
+from kmnist_search.rundir import RunDir
+from kmnist_search.search import SearchOptions, run_search
+from kmnist_search.spaces import parse_space
+from kmnist_search.summaries import write_report
+from tests.test_cli import run_cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+THREE_RATES = {
+    "name": "three",
+    "hyperparameters": {"learning_rate": [1.0, 0.1, 0.01], "batch_size": [64],
+                        "loss": ["categorical_crossentropy", "mean_squared_error"]},
+    "training": {"epochs": 2, "validation_images": 100, "train_images": 300},
+    "pruning": {"strategy": "median", "warmup_epochs": 1, "min_trials": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
+    """A six-trial grid search on synthetic data, some trials pruned, with its report written."""
+    from tests.conftest import write_kmnist_files
+
+    root = tmp_path_factory.mktemp("html")
+    dataset = load_dataset("kmnist", write_kmnist_files(root / "data"), verify_checksums=False)
+    run_search(dataset, parse_space(THREE_RATES), SearchOptions("grid", root / "runs", "three"))
+    write_report(root / "runs" / "three")
+    return RunDir(root / "runs" / "three")
+
+
+def test_the_page_is_self_contained_and_complete(searched: RunDir) -> None:
+    page = (searched.report_dir / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", page)  # nothing fetched
+    assert page.count("<tr class=") == len(searched.trials()) == 6
+    for anchor in ("trial-table", "figure-parallel", "figure-curves", "figure-effects", "figure-importance",
+                   "figure-confusion"):
+        assert f"id={anchor}" in page, anchor
+    assert "data:image/png;base64," in page and "@font-face" in page  # prediction grid and the kana font
+    assert (searched.report_dir / "README.md").is_file()  # the Markdown page beside it
+    assert (searched.report_dir / "index.html").stat().st_size < 8_000_000
+
+
+def test_importance_comes_from_optunas_fanova_on_the_searched_hyperparameters(searched: RunDir) -> None:
+    result = importance(searched.trials())
+    assert result is not None and set(result.values) == {"learning_rate", "loss"}  # batch_size has one value
+    assert sum(result.values.values()) == pytest.approx(1.0) and "fANOVA" in result.method
+    assert result.epoch == min(t.epochs_run for t in searched.trials())
+
+
+def test_summary_html_prints_the_page_path(searched: RunDir, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(searched.path, copy)
+    (copy / "report" / "index.html").unlink()
+    result = run_cli("kmnist_search.summary", str(copy), "--format", "html", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(copy / "report" / "index.html") and (copy / "report/index.html").is_file()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_report_works_in_headless_chromium(searched: RunDir, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    errors: list[str] = []
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("request", lambda request: errors.append(f"fetched {request.url}")
+                if not request.url.startswith(("file:", "data:")) else None)
+        page.goto((searched.report_dir / "index.html").as_uri())
+        page.wait_for_selector("#figure-parallel .plot-container")
+        rows = page.locator("#trials tbody tr")
+        assert rows.count() == len(searched.trials())
+        column = [header.inner_text() for header in page.locator("#trials th").all()].index("val accuracy")
+
+        def accuracies() -> list[float | None]:
+            return [json.loads(cell.get_attribute("data-value") or "null")
+                    for cell in page.locator(f"#trials tbody tr td:nth-child({column + 1})").all()]
+
+        header = page.locator("#trials th").nth(column)
+        header.click()
+        ascending = accuracies()
+        header.click()
+        descending = accuracies()
+        assert ascending == sorted(ascending, key=lambda v: (v is None, v))
+        assert [v for v in descending if v is not None] == sorted((v for v in ascending if v is not None),
+                                                                   reverse=True)
+        assert page.locator(".js-plotly-plot").count() >= 5
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        browser.close()
+    assert errors == []
+    assert (tmp_path / "report.png").stat().st_size > 50_000

@@ -1,0 +1,171 @@
+"""Training that survives interruption: a trial or a retraining continues from its last epoch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+from kmnist_search import resume
+from kmnist_search.datasets import Dataset, load_dataset
+from kmnist_search.search import SearchOptions, run_search
+from kmnist_search.spaces import parse_space
+
+# Everything random at once: augmentation, random erasing, mixup, dropout, SGD momentum, a cosine schedule.
+RANDOM_RECIPE = {
+    "name": "resumable",
+    "hyperparameters": {"learning_rate": [0.05], "batch_size": [32], "loss": ["categorical_crossentropy"],
+                        "optimizer": "sgd", "conv_layers": "8-p-16", "dense_units": 16, "augment": 0.05,
+                        "cutout": 0.2, "mixup": 0.2},
+    "training": {"epochs": 4, "validation_images": 100, "train_images": 400, "lr_schedule": "cosine"},
+}
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL inside the process: nothing catches it, nothing after it runs."""
+
+
+@pytest.fixture
+def dataset(synthetic_data_dir: Path) -> Dataset:
+    return load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
+
+
+@contextmanager
+def killed_when(target: Any, name: str, condition: Any, after: bool = False) -> Iterator[None]:
+    """Replace ``target.name`` so that it raises Killed when ``condition(*args)``: before doing anything,
+    or with ``after``, once it has done its work."""
+    original = getattr(target, name)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if condition(*args, **kwargs) and not after:
+            raise Killed
+        result = original(*args, **kwargs)
+        if condition(*args, **kwargs):
+            raise Killed
+        return result
+
+    setattr(target, name, wrapper)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+def weights_of(results: dict[str, Any]) -> list[np.ndarray]:
+    return keras.models.load_model(results["winner"]["model_path"], compile=False).get_weights()
+
+
+def assert_same_training(resumed: dict[str, Any], whole: dict[str, Any]) -> None:
+    """Same epochs, same metrics, same weights (up to floating-point summation order)."""
+    strip = [{k: v for k, v in e.items() if k != "seconds"} for e in resumed["trials"][0]["history"]]
+    expected = [{k: v for k, v in e.items() if k != "seconds"} for e in whole["trials"][0]["history"]]
+    assert [e["epoch"] for e in strip] == [1, 2, 3, 4]
+    for got, want in zip(strip, expected, strict=True):
+        assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
+    for got, want in zip(weights_of(resumed), weights_of(whole), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture
+def uninterrupted(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_search(dataset, parse_space(RANDOM_RECIPE), SearchOptions("grid", tmp_path_factory.mktemp("whole"),
+                                                                         "whole"))
+
+
+@pytest.mark.parametrize("instant", ["after the state was committed", "between the weights file and the state",
+                                     "after the log was written, before the weights file"])
+def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: str, dataset: Dataset, tmp_path: Path,
+                                                                      uninterrupted: dict[str, Any]) -> None:
+    space = parse_space(RANDOM_RECIPE)
+    options = SearchOptions("grid", tmp_path, "resumed")
+    if instant == "after the state was committed":
+        kill = killed_when(resume.TrainingCheckpoint, "save", lambda self, model, epoch: epoch == 2, after=True)
+    elif instant == "between the weights file and the state":
+        kill = killed_when(resume, "atomic_write_json", lambda path, data: data.get("epoch") == 2)
+    else:
+        kill = killed_when(resume.TrainingCheckpoint, "save", lambda self, model, epoch: epoch == 2)
+    with kill, pytest.raises(Killed):
+        run_search(dataset, space, options)
+    trial_dir = next(tmp_path.glob("resumed/trial_*"))
+    log_before = json.loads((trial_dir / "trial_log.json").read_text())["epochs"]
+    saved = resume.TrainingCheckpoint(trial_dir / "resume").saved_epoch()
+    assert saved == (2 if instant == "after the state was committed" else 1)
+    resumed = run_search(dataset, space, options)
+    assert_same_training(resumed, uninterrupted)
+    history = resumed["trials"][0]["history"]
+    assert history[:saved] == log_before[:saved]  # the saved epochs were kept, not trained again
+    assert not (trial_dir / "resume").exists()  # recorded trials keep no training state
+
+
+def test_a_killed_retraining_continues_from_its_last_epoch(dataset: Dataset, tmp_path: Path) -> None:
+    data = {**RANDOM_RECIPE, "training": {**RANDOM_RECIPE["training"], "epochs": 1, "retrain_epochs": 3}}
+    space = parse_space(data)
+    whole = run_search(dataset, space, SearchOptions("grid", tmp_path, "whole"))
+    options = SearchOptions("grid", tmp_path, "resumed")
+    with killed_when(resume.SaveTrainingState, "on_epoch_end",
+                     lambda self, epoch, logs=None: epoch == 1 and "retrain" in str(self.checkpoint.directory)), \
+            pytest.raises(Killed):
+        run_search(dataset, space, options)
+    log_before = json.loads((tmp_path / "resumed" / "retrain_log.json").read_text())["epochs"]
+    saved = resume.TrainingCheckpoint(tmp_path / "resumed" / "retrain_resume").saved_epoch()
+    assert len(log_before) == 2 and saved == 1
+    resumed = run_search(dataset, space, options)
+    retraining = resumed["winner"]["settings"]["retraining"]
+    assert retraining["epochs_trained"] == 3 and retraining == pytest.approx(
+        {**whole["winner"]["settings"]["retraining"], "wall_time_s": retraining["wall_time_s"]}, rel=1e-4)
+    log_after = json.loads((tmp_path / "resumed" / "retrain_log.json").read_text())["epochs"]
+    assert log_after[0] == log_before[0]  # the saved epoch was kept; the second, never saved, was trained again
+    assert {k: v for k, v in log_after[1].items() if k != "seconds"} == pytest.approx(
+        {k: v for k, v in log_before[1].items() if k != "seconds"}, rel=1e-4)
+    assert resumed["winner"]["test_accuracy"] == pytest.approx(whole["winner"]["test_accuracy"], abs=1e-9)
+    for got, want in zip(weights_of(resumed), weights_of(whole), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not (tmp_path / "resumed" / "retrain_resume").exists()
+
+
+def test_sigkill_mid_trial_then_rerun_keeps_the_finished_epochs(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    space_file = tmp_path / "long.toml"
+    space_file.write_text("""
+name = "long"
+[hyperparameters]
+learning_rate = [1.0]
+batch_size = [32]
+loss = ["categorical_crossentropy"]
+[training]
+epochs = 6
+validation_images = 100
+train_images = 500
+""")
+    command = [sys.executable, "-m", "kmnist_search.run", "--space", str(space_file), "--data-dir",
+               str(synthetic_data_dir), "--no-checksum", "--quiet", "--no-export"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    state = tmp_path / "runs" / "long-grid" / "trial_0" / "resume" / "state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.is_file() and json.loads(state.read_text() or "{}").get("epoch", 0) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = json.loads(state.read_text())["epoch"]
+    assert 2 <= saved < 6, "the trial finished before it could be killed"
+    kept = json.loads((state.parent.parent / "trial_log.json").read_text())["epochs"][:saved]
+    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    results = json.loads((tmp_path / "runs" / "long-grid" / "results.json").read_text())
+    history = results["trials"][0]["history"]
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5, 6] and history[:saved] == kept
+    assert results["winner"]["settings"]["search_trial"]["epochs_trained"] == 6
