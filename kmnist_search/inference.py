@@ -9,8 +9,8 @@ Needs only onnxruntime, numpy and Pillow, so it runs in a small install::
 
 Every image goes through :func:`prepare_image`, the one conversion used by every caller: to 8-bit
 grayscale, inverted if it is dark ink on a light background (KMNIST is white on black), and, unless
-it already has the model's size, framed as MNIST-style data were made (cropped to the character,
-fitted to 20x20 keeping its aspect ratio, centred by mass in 28x28). Each conversion is reported in
+it already has the model's size, framed as KMNIST's images were made (cropped to the character,
+scaled to fill the 28x28 frame keeping its aspect ratio, centred by mass). Each conversion is reported in
 ``Prediction.notes``.
 """
 
@@ -127,9 +127,9 @@ def prepare_image(image: Image.Image, size: tuple[int, int] = (28, 28)) -> tuple
     """Convert any PIL image to the model's input: 8-bit grayscale, white ink on black, H x W.
 
     An image of the model's size is taken as it is (it is already a KMNIST-style image). A photo or a
-    scan of another size is framed the way MNIST-style data were made: its contrast stretched from the
-    paper to the darkest ink, cropped to the character, scaled to fit a 20x20 box (for 28x28) keeping
-    its aspect ratio, and centred by its centre of mass. Returns the uint8 array and a list of the
+    scan of another size is framed the way KMNIST's images were made: its contrast stretched from the
+    paper to the darkest ink, cropped to the character, scaled to fill the frame keeping its aspect
+    ratio, and centred by its centre of mass. Returns the uint8 array and a list of the
     conversions made, to tell the user.
     """
     notes = []
@@ -142,48 +142,38 @@ def prepare_image(image: Image.Image, size: tuple[int, int] = (28, 28)) -> tuple
         array = 255 - array
     if array.shape == size:
         return array, notes
-    notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]} as MNIST-style data were made: "
-                 f"cropped to the character, fitted to {fit_box(size)}x{fit_box(size)} keeping its aspect ratio, "
-                 f"centred by mass")
+    notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]} as KMNIST's images were made: "
+                 f"cropped to the character, scaled to fill the frame keeping its aspect ratio, centred by mass")
     return frame_character(array, size), notes
 
 
-def fit_box(size: tuple[int, int]) -> int:
-    """The box a character is scaled into: 20 of 28 pixels, as in MNIST."""
-    return max(1, round(min(size) * 20 / 28))
-
-
 def frame_character(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """White-on-black ink of any size -> the character cropped, fitted into ``fit_box`` and centred by
-    mass in a ``size`` frame (a blank image stays blank)."""
+    """White-on-black ink of any size -> the character cropped to its ink, scaled to fill the frame
+    along its longer side (as KMNIST's characters fill theirs), and placed by its centre of mass along
+    the shorter side, kept inside the frame (a blank image stays blank)."""
     background, peak = float(np.median(array)), float(array.max())
     if peak - background < 1:
         return np.zeros(size, dtype=np.uint8)
     ink = np.clip((array.astype(np.float32) - background) / (peak - background), 0.0, 1.0)
     rows, columns = np.nonzero(ink > 0.5)
     crop = ink[rows.min():rows.max() + 1, columns.min():columns.max() + 1]
-    scale = fit_box(size) / max(crop.shape)
+    scale = min(size[0] / crop.shape[0], size[1] / crop.shape[1])
     width, height = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
     resized = Image.fromarray((crop * 255).astype(np.uint8)).resize((width, height), Image.Resampling.LANCZOS)
     fitted = np.asarray(resized, dtype=np.float32)
+    top = _offset_by_mass(fitted.sum(axis=1), size[0])
+    left = _offset_by_mass(fitted.sum(axis=0), size[1])
     frame = np.zeros(size, dtype=np.float32)
-    top, left = (size[0] - height) // 2, (size[1] - width) // 2
     frame[top:top + height, left:left + width] = fitted
-    total = frame.sum()
-    if total > 0:
-        row_centre = float((frame.sum(axis=1) * np.arange(size[0])).sum() / total)
-        column_centre = float((frame.sum(axis=0) * np.arange(size[1])).sum() / total)
-        frame = shifted(frame, round((size[0] - 1) / 2 - row_centre), round((size[1] - 1) / 2 - column_centre))
     return np.clip(frame, 0, 255).astype(np.uint8)
 
 
-def shifted(frame: np.ndarray, down: int, right: int) -> np.ndarray:
-    """``frame`` moved by whole pixels, filling with black (nothing wraps around)."""
-    result = np.zeros_like(frame)
-    height, width = frame.shape
-    source = frame[max(0, -down):height - max(0, down), max(0, -right):width - max(0, right)]
-    result[max(0, down):max(0, down) + source.shape[0], max(0, right):max(0, right) + source.shape[1]] = source
-    return result
+def _offset_by_mass(profile: np.ndarray, length: int) -> int:
+    """Where to place ``profile`` in ``length`` pixels so its centre of mass sits at the middle, as far
+    as the frame allows."""
+    total = float(profile.sum())
+    centre = float((profile * np.arange(len(profile))).sum() / total) if total > 0 else (len(profile) - 1) / 2
+    return int(np.clip(round((length - 1) / 2 - centre), 0, length - len(profile)))
 
 
 def read_image(path: Path) -> Image.Image:

@@ -130,7 +130,7 @@ def prediction_grid_figure(images: np.ndarray, labels: np.ndarray, predicted: np
         wrong = predicted[index] != labels[index]
         axis.imshow(images[index], cmap="gray")
         axis.set_title(f"P:{class_name(spec, predicted[index])} A:{class_name(spec, labels[index])}",
-                       fontsize=8, color="#d62728" if wrong else "black", fontweight="bold" if wrong else "normal")
+                       fontsize=8, color="#d62728" if wrong else "black")
         if wrong:
             axis.axis("on")
             axis.set_xticks([])

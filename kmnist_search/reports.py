@@ -63,7 +63,7 @@ def format_winner(results: dict[str, Any]) -> str:
     text = (f"winner: trial {trial_number(winner['trial_id'])} ({values})\n"
             f"  validation accuracy {winner['val_accuracy'] * 100:.2f}%, "
             f"test accuracy {winner['test_accuracy'] * 100:.2f}% (evaluated once, on "
-            f"{results['dataset']['test_images']} test images)")
+            f"{results['dataset']['test_images']:,} test images)")
     if winner.get("objective") == "val_balanced_accuracy":
         text += (f"; balanced accuracy: validation {winner['val_balanced_accuracy'] * 100:.2f}%, "
                  f"test {winner['test_balanced_accuracy'] * 100:.2f}%")

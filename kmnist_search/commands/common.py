@@ -53,6 +53,7 @@ def silence_libraries() -> None:
     warnings.simplefilter("ignore")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
 
 
 def print_safely(text: str) -> None:

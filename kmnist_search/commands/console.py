@@ -74,11 +74,11 @@ class ConsoleProgress:
         status = STATUS_NAMES.get(record.status, record.status.lower())
         if record.status == "FAILED":
             outcome = f"failed: {record.message or 'no reason recorded'}"
+        elif record.status == "PRUNED" and record.message:
+            outcome = f"pruned {record.message}"
         else:
             outcome = (f"{status}: val_accuracy {percent(record.best_val_accuracy)} (best epoch {record.best_epoch} "
                        f"of {record.epochs_run})")
-            if record.status == "PRUNED" and record.message:
-                outcome += f", pruned {record.message}"
         best = (f"; best so far {percent(end.best.score)} (trial {trial_number(end.best.trial_id)})"
                 if end.best is not None else "")
         left = f"; about {duration(end.seconds_left)} left" if end.seconds_left is not None else ""
