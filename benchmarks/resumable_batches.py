@@ -24,14 +24,14 @@ import numpy as np
 
 from kmnist_search.contract import to_model_input
 from kmnist_search.datasets import load_dataset
-from kmnist_search.hypermodel import build_cnn
+from kmnist_search.hypermodel import build_network
 from kmnist_search.resume import epoch_batches
 
 
 def one_epoch(kind: str, images: np.ndarray, targets: np.ndarray, batch_size: int) -> tuple[float, float]:
     """Wall and CPU seconds of one epoch, after a traced first epoch."""
     keras.utils.set_random_seed(0)
-    model = build_cnn()
+    model = build_network()
     if kind == "arrays":
         model.fit(images[:batch_size * 64], targets[:batch_size * 64], batch_size=batch_size, verbose=0)
         wall, cpu = time.perf_counter(), time.process_time()

@@ -25,13 +25,13 @@ import keras
 import numpy as np
 
 from kmnist_search.datasets import load_dataset, split_train_validation
-from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_cnn, to_model_input
+from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_network, to_model_input
 
 
 def compiled_model(plain: bool, warm_up: tuple[np.ndarray, np.ndarray], batch_size: int) -> keras.Model:
     """The study's CNN set up as plain ``model.fit`` or as a trial, traced once on a few batches."""
     keras.utils.set_random_seed(0)
-    model = build_cnn(learning_rate=1.0, steps_per_execution=1 if plain else STEPS_PER_EXECUTION)
+    model = build_network(learning_rate=1.0, steps_per_execution=1 if plain else STEPS_PER_EXECUTION)
     if plain:
         model.compile(optimizer=keras.optimizers.Adadelta(learning_rate=1.0), loss="categorical_crossentropy",
                       metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])

@@ -55,16 +55,42 @@ def without_augmentation(model: keras.Model) -> keras.Model:
     """The same network, sharing its weights, without the training-only augmentation layers.
 
     Keras's random augmentation layers are identity at inference, but their random ops would still
-    be traced into the ONNX graph; a chain without them computes exactly the same inference.
+    be traced into the ONNX graph. The functional graph is rebuilt from its config with every
+    augmentation layer's consumers fed from that layer's own input (residual branches included),
+    and each remaining layer takes the trained layer's weights.
     """
-    kept = [layer for layer in model.layers[1:] if not layer.name.startswith(AUGMENTATION_PREFIX)]
-    if len(kept) == len(model.layers) - 1:
+    config = model.get_config()
+    skipped = {layer["name"]: _first_input(layer) for layer in config["layers"]
+               if layer["name"].startswith(AUGMENTATION_PREFIX)}
+    if not skipped:
         return model
-    inputs = keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
-    x = inputs
-    for layer in kept:
-        x = layer(x)
-    return keras.Model(inputs, x, name=model.name)
+
+    def source(history: list[Any]) -> list[Any]:
+        while history[0] in skipped:
+            history = skipped[history[0]]
+        return history
+
+    def rewire(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "keras_history" in node:
+                node = {**node, "keras_history": source(node["keras_history"])}
+            return {key: rewire(value) for key, value in node.items()}
+        if isinstance(node, (list, tuple)):
+            return type(node)(rewire(value) for value in node)
+        return node
+
+    config["layers"] = [{**layer, "inbound_nodes": rewire(layer["inbound_nodes"])}
+                        for layer in config["layers"] if layer["name"] not in skipped]
+    inference = keras.Model.from_config(config)
+    for layer in inference.layers:
+        layer.set_weights(model.get_layer(layer.name).get_weights())
+    return inference
+
+
+def _first_input(layer_config: dict[str, Any]) -> list[Any]:
+    """The ``keras_history`` of a single-input layer's input in a functional config."""
+    history: list[Any] = layer_config["inbound_nodes"][0]["args"][0]["config"]["keras_history"]
+    return history
 
 
 def _name_graph_io(proto: onnx.ModelProto) -> None:

@@ -6,6 +6,7 @@ Imports no TensorFlow, so ``--dry-run`` answers at once.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from kmnist_search.spaces import SearchSpace
 
@@ -27,16 +28,52 @@ def planned_trials(space: SearchSpace, strategy: str, max_trials: int | None) ->
     return space.num_configurations
 
 
-def estimate_epoch_seconds(space: SearchSpace, batch_size: int, train_images: int) -> float:
-    """A rough wall-time estimate for one epoch (training and validation) on a 2-core CPU."""
-    steps = math.ceil(train_images / batch_size)
-    return (train_images * SECONDS_PER_IMAGE + steps * SECONDS_PER_STEP
-            + space.validation_images * SECONDS_PER_IMAGE / 3)
+def multiply_adds(values: dict[str, Any], image_size: int = 28) -> int:
+    """Multiply-adds per image of the network that ``values`` (effective hyperparameters) describe."""
+    if values["network"] == "preact_resnet":
+        width, blocks = int(values["resnet_width"]), (int(values["resnet_depth"]) - 2) // 6
+        total, size, channels = image_size * image_size * width * 9, image_size, width
+        for stage in range(3):
+            filters = width * 2 ** stage
+            for block in range(blocks):
+                if stage and not block:
+                    size = math.ceil(size / 2)
+                    total += size * size * channels * filters * (9 + 1)  # strided conv and 1x1 shortcut
+                else:
+                    total += size * size * channels * filters * 9
+                total += size * size * filters * filters * 9
+                channels = filters
+        return total
+    total, size, channels = 0, image_size, 1
+    for token in [*str(values["conv_layers"]).split("-"), "p"]:
+        if token == "p":
+            size //= 2
+            continue
+        size -= 2
+        total += size * size * channels * int(token) * 9
+        channels = int(token)
+    return total + size * size * channels * int(values["dense_units"])
 
 
-def estimate_trial_seconds(space: SearchSpace, batch_size: int, train_images: int) -> float:
+STUDY_MULTIPLY_ADDS = 11_991_168  # the study's CNN: conv 32, conv 64, pool, dense 128
+RESIDUAL_OVERHEAD = 2.2  # batch normalisation and additions: fitted to ResNet-8 and -20 epochs measured here
+
+
+def estimate_epoch_seconds(space: SearchSpace, configuration: dict[str, Any], train_images: int) -> float:
+    """A rough wall-time estimate for one epoch (training and validation) on a 2-core CPU: the study's
+    CNN's measured cost, scaled by the network's multiply-adds."""
+    values = space.effective_hyperparameters(configuration)
+    steps = math.ceil(train_images / int(values["batch_size"]))
+    scale = multiply_adds(values) / STUDY_MULTIPLY_ADDS
+    if values["network"] == "preact_resnet":
+        scale *= RESIDUAL_OVERHEAD
+    return (train_images * SECONDS_PER_IMAGE * scale + steps * SECONDS_PER_STEP
+            + space.validation_images * SECONDS_PER_IMAGE * scale / 3)
+
+
+def estimate_trial_seconds(space: SearchSpace, configuration: dict[str, Any], train_images: int) -> float:
     """A rough wall-time estimate for one full trial on a 2-core CPU."""
-    return space.epochs * estimate_epoch_seconds(space, batch_size, train_images)
+    return space.epochs * estimate_epoch_seconds(space, configuration, train_images)
 
 
 def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, train_pool: int) -> str:
@@ -44,7 +81,7 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
     train_images = min(space.train_images or train_pool, train_pool)
     configurations = space.configurations()
     trials = planned_trials(space, strategy, max_trials)
-    costs = [estimate_trial_seconds(space, c["batch_size"], train_images) for c in configurations]
+    costs = [estimate_trial_seconds(space, c, train_images) for c in configurations]
     names = list(space.values())
     widths = [max(len(name), *(len(_cell(c[name])) for c in configurations)) for name in names]
     lines = [
@@ -61,12 +98,12 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
     total = sum(costs[:trials]) if strategy == "grid" else sum(costs) / len(costs) * trials
     lines.append("")
     if space.retrain_epochs:
-        retrain = space.retrain_epochs * max(estimate_epoch_seconds(space, c["batch_size"], train_pool)
+        retrain = space.retrain_epochs * max(estimate_epoch_seconds(space, c, train_pool)
                                              for c in configurations)
         total += retrain
         lines.append(f"then the winner is retrained on all {train_pool} training images for {space.retrain_epochs} "
                      f"epochs: up to {_duration(retrain)}")
-    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough, for the study's network; {trials} "
+    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough; {trials} "
                  f"trials{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
     return "\n".join(lines)
 

@@ -61,25 +61,21 @@ class SearchClock:
         self.measured_s = 0.0
         self.modelled_s = 0.0
 
-    def epoch_cost(self, batch_size: int) -> float:
-        return estimate_epoch_seconds(self.space, batch_size, self.train_images)
+    def epoch_cost(self, configuration: dict[str, Any]) -> float:
+        return estimate_epoch_seconds(self.space, configuration, self.train_images)
 
-    def observe(self, batch_size: int, seconds: float) -> None:
-        """One epoch measured at this batch size."""
+    def observe(self, configuration: dict[str, Any], seconds: float) -> None:
+        """One epoch of a configuration measured."""
         self.measured_s += seconds
-        self.modelled_s += self.epoch_cost(batch_size)
+        self.modelled_s += self.epoch_cost(configuration)
 
-    def seconds_left(self, trials_done: int, current_epochs_left: int = 0, current_batch: int | None = None) -> float:
-        """Remaining trials at the mean modelled cost, plus the current trial's remaining epochs, at the
-        speed measured so far (the model's own speed before any epoch was measured)."""
+    def seconds_left(self, trials_done: int) -> float:
+        """Remaining trials at the mean modelled cost (and the winner's retraining), at the speed measured
+        so far (the model's own speed before any epoch was measured)."""
         configurations = self.space.configurations()
-        mean_trial = sum(self.epoch_cost(int(c["batch_size"])) for c in configurations) / len(configurations) \
-            * self.space.epochs
-        trials_left = max(self.total_trials - trials_done - (1 if current_batch is not None else 0), 0)
-        modelled = trials_left * mean_trial
-        if current_batch is not None:
-            modelled += current_epochs_left * self.epoch_cost(current_batch)
+        mean_trial = sum(self.epoch_cost(c) for c in configurations) / len(configurations) * self.space.epochs
+        modelled = max(self.total_trials - trials_done, 0) * mean_trial
         if self.space.retrain_epochs:
-            modelled += self.space.retrain_epochs * max(self.epoch_cost(int(c["batch_size"])) for c in configurations)
+            modelled += self.space.retrain_epochs * max(self.epoch_cost(c) for c in configurations)
         speed = self.measured_s / self.modelled_s if self.modelled_s > 0 else 1.0
         return modelled * speed

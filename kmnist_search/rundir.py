@@ -339,6 +339,15 @@ def optimizer_settings(name: str, learning_rate: float) -> dict[str, Any]:
     return {"name": name, "learning_rate": learning_rate, **({"momentum": SGD_MOMENTUM} if name == "sgd" else {})}
 
 
+def learning_rate_schedule(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """How the learning rate moved during training, as the card records it."""
+    rate = hyperparameters["learning_rate"]
+    shape = ({"name": "cosine", "initial_learning_rate": rate, "final_learning_rate": 0.0,
+              "over": "each training's planned epochs after the warm-up, per epoch"}
+             if name == "cosine" else {"name": "constant", "learning_rate": rate})
+    return {**shape, "warmup_epochs": hyperparameters.get("warmup_epochs", 0)}
+
+
 def training_settings(space: SearchSpace, values: dict[str, Any], optimizer: dict[str, Any] | None,
                       search_trial: dict[str, Any], retraining: dict[str, Any] | None, seed: int,
                       init_seed: int | None, teacher: dict[str, Any] | None) -> dict[str, Any]:
@@ -349,10 +358,7 @@ def training_settings(space: SearchSpace, values: dict[str, Any], optimizer: dic
         "search_space": space.name,
         "hyperparameters": hyperparameters,
         "optimizer": optimizer or optimizer_settings(hyperparameters["optimizer"], hyperparameters["learning_rate"]),
-        "learning_rate_schedule": ({"name": "cosine", "initial_learning_rate": hyperparameters["learning_rate"],
-                                    "final_learning_rate": 0.0, "over": "each training's planned epochs, per epoch"}
-                                   if space.lr_schedule == "cosine" else
-                                   {"name": "constant", "learning_rate": hyperparameters["learning_rate"]}),
+        "learning_rate_schedule": learning_rate_schedule(space.lr_schedule, hyperparameters),
         "early_stopping_patience": space.early_stopping_patience or None,
         "validation_images": space.validation_images,
         "seeds": {"split": seed, "weights": seed if init_seed is None else init_seed},

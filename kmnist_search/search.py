@@ -195,10 +195,9 @@ def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_i
     """The search's clock, calibrated on every epoch already measured in the run directory."""
     clock = SearchClock(space, total_trials, train_images)
     for record in run_dir.trials():
-        batch_size = record.hyperparameters.get("batch_size")
         for epoch in record.history:
-            if batch_size and "seconds" in epoch:
-                clock.observe(int(batch_size), float(epoch["seconds"]))
+            if "seconds" in epoch:
+                clock.observe(record.hyperparameters, float(epoch["seconds"]))
     return clock
 
 
@@ -220,7 +219,7 @@ def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, s
         batch_size = int(hyperparameters.get("batch_size"))
         steps = max(math.ceil(len(split.train_labels) / batch_size), 1)
         options.progress.retraining_started(space.retrain_epochs, steps)
-        callbacks.append(ProgressReporter(options.progress, None, batch_size, steps))
+        callbacks.append(ProgressReporter(options.progress, None, dict(hyperparameters.values), steps))
     hypermodel.fit(
         hyperparameters, model, to_model_input(split.train_images),
         training_targets(split.train_images, split.train_labels, num_classes, options.teacher),

@@ -41,6 +41,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 LOSSES = ("categorical_crossentropy", "mean_squared_error")
+NETWORKS = ("cnn", "preact_resnet")
 OPTIMIZERS = ("adadelta", "adam", "sgd", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
 # Used when a space searches the optimizer but not the learning rate (Adadelta: Keras 2's default).
@@ -96,6 +97,17 @@ def _boolean(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def _non_negative_int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if value >= 0 else None
+
+
+def _resnet_depth(value: Any) -> int | None:
+    depth = _positive_int(value)
+    return depth if depth is not None and depth >= 8 and (depth - 2) % 6 == 0 else None
+
+
 def _conv_layers(value: Any) -> str | None:
     return value if isinstance(value, str) and CONV_LAYERS_PATTERN.match(value) else None
 
@@ -122,6 +134,28 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
     "mixup": HyperparameterKind(
         _fraction(1.0), "expected a mixup alpha in [0, 1): training batches blend pairs of images and their "
         "labels with a Beta(alpha, alpha) weight (0 = off)", 0.0),
+    "network": HyperparameterKind(
+        _one_of(NETWORKS), f"expected one of {', '.join(NETWORKS)}: the study's CNN (shaped by conv_layers, "
+        "dense_units and the dropouts) or a pre-activation residual network (shaped by resnet_depth and "
+        "resnet_width)", "cnn"),
+    "resnet_depth": HyperparameterKind(
+        _resnet_depth, "expected a depth 6n + 2 (8, 14, 20, 26, ...): n pre-activation blocks in each of three "
+        "stages", 20),
+    "resnet_width": HyperparameterKind(
+        _positive_int, "expected a positive whole number: the first stage's filters, doubled in each later "
+        "stage", 16),
+    "weight_decay": HyperparameterKind(
+        _fraction(1.0), "expected a rate in [0, 1): decoupled weight decay applied by the optimizer", 0.0),
+    "label_smoothing": HyperparameterKind(
+        _fraction(1.0), "expected a share in [0, 1) of each target spread evenly over the classes "
+        "(cross-entropy only)", 0.0),
+    "nesterov": HyperparameterKind(_boolean, "expected true or false: Nesterov momentum for SGD", False),
+    "warmup_epochs": HyperparameterKind(
+        _non_negative_int, "expected a whole number >= 0: epochs over which the learning rate rises linearly "
+        "to its value before the schedule starts", 0),
+    "cutout_area": HyperparameterKind(
+        _fraction(1.0), "expected an area share in [0, 1): the size of the patch random erasing blanks (0.25: "
+        "a 14x14 Cutout on 28x28 images; 0: a random 2% to 33%, Keras's default)", 0.0),
 }
 
 

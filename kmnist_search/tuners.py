@@ -229,12 +229,12 @@ class ProgressReporter(keras.callbacks.Callback):
     Keras calls ``on_train_batch_end`` once per execution of ``steps_per_execution`` steps, with the
     last step's index, which can pass the epoch's end: the count reported is clamped to the epoch."""
 
-    def __init__(self, progress: SearchProgress, clock: SearchClock | None, batch_size: int,
+    def __init__(self, progress: SearchProgress, clock: SearchClock | None, configuration: dict[str, Any],
                  steps_per_epoch: int) -> None:
         super().__init__()
         self.progress = progress
         self.clock = clock
-        self.batch_size = batch_size
+        self.configuration = configuration
         self.steps_per_epoch = steps_per_epoch
         self.epoch = 0
         self.epoch_started = time.monotonic()
@@ -253,7 +253,7 @@ class ProgressReporter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.monotonic() - self.epoch_started
         if self.clock is not None:
-            self.clock.observe(self.batch_size, seconds)
+            self.clock.observe(self.configuration, seconds)
         self.progress.epoch_ended(epoch + 1, {k: float(v) for k, v in (logs or {}).items()}, seconds)
 
 
@@ -295,7 +295,7 @@ class TrialRecorder:
         batch_size = int(values.get("batch_size", 32))
         steps = max(math.ceil(train_images / batch_size), 1)
         self.progress.trial_started(TrialStart(int(trial.trial_id) + 1, self.total_trials, values, epochs, steps))
-        return ProgressReporter(self.progress, self.clock, batch_size, steps)
+        return ProgressReporter(self.progress, self.clock, values, steps)
 
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)  # type: ignore[misc]

@@ -39,6 +39,14 @@ dropout_dense = 0.3
 augment = 0.05
 cutout = 0.2
 mixup = 0.2
+network = "preact_resnet"
+resnet_depth = 8
+resnet_width = 4
+weight_decay = 0.0005
+label_smoothing = 0.1
+nesterov = true
+warmup_epochs = 1
+cutout_area = 0.25
 [training]
 epochs = 2
 lr_schedule = "cosine"
@@ -86,8 +94,10 @@ def test_every_hyperparameter_walks_from_the_space_file_to_the_card(dataset: Dat
         expected = listed[name][0] if isinstance(listed[name], list) else listed[name]
         assert training["hyperparameters"][name] == expected, name
     assert training["optimizer"]["name"] == "sgd" and training["optimizer"]["learning_rate"] == 0.05
-    assert training["optimizer"]["momentum"] == SGD_MOMENTUM
+    assert training["optimizer"]["momentum"] == SGD_MOMENTUM and training["optimizer"]["nesterov"] is True
+    assert training["optimizer"]["weight_decay"] == pytest.approx(0.0005)
     assert training["learning_rate_schedule"]["name"] == "cosine"
+    assert training["learning_rate_schedule"]["warmup_epochs"] == 1
     assert training["learning_rate_schedule"]["initial_learning_rate"] == 0.05
     assert training["search_trial"]["epochs_planned"] == 2 and training["search_trial"]["train_images"] == 300
     assert 1 <= training["search_trial"]["epochs_trained"] <= 2
@@ -101,9 +111,9 @@ def test_defaults_are_resolved_in_the_card(dataset: Dataset, tmp_path: Path) -> 
     _, card = export_space(DEFAULTS_SPACE, dataset, tmp_path)
     hyperparameters = card["models"][0]["training"]["hyperparameters"]
     assert hyperparameters["optimizer"] == "adam" and hyperparameters["learning_rate"] == default_learning_rate("adam")
-    for name in ("conv_layers", "batch_norm", "dropout_conv", "dense_units", "dropout_dense", "augment", "cutout",
-                 "mixup"):
-        assert hyperparameters[name] == study_default(name), name
+    for name, kind in HYPERPARAMETERS.items():
+        if not kind.required and name not in ("optimizer", "learning_rate"):
+            assert hyperparameters[name] == study_default(name), name
     optimizer = card["models"][0]["training"]["optimizer"]
     assert optimizer["learning_rate"] == 0.001 and optimizer["beta_1"] == 0.9  # Keras's own defaults, as built
     assert card["models"][0]["training"]["retraining"] is None

@@ -14,7 +14,7 @@ from kmnist_search import onnx_export as export
 from kmnist_search.contract import OPSET
 from kmnist_search.errors import ParityError
 from kmnist_search.files import file_digest
-from kmnist_search.hypermodel import build_cnn
+from kmnist_search.hypermodel import build_network
 from kmnist_search.inference import Classifier
 from tests.conftest import FinishedRun
 from tests.test_cli import assert_one_line_error, run_cli
@@ -56,7 +56,7 @@ def test_onnx_predictions_match_keras_in_a_new_session(exported: Path, finished_
 def test_parity_failure_writes_nothing(finished_run: FinishedRun, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, dataset, _ = finished_run
-    other = build_cnn()  # untrained: a genuinely different network
+    other = build_network()  # untrained: a genuinely different network
     other(keras.ops.zeros((1, 28, 28, 1)))
     real_convert = export.convert_to_onnx
     monkeypatch.setattr(export, "convert_to_onnx", lambda model, shape: real_convert(other, shape))
@@ -102,12 +102,29 @@ def test_augmented_models_export_without_their_random_layers(finished_run: Finis
     from kmnist_search.hypermodel import Architecture
 
     _, dataset, _ = finished_run
-    trained = build_cnn(architecture=Architecture(augment=0.1, cutout=0.5, batch_norm=True))
+    trained = build_network(architecture=Architecture(augment=0.1, cutout=0.5, batch_norm=True))
     trained(keras.ops.zeros((1, 28, 28, 1)))
     inference = export.without_augmentation(trained)
     assert not [layer for layer in inference.layers if layer.name.startswith("augment_")]
     proto = export.convert_to_onnx(inference, (28, 28))
     assert not [node for node in proto.graph.node if "Random" in node.op_type]
+    report = export.measure_parity(export.session_from_proto(proto), trained, dataset.test_images,
+                                   dataset.test_labels)
+    assert report.passes()
+
+
+def test_a_residual_network_with_augmentation_exports_exactly(finished_run: FinishedRun) -> None:
+    """The augmentation layers are cut out of a non-sequential graph too, residual branches intact."""
+    from kmnist_search.hypermodel import Architecture
+
+    _, dataset, _ = finished_run
+    trained = build_network(architecture=Architecture(network="preact_resnet", resnet_depth=8, resnet_width=4,
+                                                      augment=0.1, cutout=0.5, cutout_area=0.25))
+    trained.fit(dataset.test_images[..., None], keras.utils.to_categorical(dataset.test_labels, 10), epochs=1,
+                verbose=0)
+    inference = export.without_augmentation(trained)
+    assert not [layer for layer in inference.layers if layer.name.startswith("augment_")]
+    proto = export.convert_to_onnx(inference, (28, 28))
     report = export.measure_parity(export.session_from_proto(proto), trained, dataset.test_images,
                                    dataset.test_labels)
     assert report.passes()

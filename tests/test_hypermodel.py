@@ -9,7 +9,7 @@ import pytest
 
 from kmnist_search.hypermodel import (
     KmnistHyperModel,
-    build_cnn,
+    build_network,
     fail_on_non_finite_loss,
     search_hyperparameters,
     to_model_input,
@@ -19,7 +19,7 @@ from kmnist_search.spaces import load_space
 
 
 def test_cnn_is_the_study_architecture() -> None:
-    model = build_cnn(num_classes=10)
+    model = build_network(num_classes=10)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds == ["InputLayer", "Rescaling", "Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten",
                      "Dense", "Dropout", "Dense"]
@@ -29,7 +29,7 @@ def test_cnn_is_the_study_architecture() -> None:
 
 
 def test_model_scales_raw_pixels_itself(seeded: None) -> None:
-    model = build_cnn()
+    model = build_network()
     images = np.random.default_rng(0).integers(0, 256, (4, 28, 28), dtype=np.uint8)
     probabilities = model(to_model_input(images).astype("float32"), training=False).numpy()
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -65,7 +65,7 @@ def test_diverging_loss_fails_the_trial() -> None:
 def test_extended_architecture_knobs() -> None:
     from kmnist_search.hypermodel import Architecture
 
-    model = build_cnn(architecture=Architecture(conv_layers="32-32-p-64-64", batch_norm=True, dense_units=256,
+    model = build_network(architecture=Architecture(conv_layers="32-32-p-64-64", batch_norm=True, dense_units=256,
                                                 augment=0.1, cutout=0.5), optimizer="adam", learning_rate=0.001)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert kinds.count("Conv2D") == 4 and kinds.count("BatchNormalization") == 4
@@ -142,3 +142,24 @@ def test_each_epoch_is_shuffled_by_seed_and_epoch_alone() -> None:
     first = epoch_order(1, 3)
     assert sorted(first) == list(range(12)) and first == epoch_order(1, 3)  # every image, once, reproducibly
     assert first != epoch_order(1, 4) and first != epoch_order(2, 3)
+
+
+def test_the_residual_network_is_a_pre_activation_resnet() -> None:
+    from kmnist_search.hypermodel import Architecture
+
+    model = build_network(architecture=Architecture(network="preact_resnet", resnet_depth=20, resnet_width=16))
+    assert model.count_params() == 273_370  # ResNet-20 for CIFAR-sized images: about 0.27 million weights
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Add") == 9 and kinds.count("Conv2D") == 21 and "GlobalAveragePooling2D" in kinds
+    assert kinds[2:5] == ["Conv2D", "BatchNormalization", "Activation"]  # stem, then the first block's BN-ReLU
+    assert model.output_shape == (None, 10)
+
+
+def test_warm_up_then_cosine() -> None:
+    from kmnist_search.hypermodel import learning_rate_schedule
+
+    schedule = learning_rate_schedule(0.1, epochs=6, warmup_epochs=2).schedule
+    rates = [schedule(epoch) for epoch in range(6)]
+    assert rates[:3] == pytest.approx([0.05, 0.1, 0.1]) and rates[3] < rates[2] and rates[5] < 0.02
+    held = learning_rate_schedule(0.1, epochs=6, warmup_epochs=2, cosine=False).schedule
+    assert [held(epoch) for epoch in range(4)] == pytest.approx([0.05, 0.1, 0.1, 0.1])

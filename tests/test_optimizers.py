@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from kmnist_search.hypermodel import build_cnn, make_optimizer
+from kmnist_search.hypermodel import build_network, make_optimizer
 from kmnist_search.optimizers import FusedAdadelta, FusedAdam, FusedSGD
 
 KERAS_TWINS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
@@ -21,7 +21,7 @@ KERAS_TWINS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
 
 def weights_after_training(optimizer: keras.optimizers.Optimizer, steps: int) -> list[np.ndarray]:
     keras.utils.set_random_seed(3)
-    model = build_cnn(steps_per_execution=4)
+    model = build_network(steps_per_execution=4)
     model.compile(optimizer=optimizer, loss="categorical_crossentropy", steps_per_execution=4)
     rng = np.random.default_rng(5)
     images = rng.integers(0, 256, (8 * steps, 28, 28, 1), dtype=np.uint8)
@@ -37,7 +37,7 @@ def weights_after_training(optimizer: keras.optimizers.Optimizer, steps: int) ->
                          [("adadelta", 1.0, 1e-6), ("adam", 0.001, 5e-4), ("sgd", 0.01, 1e-6)])
 def test_fused_update_matches_keras(name: str, rate: float, tolerance_after_16_steps: float) -> None:
     assert isinstance(make_optimizer(name, rate), (FusedAdadelta, FusedAdam, FusedSGD))
-    start = [np.asarray(w) for w in build_cnn().weights]
+    start = [np.asarray(w) for w in build_network().weights]
     for steps, tolerance in ((1, 1e-6), (16, tolerance_after_16_steps)):
         ours = weights_after_training(make_optimizer(name, rate), steps)
         theirs = weights_after_training(KERAS_TWINS[name](rate), steps)
@@ -48,7 +48,7 @@ def test_fused_update_matches_keras(name: str, rate: float, tolerance_after_16_s
 
 
 def test_fused_optimizer_survives_a_save_and_load(tmp_path: Path) -> None:
-    model = build_cnn(learning_rate=0.5)
+    model = build_network(learning_rate=0.5)
     images = np.zeros((8, 28, 28, 1), np.uint8)
     model.fit(images, keras.utils.to_categorical(np.arange(8) % 10, 10), batch_size=8)
     model.save(tmp_path / "model.keras")

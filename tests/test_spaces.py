@@ -112,3 +112,30 @@ def test_space_descriptions_leave_durations_to_the_dry_run() -> None:
     for name in builtin_space_names():
         description = load_space(name).description
         assert not re.search(r"\d+(\.\d+)?\s*(h|hours?|min|minutes?)\b", description), (name, description)
+
+
+def test_residual_depths_must_be_six_n_plus_two() -> None:
+    document = {"name": "r", "training": {"epochs": 1},
+                "hyperparameters": {"learning_rate": [0.1], "batch_size": [8], "loss": ["mean_squared_error"],
+                                    "network": "preact_resnet", "resnet_depth": [20, 10]}}
+    with pytest.raises(SpaceError, match=r"resnet_depth has invalid value 10: expected a depth 6n \+ 2"):
+        parse_space(document)
+
+
+def test_the_cost_model_prices_networks_by_their_multiply_adds() -> None:
+    from kmnist_search.plan import estimate_epoch_seconds
+
+    space = load_space("resnet")
+    study = load_space("report")
+    cnn = estimate_epoch_seconds(study, {**study.configurations()[0], "batch_size": 128}, 54000)
+    depths = [estimate_epoch_seconds(space, {**space.configurations()[0], "resnet_depth": d}, 54000) for d in (8, 20)]
+    assert cnn < depths[1] and depths[0] < depths[1] and 120 < depths[1] < 260  # ResNet-20: about 3 min here
+
+
+def test_every_hyperparameter_is_documented() -> None:
+    from pathlib import Path
+
+    from kmnist_search.spaces import HYPERPARAMETERS
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "search-spaces.md").read_text(encoding="utf-8")
+    assert [name for name in HYPERPARAMETERS if f"`{name}`" not in page] == []
