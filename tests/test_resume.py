@@ -77,16 +77,26 @@ def assert_same_training(resumed: dict[str, Any], whole: dict[str, Any]) -> None
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.fixture
-def uninterrupted(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return run_search(dataset, parse_space(RANDOM_RECIPE), SearchOptions("grid", tmp_path_factory.mktemp("whole"),
-                                                                         "whole"))
+@pytest.fixture(scope="module")
+def shared_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    from tests.conftest import write_kmnist_files
+
+    return load_dataset("kmnist", write_kmnist_files(tmp_path_factory.mktemp("data")), verify_checksums=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shared_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The recipe trained once without interruption, for every interrupted run to be compared with."""
+    return run_search(shared_dataset, parse_space(RANDOM_RECIPE),
+                      SearchOptions("grid", tmp_path_factory.mktemp("whole"), "whole"))
 
 
 @pytest.mark.parametrize("instant", ["after the state was committed", "between the weights file and the state",
                                      "after the log was written, before the weights file"])
-def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: str, dataset: Dataset, tmp_path: Path,
+def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: str, shared_dataset: Dataset,
+                                                                      tmp_path: Path,
                                                                       uninterrupted: dict[str, Any]) -> None:
+    dataset = shared_dataset
     space = parse_space(RANDOM_RECIPE)
     options = SearchOptions("grid", tmp_path, "resumed")
     if instant == "after the state was committed":
