@@ -83,6 +83,11 @@ def effects_table(trials: list[TrialRecord]) -> list[str]:
     return lines
 
 
+def dates(results: dict[str, Any]) -> str:
+    started, finished = results["started_at"][:10], results["finished_at"][:10]
+    return started if started == finished else f"{started} to {finished}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
@@ -108,8 +113,7 @@ def main() -> None:
         f"`python -m kmnist_search.run --strategy grid --space report --data-dir ../shared/data/kmnist` "
         f"(the default space: the study's 4 learning rates x 5 batch sizes x 2 losses, Adadelta, 12 epochs, all "
         f"{results['dataset']['train_images']:,} training images, {results['dataset']['validation_images']:,} held "
-        f"out for validation; median pruning on), {results['started_at'][:10]} to {results['finished_at'][:10]}, on "
-        f"a 2-core CPU. {args.timing}",
+        f"out for validation; median pruning on), {dates(results)}, on a 2-core CPU. {args.timing}",
         "",
         f"- Trials: {len(trials)}: {counts['COMPLETED']} ran all 12 epochs, {counts['PRUNED']} were pruned, "
         f"{counts['FAILED']} failed. Epochs trained: {sum(t.epochs_run for t in trials)} of the "
