@@ -30,7 +30,7 @@ from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
 from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
 from kmnist_search.rundir import SCORED_STATUSES, RunDir, read_json
-from kmnist_search.spaces import Pruning, SearchSpace
+from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
 
 
 def _save_json_atomically(path: str, obj: Any) -> str:
@@ -291,7 +291,8 @@ class TrialRecorder:
 
     def _report_trial_start(self, trial: kt.engine.trial.Trial, train_images: int, epochs: int) -> ProgressReporter:
         assert self.progress is not None
-        values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+        values = {k: bool(v) if k in BOOLEAN_HYPERPARAMETERS else v
+                  for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         batch_size = int(values.get("batch_size", 32))
         steps = max(math.ceil(train_images / batch_size), 1)
         self.progress.trial_started(TrialStart(int(trial.trial_id) + 1, self.total_trials, values, epochs, steps))
