@@ -245,20 +245,16 @@ tr.pruned td { color: #a65300; } tr.failed td { color: #b00020; } .kana { font-s
 """
 
 
-def prediction_grid_png(predictions: TestPredictions, spec: DatasetSpec) -> bytes:
-    """The 10x10 grid of the first 100 test images with predicted (P) and actual (A) classes, as PNG."""
-    import io
+def prediction_grid_png(run_dir: RunDir, predictions: TestPredictions, spec: DatasetSpec) -> bytes:
+    """The 10x10 grid of the first 100 test images (P: predicted, A: actual) as PNG: the figure the
+    report directory holds, drawn first if it is not there yet."""
+    from kmnist_search.plots import PREDICTION_GRID_FILE, plot_prediction_grid
 
-    import matplotlib.pyplot as plt
-
-    from kmnist_search.plots import prediction_grid_figure
-
-    predicted = predictions.probabilities.argmax(axis=1)
-    figure = prediction_grid_figure(predictions.first_images, predictions.labels[:100], predicted[:100], spec)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
+    path = run_dir.report_dir / PREDICTION_GRID_FILE
+    if not path.is_file():
+        predicted = predictions.probabilities.argmax(axis=1)
+        plot_prediction_grid(predictions.first_images, predictions.labels[:100], predicted[:100], spec, path)
+    return path.read_bytes()
 
 
 KANA_FAMILY = "kmnist-kana"
@@ -332,7 +328,7 @@ def render_page(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, A
     if results and predictions is not None:
         spec = get_spec(results["dataset"]["name"])
         figures.append(("confusion", confusion_figure(predictions, spec)))
-        grid = base64.b64encode(prediction_grid_png(predictions, spec)).decode("ascii")
+        grid = base64.b64encode(prediction_grid_png(run_dir, predictions, spec)).decode("ascii")
         sections.append(f"<h2 id=winner>The winner on the test set</h2><div id=figure-confusion></div>"
                         f"<h3>Classification report</h3>{classification_table(predictions, spec)}"
                         f"<h3>The first 100 test images</h3><p class=note>P: predicted, A: actual; mistakes in red."

@@ -29,7 +29,6 @@ from kmnist_search.contract import MODEL_CARD_KEY
 from kmnist_search.errors import InputImageError, ModelFileError
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompression bombs
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
 @dataclass(frozen=True)

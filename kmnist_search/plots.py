@@ -32,6 +32,7 @@ from kmnist_search.files import atomic_write_text
 from kmnist_search.reports import format_winner_markdown, hyperparameter_effects
 from kmnist_search.rundir import RunDir, TrialRecord
 
+PREDICTION_GRID_FILE = "prediction_grid.png"
 CURVE_PANELS = (("accuracy", "training accuracy"), ("val_accuracy", "validation accuracy"),
                 ("loss", "training loss"), ("val_loss", "validation loss"))
 
@@ -118,8 +119,8 @@ def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, spec: Datas
     _save(figure, path)
 
 
-def prediction_grid_figure(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
-                           spec: DatasetSpec) -> plt.Figure:
+def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec,
+                         path: Path) -> None:
     """The first 100 test images with predicted (P) and actual (A) classes; mistakes in red."""
     count = min(100, len(images))
     figure, axes = plt.subplots(10, 10, figsize=(12, 13.5))
@@ -141,13 +142,7 @@ def prediction_grid_figure(images: np.ndarray, labels: np.ndarray, predicted: np
     mistakes = int(np.sum(predicted[:count] != labels[:count]))
     figure.subplots_adjust(top=0.94, hspace=0.3)
     figure.suptitle(f"First {count} test images: P = predicted, A = actual ({mistakes} mistakes, in red)", y=0.97)
-    return figure
-
-
-def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec,
-                         path: Path) -> None:
-    """Save :func:`prediction_grid_figure` as a PNG."""
-    _save(prediction_grid_figure(images, labels, predicted, spec), path)
+    _save(figure, path)
 
 
 def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) -> str:
@@ -192,7 +187,7 @@ def write_report(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, 
         labels, probabilities, first_images = predictions.labels, predictions.probabilities, predictions.first_images
         predicted = probabilities.argmax(axis=1)
         plot_confusion_matrix(labels, predicted, spec, report_dir / "confusion_matrix.png")
-        plot_prediction_grid(first_images, labels[:100], predicted[:100], spec, report_dir / "prediction_grid.png")
+        plot_prediction_grid(first_images, labels[:100], predicted[:100], spec, report_dir / PREDICTION_GRID_FILE)
         sections += ["## The winner on the test set", "", "![Confusion matrix](confusion_matrix.png)", "",
                      "### Classification report", "", class_table(spec, labels, predicted), "",
                      "![First 100 test images](prediction_grid.png)", ""]

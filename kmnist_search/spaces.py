@@ -251,10 +251,6 @@ class SearchSpace:
         """Hyperparameter name -> the values to try, in file order (those the file lists)."""
         return dict(self.hyperparameters)
 
-    def searched(self) -> dict[str, tuple[Any, ...]]:
-        """Only the hyperparameters with more than one value."""
-        return {name: values for name, values in self.hyperparameters.items() if len(values) > 1}
-
     def configurations(self) -> list[dict[str, Any]]:
         """Every combination, in grid order."""
         names = list(self.hyperparameters)
