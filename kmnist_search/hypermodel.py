@@ -274,6 +274,8 @@ class KmnistHyperModel(kt.HyperModel):
         callbacks += kwargs.pop("callbacks", None) or []
         if checkpoint is not None:
             first_epoch = max(first_epoch, checkpoint.restore(model))
+            if checkpoint.stopped():
+                epochs = first_epoch  # the run had ended at its saved epoch: nothing is left to train
             callbacks.append(SaveTrainingState(checkpoint))  # last: an epoch is committed once all is written
         images, targets = args[0], args[1]
         batches, order = epoch_batches(images, targets, int(self.value(hp, "batch_size")), seed,

@@ -55,6 +55,12 @@ class TrainingCheckpoint:
         state = read_json(self.state_path)
         return int(state["epoch"]) if state else 0
 
+    def stopped(self) -> bool:
+        """True when the saved epoch is where training ended early (pruned, or stopped by early stopping):
+        a resumed run must not train past it."""
+        state = read_json(self.state_path)
+        return bool(state and state.get("stopped"))
+
     def restore(self, model: keras.Model) -> int:
         """Load the saved state into a freshly built, compiled model; return the epoch it ends."""
         state = read_json(self.state_path)
@@ -74,7 +80,8 @@ class TrainingCheckpoint:
         weights = f"epoch-{epoch:04d}.weights.h5"
         save_weights_atomically(model, self.directory / weights)
         seed_states = {name: np.asarray(g.state.numpy()).tolist() for name, g in seed_generators(model).items()}
-        atomic_write_json(self.state_path, {"epoch": epoch, "weights": weights, "seed_states": seed_states})
+        atomic_write_json(self.state_path, {"epoch": epoch, "weights": weights, "seed_states": seed_states,
+                                            "stopped": bool(model.stop_training)})
         for stale in self.directory.glob("*.weights.h5"):
             if stale.name != weights:
                 stale.unlink(missing_ok=True)
@@ -92,6 +99,8 @@ class SaveTrainingState(keras.callbacks.Callback):
         self.checkpoint = checkpoint
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+            return  # a diverged epoch fails its run; a rerun repeats it (and fails the same way)
         self.checkpoint.save(self.model, epoch + 1)
 
 

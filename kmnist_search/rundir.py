@@ -51,6 +51,7 @@ REPORT_DIR = "report"
 HTML_PAGE = "index.html"  # the report's self-contained HTML page, in REPORT_DIR
 TENSORBOARD_DIR = "tensorboard"
 HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
+LEFTOVER_PATTERNS = (".*.tmp", ".partial-*", "*.partial.*", ".write-test-*")  # of writes a kill cut short
 SCORED_STATUSES = ("COMPLETED", "PRUNED")  # pruned trials count with the score they had reached
 
 
@@ -214,6 +215,18 @@ class RunDir:
             changed += [k for k in ("strategy", "seed", "init_seed", "teacher") if previous.get(k) != record.get(k)]
             raise RunError(f"{self.path} holds a run with a different search ({', '.join(changed) or 'settings'} "
                            f"changed): pass --overwrite to start afresh or --name to start a new run")
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete what killed writers left behind: the temporary files of atomic writes and trial
+        directories that never received their ``trial.json``. Only while no other process writes here."""
+        removed = [path for pattern in LEFTOVER_PATTERNS for path in self.path.rglob(pattern) if path.is_file()]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        for trial_dir in self.path.glob("trial_*"):
+            if trial_dir.is_dir() and not (trial_dir / "trial.json").exists():
+                shutil.rmtree(trial_dir, ignore_errors=True)
+                removed.append(trial_dir)
+        return removed
 
     def is_finished(self) -> bool:
         """True once the search has written its results (winner evaluated)."""

@@ -27,6 +27,7 @@ from kmnist_search.distributed import current_role
 from kmnist_search.errors import RunError
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config
 from kmnist_search.progress import SearchClock, SearchProgress
+from kmnist_search.reconcile import reconcile_oracle
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RESULTS_SCHEMA_VERSION, SCORED_STATUSES, RunDir, message_gist, training_settings
 from kmnist_search.spaces import SearchSpace
@@ -96,6 +97,10 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape, dataset.spec.objective)
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
                        options.max_trials, options.overwrite)
+    if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded
+        reconcile_oracle(tuner.oracle, run_dir)
+    if role is None:  # no other process writes here now
+        run_dir.remove_leftovers()
     if options.progress is not None:
         tuner.progress = options.progress
         tuner.clock = search_clock(run_dir, space, tuner.total_trials, len(split.train_labels))

@@ -277,7 +277,8 @@ class TrialRecorder:
         checkpoint = TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir))
         if not checkpoint.saved_epoch():
             log_path.unlink(missing_ok=True)  # a trial started afresh starts its log afresh
-        RunDir.pruned_path(trial_dir).unlink(missing_ok=True)
+        if not checkpoint.stopped():  # a trial whose stop was saved keeps the record of why it stopped
+            RunDir.pruned_path(trial_dir).unlink(missing_ok=True)
         # Keras Tuner deep-copies callbacks per execution, so the copies write the files.
         extra: list[keras.callbacks.Callback] = [EpochLogger(log_path, checkpoint)]
         if self.pruning and self.pruning.strategy == "median":

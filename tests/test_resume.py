@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from kmnist_search import resume
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.kills import Killed, killed_when
 
 # Everything random at once: augmentation, random erasing, mixup, dropout, SGD momentum, a cosine schedule.
 RANDOM_RECIPE = {
@@ -32,34 +31,9 @@ RANDOM_RECIPE = {
 }
 
 
-class Killed(BaseException):
-    """Stands for SIGKILL inside the process: nothing catches it, nothing after it runs."""
-
-
 @pytest.fixture
 def dataset(synthetic_data_dir: Path) -> Dataset:
     return load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
-
-
-@contextmanager
-def killed_when(target: Any, name: str, condition: Any, after: bool = False) -> Iterator[None]:
-    """Replace ``target.name`` so that it raises Killed when ``condition(*args)``: before doing anything,
-    or with ``after``, once it has done its work."""
-    original = getattr(target, name)
-
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if condition(*args, **kwargs) and not after:
-            raise Killed
-        result = original(*args, **kwargs)
-        if condition(*args, **kwargs):
-            raise Killed
-        return result
-
-    setattr(target, name, wrapper)
-    try:
-        yield
-    finally:
-        setattr(target, name, original)
 
 
 def weights_of(results: dict[str, Any]) -> list[np.ndarray]:

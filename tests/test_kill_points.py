@@ -1,0 +1,138 @@
+"""A kill at each instant of Keras Tuner's bookkeeping, for every strategy: the rerun trains every
+configuration exactly once, never a finished trial again, and never an epoch twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kmnist_search import tuners
+from kmnist_search.datasets import Dataset, load_dataset
+from kmnist_search.search import SearchOptions, run_search
+from kmnist_search.spaces import parse_space
+from tests.kills import Killed, killed_when
+
+SPACE = {
+    "name": "bookkeeping",
+    "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64],
+                        "loss": ["categorical_crossentropy", "mean_squared_error"],
+                        "conv_layers": "4-p-8", "dense_units": 8},
+    "training": {"epochs": 2, "validation_images": 100, "train_images": 200},
+    "pruning": {"strategy": "none"},
+}
+ALL_FOUR = sorted(json.dumps({"batch_size": 64, "learning_rate": lr, "loss": loss}, sort_keys=True)
+                  for lr in (1.0, 0.1) for loss in ("categorical_crossentropy", "mean_squared_error"))
+
+
+def trial_state(obj: dict[str, Any], trial: int, status: str) -> bool:
+    return int(obj.get("trial_id", -1)) == trial and obj.get("status") == status
+
+
+def has_metrics(obj: dict[str, Any]) -> bool:
+    return bool(obj.get("metrics", {}).get("metrics"))
+
+
+# (condition on Keras Tuner's state write, kill after the write rather than before it)
+KILL_POINTS = {
+    "a new trial is in its trial.json, not yet in oracle.json": (
+        lambda path, obj: path.endswith("trial.json") and trial_state(obj, 1, "RUNNING") and not has_metrics(obj),
+        True),
+    "a trial has trained, its metrics not yet recorded": (
+        lambda path, obj: path.endswith("trial.json") and trial_state(obj, 0, "RUNNING") and has_metrics(obj),
+        False),
+    "a trial ended in its trial.json, not yet in oracle.json": (
+        lambda path, obj: path.endswith("trial.json") and trial_state(obj, 0, "COMPLETED"), True),
+    "the oracle recorded the end, the tuner not yet": (
+        lambda path, obj: path.endswith("oracle.json") and bool(obj.get("end_order"))
+        and obj["end_order"][0] in obj.get("ongoing_trials", {}).values(), True),
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    from tests.conftest import write_kmnist_files
+
+    return load_dataset("kmnist", write_kmnist_files(tmp_path_factory.mktemp("data")), verify_checksums=False)
+
+
+class Training:
+    """Every epoch any trial trains and every trial run, across the killed run and its rerun."""
+
+    def __init__(self) -> None:
+        self.epochs = 0
+        self.trials_run: list[str] = []
+
+
+@pytest.fixture
+def training(monkeypatch: pytest.MonkeyPatch) -> Training:
+    seen = Training()
+    on_epoch_end, run_trial = tuners.EpochLogger.on_epoch_end, tuners.TrialRecorder.run_trial
+
+    def counting_epochs(self: tuners.EpochLogger, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        seen.epochs += 1
+        on_epoch_end(self, epoch, logs)
+
+    def counting_trials(self: tuners.TrialRecorder, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.trials_run.append(str(trial.trial_id))
+        return run_trial(self, trial, *args, **kwargs)
+
+    monkeypatch.setattr(tuners.EpochLogger, "on_epoch_end", counting_epochs)
+    monkeypatch.setattr(tuners.TrialRecorder, "run_trial", counting_trials)
+    return seen
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+@pytest.mark.parametrize("strategy", ["grid", "random", "bayesian", "hyperband"])
+def test_a_kill_in_the_bookkeeping_loses_and_repeats_nothing(strategy: str, point: str, dataset: Dataset,
+                                                             tmp_path: Path, training: Training) -> None:
+    space = parse_space(SPACE)
+    options = SearchOptions(strategy, tmp_path, "killed", max_trials=4)
+    condition, after = KILL_POINTS[point]
+    try:
+        with killed_when(tuners, "_save_json_atomically", condition, after=after), pytest.raises(Killed):
+            run_search(dataset, space, options)
+    finally:
+        tuners.apply_keras_tuner_patches()
+    run_dir = tmp_path / "killed"
+    ended_before = {log: log.read_text() for log in run_dir.glob("trial_*/trial_log.json")
+                    if json.loads((log.parent / "trial.json").read_text())["status"] == "COMPLETED"}
+    training.trials_run.clear()
+
+    results = run_search(dataset, space, options)
+    trials = results["trials"]
+    assert all(t["status"] == "COMPLETED" for t in trials), [(t["trial_id"], t["status"]) for t in trials]
+    if strategy != "hyperband":
+        searched = [{k: t["hyperparameters"][k] for k in ("batch_size", "learning_rate", "loss")} for t in trials]
+        assert sorted(json.dumps(values, sort_keys=True) for values in searched) == ALL_FOUR
+    assert training.epochs == sum(t["epochs_run"] for t in trials)  # no epoch trained twice
+    for log, text in ended_before.items():
+        assert log.read_text() == text
+        assert json.loads((log.parent / "trial.json").read_text())["trial_id"] not in training.trials_run
+    assert not list(run_dir.glob("trial_*/resume"))  # nothing left to resume
+
+
+def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset: Dataset, tmp_path: Path,
+                                                                       training: Training) -> None:
+    data = {**SPACE, "hyperparameters": {"learning_rate": [1.0, 1e-5], "batch_size": [64],  # the study's CNN
+                                         "loss": ["categorical_crossentropy"]},
+            "training": {**SPACE["training"], "epochs": 4},
+            "pruning": {"strategy": "median", "warmup_epochs": 1, "min_trials": 1}}
+    space = parse_space(data)
+    options = SearchOptions("grid", tmp_path, "pruned")
+    def trial_1_trained(path: str, obj: dict[str, Any]) -> bool:
+        return path.endswith("trial.json") and trial_state(obj, 1, "RUNNING") and has_metrics(obj)
+
+    try:
+        with killed_when(tuners, "_save_json_atomically", trial_1_trained), pytest.raises(Killed):
+            run_search(dataset, space, options)
+    finally:
+        tuners.apply_keras_tuner_patches()
+    stop = json.loads((tmp_path / "pruned" / "trial_1" / "pruned.json").read_text())  # saved, not yet recorded
+    assert stop["epoch"] < 4
+    results = run_search(dataset, space, options)
+    pruned = next(t for t in results["trials"] if t["hyperparameters"]["learning_rate"] == 1e-5)
+    assert pruned["status"] == "PRUNED" and pruned["epochs_run"] == stop["epoch"]
+    assert training.epochs == sum(t["epochs_run"] for t in results["trials"])
