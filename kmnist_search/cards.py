@@ -26,6 +26,7 @@ from kmnist_search.contract import (
 )
 from kmnist_search.errors import ModelFileError
 from kmnist_search.files import atomic_write_json
+from kmnist_search.names import check_name
 from kmnist_search.parity import ParityReport, ParityRule
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ def embedded_text(card: dict[str, Any]) -> str:
 
 def interface(spec: DatasetSpec, name: str) -> dict[str, Any]:
     """The files, input, output and classes of an export named ``name`` for a dataset."""
+    check_name(name, "export name")
     return {
         "name": name,
         "onnx_file": f"{name}.onnx",

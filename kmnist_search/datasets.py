@@ -7,13 +7,14 @@ from here); Keras is imported only when a file has to be downloaded.
 
 from __future__ import annotations
 
+import math
 import os
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from kmnist_search.arrays import read_bounded_array
 from kmnist_search.errors import DataError
 from kmnist_search.files import file_digest
 
@@ -57,6 +58,12 @@ class DatasetSpec:
     @property
     def num_classes(self) -> int:
         return len(self.characters)
+
+    @property
+    def array_byte_limit(self) -> int:
+        """The most data any of the dataset's files may hold: the training images at their official
+        count (what a file of this dataset can hold; more is refused before it is unpacked)."""
+        return max(self.train_size, 70_000) * math.prod(self.image_shape)
 
     @property
     def codepoints(self) -> tuple[str, ...]:
@@ -252,27 +259,13 @@ def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, all
     return download(spec, cache_dir)
 
 
-def load_array(path: Path, data_file: DataFile) -> np.ndarray:
-    """Read ``arr_0`` from an official-format npz, never unpickling anything."""
-    if not path.is_file():
+def load_array(path: Path, data_file: DataFile, max_bytes: int) -> np.ndarray:
+    """Read ``arr_0`` from an official-format npz holding at most ``max_bytes`` of data, never unpickling
+    anything and never unpacking more than the limit."""
+    if not path.exists():
         raise DataError(f"{path} is missing: {_fix_hint(data_file)}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if "arr_0" not in archive.files:
-                raise DataError(f"{path} has no array 'arr_0' (found {archive.files}): it is not an official "
-                                f"KMNIST-format file; download it again")
-            return archive["arr_0"]
-    except DataError:
-        raise
-    except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
-            raise DataError(f"{path} holds a pickled object array, which is refused for safety: "
-                            f"use the official file") from None
-        raise DataError(f"{path} cannot be read ({_first_line(error)}): the file is corrupt; "
-                        f"download it again") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise DataError(f"{path} cannot be read ({_first_line(error)}): the file is truncated or corrupt; "
-                        f"download it again") from None
+    return read_bounded_array(path, max_bytes, DataError, member="arr_0",
+                              fix=": it is not an official KMNIST-format file; download it again")
 
 
 def validate_split(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, split: str) -> None:
@@ -286,6 +279,8 @@ def validate_split(spec: DatasetSpec, images: np.ndarray, labels: np.ndarray, sp
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{split} labels have shape {labels.shape} and dtype {labels.dtype}, expected a 1-D "
                         f"integer array: use the official files")
+    if len(images) == 0:
+        raise DataError(f"the {split} set holds no images: use the official files")
     if len(labels) != len(images):
         raise DataError(f"{split} has {len(images)} images but {len(labels)} labels: the files do not belong "
                         f"together; download them again")
@@ -315,7 +310,7 @@ def load_dataset(
             checksums[data_file.name] = verify_file(path, data_file)
         else:
             checksums[data_file.name] = f"sha256:{file_digest(path, 'sha256')}" if path.is_file() else ""
-        arrays[role] = load_array(path, data_file)
+        arrays[role] = load_array(path, data_file, spec.array_byte_limit)
     validate_split(spec, arrays["train_images"], arrays["train_labels"], "train")
     validate_split(spec, arrays["test_images"], arrays["test_labels"], "test")
     return Dataset(spec, arrays["train_images"], arrays["train_labels"].astype(np.uint8),

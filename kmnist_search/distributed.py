@@ -14,10 +14,12 @@ told otherwise: expose it only on a network you trust.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from typing import Any
 
 from kmnist_search.errors import RunError
+from kmnist_search.names import check_name
 
 TUNER_ID_ENV = "KERASTUNER_TUNER_ID"
 ORACLE_IP_ENV = "KERASTUNER_ORACLE_IP"
@@ -42,11 +44,27 @@ def configure(role: str, oracle: str, worker_id: str | None) -> None:
         if not worker_id:
             raise RunError("--role worker needs --worker-id NAME: a name unique to this worker "
                            "(reuse it to resume the worker's trial after a crash)")
+        check_name(worker_id, "--worker-id")
         if CHIEF_ID in worker_id:
             raise RunError(f"--worker-id {worker_id!r}: a worker's name must not contain {CHIEF_ID!r}")
+    if role == "chief":
+        check_port_free(host, port)
     os.environ[TUNER_ID_ENV] = CHIEF_ID if role == "chief" else str(worker_id)
     os.environ[ORACLE_IP_ENV] = host
     os.environ[ORACLE_PORT_ENV] = str(port)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse to start a chief where another process listens already. Keras Tuner's gRPC server binds
+    with SO_REUSEPORT, so a second chief on the same port would start without error and split the
+    workers between two searches; a plain bind finds the first."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise RunError(f"--oracle {host}:{port} is taken ({error.strerror or error}): another chief may be "
+                           f"running there; choose another port") from None
 
 
 def current_role() -> str | None:

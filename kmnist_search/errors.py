@@ -37,3 +37,8 @@ class ParityError(KmnistSearchError):
 
 class InputImageError(KmnistSearchError):
     """An input image or array for prediction cannot be read or used."""
+
+
+class BadNameError(KmnistSearchError):
+    """A name given for a run, a space, an export or a worker is not a plain, safe name (or a seed is
+    out of range)."""

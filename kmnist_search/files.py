@@ -1,4 +1,5 @@
-"""Atomic file writes (a crash never leaves a half-written file that looks complete) and file hashing."""
+"""Atomic file writes (a crash never leaves a half-written file that looks complete), writable-directory
+checks and file hashing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from kmnist_search.errors import RunError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -38,6 +41,18 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def check_writable_directory(directory: Path, what: str) -> None:
+    """Create ``directory`` if needed and prove a file can be written in it, or raise a one-line
+    :class:`~kmnist_search.errors.RunError` naming ``what`` (such as ``--exports-dir``)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"  # one per process: a chief and workers share a run
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(f"cannot write to {directory} ({error.strerror or error}): choose another {what}") from None
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

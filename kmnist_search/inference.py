@@ -24,11 +24,14 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, UnidentifiedImageError
 
+from kmnist_search.arrays import read_bounded_array
 from kmnist_search.cards import card_from_metadata
 from kmnist_search.contract import MODEL_CARD_KEY
 from kmnist_search.errors import InputImageError, ModelFileError
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompression bombs
+MAX_IMAGE_FILE_BYTES = 64 * 2**20
+MAX_ARRAY_BYTES = 256 * 2**20  # an .npy/.npz input: 42,000 float64 28x28 images, 342,000 uint8 ones
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,14 @@ class Classifier:
             raise ModelFileError(f"{path} is not a readable ONNX model ({first[:160]}): it may be truncated; "
                                  f"export or download it again") from None
         self.path = path
-        model_input = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelFileError(f"{path} takes {len(inputs)} inputs, not one batch of images: it is not a "
+                                 f"kmnist-search model")
+        model_input = inputs[0]
+        if model_input.type != "tensor(float)":
+            raise ModelFileError(f"{path} takes input of type {model_input.type}, not float32 pixels: it is not a "
+                                 f"kmnist-search model")
         self.input_name = model_input.name
         shape = model_input.shape
         if len(shape) != 4 or shape[3] != 1 or not all(isinstance(d, int) for d in shape[1:3]):
@@ -179,8 +189,13 @@ def read_image(path: Path) -> Image.Image:
     """Open an image file safely, with one-line errors for the ways it can fail."""
     if path.is_dir():
         raise InputImageError(f"{path} is a directory: pass image files (or .npy/.npz arrays)")
-    if not path.is_file():
+    if not path.exists():
         raise InputImageError(f"{path} does not exist")
+    if not path.is_file():
+        raise InputImageError(f"{path} is not a regular file (a pipe or a device): pass image files")
+    if path.stat().st_size > MAX_IMAGE_FILE_BYTES:
+        raise InputImageError(f"{path} is {path.stat().st_size:,} bytes, over the {MAX_IMAGE_FILE_BYTES:,}-byte "
+                              f"limit for an image file: shrink it first")
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -197,21 +212,10 @@ def read_image(path: Path) -> Image.Image:
 
 
 def read_array(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Read (H, W), (N, H, W) or (N, H, W, 1) raw-pixel images from .npy or .npz (first array), no pickles."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                if not loaded.files:
-                    raise InputImageError(f"{path} holds no arrays")
-                array = loaded[loaded.files[0]]
-        else:
-            array = loaded
-    except InputImageError:
-        raise
-    except (ValueError, OSError, EOFError) as error:
-        raise InputImageError(f"{path} is not a readable .npy/.npz array ({str(error).splitlines()[0][:120]})") \
-            from None
+    """Read (H, W), (N, H, W) or (N, H, W, 1) raw-pixel images from .npy or .npz (first array), no pickles,
+    at most MAX_ARRAY_BYTES of data."""
+    array = read_bounded_array(path, MAX_ARRAY_BYTES, InputImageError,
+                               fix=": pass a .npy/.npz array of raw-pixel images (or image files)")
     return image_batch(array, size, f"{path} holds an array that")
 
 
@@ -230,6 +234,10 @@ def image_batch(images: Any, size: tuple[int, int], what: str) -> np.ndarray:
                               f"size as PIL images or image files")
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise InputImageError(f"{what} holds {array.dtype} values: accepted are numbers in 0..255")
+    if len(array) == 0:
+        raise InputImageError(f"{what} holds no images (shape {array.shape}): pass at least one")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise InputImageError(f"{what} holds NaN or infinite values: accepted are raw pixels in 0..255")
     if array.size and (array.min() < 0 or array.max() > 255):
         raise InputImageError(f"{what} has values in {array.min()}..{array.max()}: accepted are raw pixels in 0..255")
     return array

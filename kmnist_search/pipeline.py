@@ -23,6 +23,8 @@ from typing import Any
 from kmnist_search.cards import card_path_for, read_card
 from kmnist_search.datasets import Dataset, check_validation_size, load_dataset
 from kmnist_search.errors import ModelFileError, RunError
+from kmnist_search.files import check_writable_directory
+from kmnist_search.names import check_name, check_seed
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
 from kmnist_search.rundir import RunDir, TrialRecord
 from kmnist_search.spaces import SearchSpace, load_space, parse_space
@@ -141,7 +143,10 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     resolved_space = resolved_space.with_pruning(prune, prune_warmup, prune_min_trials)
     if max_trials is not None and max_trials < 1:
         raise RunError(f"--max-trials {max_trials}: must be at least 1")
-    run_name = name or f"{resolved_space.name}-{strategy}"
+    run_name = check_name(name or f"{resolved_space.name}-{strategy}", "run name")
+    check_seed(seed, "seed")
+    if init_seed is not None:
+        check_seed(init_seed, "init seed")
     run_dir = RunDir(Path(project_dir) / run_name)
     if run_dir.is_finished() and not overwrite:
         return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
@@ -162,7 +167,10 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
            cache_dir: Path | str | None = None, verify_checksums: bool = True, exports_dir: Path | str = "exports",
            name: str | None = None) -> ExportResult:
     """Export a finished run's winner to ONNX, verified against Keras on every test image."""
+    if name is not None:
+        check_name(name, "export name")
     result = run if isinstance(run, SearchResult) else open_run(run)
+    check_writable_directory(Path(exports_dir), "exports directory")
     loaded = resolve_dataset(dataset or result.results["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     from kmnist_search.onnx_export import export_winner
 
@@ -183,6 +191,8 @@ def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLik
 
     if calibration_images < 1:
         raise RunError(f"--calibration-images must be at least 1, got {calibration_images}")
+    check_name(name, "export name")
+    check_writable_directory(Path(exports_dir), "exports directory")
     card_path = _card_path(model)
     card = read_source_card(card_path)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
@@ -196,6 +206,8 @@ def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset
     """Average exported models into one ONNX model, verified against the Keras ensemble."""
     from kmnist_search.ensembles import export_ensemble, read_member_cards
 
+    check_name(name, "export name")
+    check_writable_directory(Path(exports_dir), "exports directory")
     card_paths = [_card_path(member) for member in members]
     first = read_member_cards(card_paths)[0]
     loaded = resolve_dataset(dataset or first["dataset"]["name"], data_dir, cache_dir, verify_checksums)
@@ -278,6 +290,8 @@ def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Dataset
     an export interrupted before its card was written is completed.
     ``search_options`` are :func:`search`'s keyword arguments.
     """
+    if export_winner:  # found out now, not after the search
+        check_writable_directory(Path(exports_dir), "exports directory")
     loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
     result = search(space, strategy, dataset=loaded, **search_options)
     if result is None:

@@ -17,6 +17,7 @@ DEFAULT_MAX_TRIALS = 10
 # The same machine type has measured up to 2x slower on other days.
 SECONDS_PER_IMAGE = 0.000525
 SECONDS_PER_STEP = 0.00395
+MAX_PLAN_ROWS = 200  # the dry run lists this many configurations, then counts the rest
 
 
 def planned_trials(space: SearchSpace, strategy: str, max_trials: int | None) -> int:
@@ -93,6 +94,9 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
         "  #  " + "  ".join(name.ljust(width) for name, width in zip(names, widths, strict=True)) + "  est. time",
     ]
     for index, (config, cost) in enumerate(zip(configurations, costs, strict=True), start=1):
+        if index > MAX_PLAN_ROWS:
+            lines.append(f"  ... and {len(configurations) - MAX_PLAN_ROWS:,} more configurations")
+            break
         cells = "  ".join(_cell(config[name]).ljust(width) for name, width in zip(names, widths, strict=True))
         lines.append(f"{index:>3}  {cells}  {_duration(cost):>9}")
     total = sum(costs[:trials]) if strategy == "grid" else sum(costs) / len(costs) * trials

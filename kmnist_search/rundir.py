@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -33,11 +32,12 @@ from typing import Any
 import numpy as np
 
 from kmnist_search.errors import RunError
-from kmnist_search.files import atomic_write_bytes, atomic_write_json
+from kmnist_search.files import atomic_write_bytes, atomic_write_json, check_writable_directory
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, SGD_MOMENTUM, SearchSpace, parse_space
 
 RESULTS_SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
+RESULTS_KEYS = frozenset({"run_name", "strategy", "seed", "space", "dataset", "trials", "winner"})
 SPACE_RECORD_FILE = "space.json"
 TRIAL_LOG_FILE = "trial_log.json"
 PRUNED_FILE = "pruned.json"
@@ -196,15 +196,13 @@ class RunDir:
     def prepare(self, record: dict[str, Any], overwrite: bool) -> None:
         """Create the directory (emptied first with ``overwrite``), or check that a resumed run searches
         what ``record`` says (the space's fingerprint, strategy, seeds, teacher)."""
-        if overwrite and self.path.exists():
+        if overwrite and (self.path.exists() or self.path.is_symlink()):
+            if not self.is_run():
+                raise RunError(f"--overwrite refuses to delete {self.path}: it is not a kmnist-search run "
+                               f"directory; choose another --name or remove it yourself")
             shutil.rmtree(self.path)
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".write-test-{os.getpid()}"  # one per process: a chief and workers share the run
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as error:
-            raise RunError(f"cannot write to {self.path} ({error.strerror}): choose another --project-dir") from None
+        check_writable_directory(self.path, "--project-dir")
+        self.check_state_files()
         record_path = self.path / SPACE_RECORD_FILE
         previous = read_json(record_path) if record_path.exists() else None
         if previous is None:
@@ -215,6 +213,23 @@ class RunDir:
             changed += [k for k in ("strategy", "seed", "init_seed", "teacher") if previous.get(k) != record.get(k)]
             raise RunError(f"{self.path} holds a run with a different search ({', '.join(changed) or 'settings'} "
                            f"changed): pass --overwrite to start afresh or --name to start a new run")
+
+    def check_state_files(self) -> None:
+        """Refuse, in one line naming the file, a run whose state files (space.json, oracle.json, the
+        tuners' files, every trial.json) are not whole JSON objects (results.json: see read_results). They are written
+        atomically, so only something outside this package truncates or edits them."""
+        candidates = [self.path / SPACE_RECORD_FILE, self.path / "oracle.json",
+                      *self.path.glob("trial_*/trial.json"), *self.path.glob("*.json")]
+        for path in dict.fromkeys(candidates):
+            if path != self.results_path and path.is_file() and read_json(path) is None:
+                raise RunError(f"{path} is truncated or not a JSON object: restore it, or pass --overwrite to "
+                               f"start the run afresh")
+
+    def is_run(self) -> bool:
+        """True for a real directory (not a link) holding this package's record of what it searches."""
+        record = read_json(self.path / SPACE_RECORD_FILE)
+        return (self.path.is_dir() and not self.path.is_symlink() and record is not None
+                and {"space", "strategy", "seed"} <= record.keys())
 
     def remove_leftovers(self) -> list[Path]:
         """Delete what killed writers left behind: the temporary files of atomic writes and trial
@@ -269,8 +284,11 @@ class RunDir:
         if not self.results_path.is_file():
             return None
         results = read_json(self.results_path)
-        if results is None:
-            raise RunError(f"{self.results_path} is not valid JSON: rerun the search's command to write it again")
+        missing = sorted(RESULTS_KEYS - results.keys()) if results is not None else []
+        if results is None or missing:
+            problem = "is truncated or not a JSON object" if results is None else f"lacks {', '.join(missing)}"
+            raise RunError(f"{self.results_path} {problem}: delete it and rerun the search's command to write it "
+                           f"again (finished trials are kept)")
         return upgrade_results(results)
 
     def require_results(self) -> dict[str, Any]:

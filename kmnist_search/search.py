@@ -24,8 +24,9 @@ from kmnist_search.contract import to_model_input
 from kmnist_search.datasets import Dataset, Split, one_hot
 from kmnist_search.distillation import Teacher, training_targets
 from kmnist_search.distributed import current_role
-from kmnist_search.errors import RunError
-from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config
+from kmnist_search.errors import RunError, SpaceError
+from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
+from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.reconcile import reconcile_oracle
 from kmnist_search.resume import TrainingCheckpoint
@@ -48,6 +49,12 @@ class SearchOptions:
     teacher: Teacher | None = None
     init_seed: int | None = None
     progress: SearchProgress | None = None  # told about trials and epochs as they run; None: silent
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "run name")
+        check_seed(self.seed, "seed")
+        if self.init_seed is not None:
+            check_seed(self.init_seed, "init seed")
 
     @property
     def weights_seed(self) -> int:
@@ -95,6 +102,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
                        f"images: lower the batch size or raise train_images in {space.source}")
     hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape, dataset.spec.objective)
+    check_buildable(hypermodel, space)
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
                        options.max_trials, options.overwrite)
     if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded
@@ -194,6 +202,19 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     run_dir.write_results(results)
     TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
     return results
+
+
+def check_buildable(hypermodel: KmnistHyperModel, space: SearchSpace) -> None:
+    """Build the first configuration (which Keras Tuner builds while it sets up) and refuse the space in one
+    line, naming that configuration, if it cannot be built. A later configuration that cannot be built
+    fails its own trial, with the reason in the summary."""
+    hyperparameters = search_hyperparameters(space)
+    try:
+        hypermodel.build(hyperparameters)
+    except Exception as error:  # Keras raises many types for impossible layer shapes and sizes
+        values = ", ".join(f"{name}={value}" for name, value in hyperparameters.values.items())
+        raise SpaceError(f"{space.source}: the first configuration ({values}) cannot be built "
+                         f"({message_gist(str(error)) or type(error).__name__}): change those values") from None
 
 
 def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_images: int) -> SearchClock:

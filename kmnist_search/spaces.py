@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kmnist_search.errors import SpaceError
+from kmnist_search.names import NAME_PATTERN, NAME_RULE
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +52,12 @@ CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
 TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning")
 PRUNERS = ("median", "none")
 PRUNING_KEYS = ("strategy", "warmup_epochs", "min_trials")
+MAX_FILTERS = 4096  # per convolution: bounds on what one configuration may ask of memory
+MAX_DENSE_UNITS = 65_536
+MAX_BATCH_SIZE = 65_536
+MAX_RESNET_DEPTH = 200
+MAX_CONFIGURATIONS = 10_000  # a grid is walked and a dry run prints every configuration: bounded here
+MAX_SPACE_FILE_BYTES = 1_000_000
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
 
 
@@ -109,21 +116,43 @@ def _resnet_depth(value: Any) -> int | None:
 
 
 def _conv_layers(value: Any) -> str | None:
-    return value if isinstance(value, str) and CONV_LAYERS_PATTERN.match(value) else None
+    """A layer string whose every layer keeps a 28x28 image at least 1 pixel wide (after the final pool)
+    and has at most MAX_FILTERS filters."""
+    if not isinstance(value, str) or not CONV_LAYERS_PATTERN.match(value):
+        return None
+    size = 28
+    for token in [*value.split("-"), "p"]:
+        if token != "p" and int(token) > MAX_FILTERS:
+            return None
+        size = size // 2 if token == "p" else size - 2
+        if size < 1:
+            return None
+    return value
+
+
+def _bounded(convert: Any, maximum: int) -> Any:
+    def bounded(value: Any) -> Any:
+        result = convert(value)
+        return result if result is not None and result <= maximum else None
+
+    return bounded
 
 
 HYPERPARAMETERS: dict[str, HyperparameterKind] = {
     "learning_rate": HyperparameterKind(_positive_float, "expected a positive number"),
-    "batch_size": HyperparameterKind(_positive_int, "expected a positive whole number", 128, required=True),
+    "batch_size": HyperparameterKind(_bounded(_positive_int, MAX_BATCH_SIZE),
+                                     f"expected a whole number from 1 to {MAX_BATCH_SIZE:,}", 128, required=True),
     "loss": HyperparameterKind(_one_of(LOSSES), f"expected one of {', '.join(LOSSES)}", "categorical_crossentropy",
                                required=True),
     "optimizer": HyperparameterKind(_one_of(OPTIMIZERS), f"expected one of {', '.join(OPTIMIZERS)}", "adadelta"),
     "conv_layers": HyperparameterKind(
-        _conv_layers, "expected a layer string such as '32-64' (3x3 convolutions with that many filters, "
-        "'p' for a 2x2 max-pool; a final pool is always added)", "32-64"),
+        _conv_layers, "expected a layer string such as '32-64' (3x3 convolutions with that many filters, at most "
+        f"{MAX_FILTERS:,}, 'p' for a 2x2 max-pool; a final pool is always added) that leaves a 28x28 image at "
+        "least 1 pixel wide", "32-64"),
     "batch_norm": HyperparameterKind(_boolean, "expected true or false", False),
     "dropout_conv": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.25),
-    "dense_units": HyperparameterKind(_positive_int, "expected a positive whole number", 128),
+    "dense_units": HyperparameterKind(_bounded(_positive_int, MAX_DENSE_UNITS),
+                                      f"expected a whole number from 1 to {MAX_DENSE_UNITS:,}", 128),
     "dropout_dense": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.5),
     "augment": HyperparameterKind(
         _fraction(0.5), "expected a strength in [0, 0.5): random rotation (fraction of a turn), shift and "
@@ -139,11 +168,11 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
         "dense_units and the dropouts) or a pre-activation residual network (shaped by resnet_depth and "
         "resnet_width)", "cnn"),
     "resnet_depth": HyperparameterKind(
-        _resnet_depth, "expected a depth 6n + 2 (8, 14, 20, 26, ...): n pre-activation blocks in each of three "
-        "stages", 20),
+        _bounded(_resnet_depth, MAX_RESNET_DEPTH), f"expected a depth 6n + 2 (8, 14, 20, 26, ... up to "
+        f"{MAX_RESNET_DEPTH}): n pre-activation blocks in each of three stages", 20),
     "resnet_width": HyperparameterKind(
-        _positive_int, "expected a positive whole number: the first stage's filters, doubled in each later "
-        "stage", 16),
+        _bounded(_positive_int, MAX_FILTERS // 4), f"expected a whole number from 1 to {MAX_FILTERS // 4:,}: the "
+        "first stage's filters, doubled in each later stage", 16),
     "weight_decay": HyperparameterKind(
         _fraction(1.0), "expected a rate in [0, 1): decoupled weight decay applied by the optimizer", 0.0),
     "label_smoothing": HyperparameterKind(
@@ -252,7 +281,7 @@ class SearchSpace:
         return dict(self.hyperparameters)
 
     def configurations(self) -> list[dict[str, Any]]:
-        """Every combination, in grid order."""
+        """Every combination, in grid order (at most MAX_CONFIGURATIONS, checked when parsed)."""
         names = list(self.hyperparameters)
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*self.hyperparameters.values())]
 
@@ -287,6 +316,8 @@ def resolve_space_path(name_or_path: str) -> Path:
     """A path as given, or a built-in space name such as ``quick`` or ``report``."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.exists():
+        if candidate.exists() and not candidate.is_file():
+            raise SpaceError(f"search space {candidate} is not a regular file: pass a .toml file")
         if not candidate.is_file():
             raise SpaceError(f"search space file {candidate} does not exist: pass an existing .toml file "
                              f"or one of the built-in names ({', '.join(builtin_space_names())})")
@@ -306,6 +337,9 @@ def builtin_space_names() -> list[str]:
 def load_space(name_or_path: str) -> SearchSpace:
     """Read and validate a search-space file (or built-in name)."""
     path = resolve_space_path(name_or_path)
+    if path.stat().st_size > MAX_SPACE_FILE_BYTES:
+        raise SpaceError(f"search space {path}: {path.stat().st_size:,} bytes, over the {MAX_SPACE_FILE_BYTES:,}-byte "
+                         f"limit for a space file: list fewer values")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
@@ -360,6 +394,12 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
     description = data.get("description", "")
     if not isinstance(name, str) or not name or not isinstance(description, str):
         raise SpaceError(f"{where}: name and description must be strings")
+    if not NAME_PATTERN.fullmatch(name):
+        raise SpaceError(f"{where}: name {name!r} is not a plain name (it names runs and exports): use {NAME_RULE}")
+    configurations = math.prod(len(values) for values in hyperparameters.values())
+    if configurations > MAX_CONFIGURATIONS:
+        raise SpaceError(f"{where}: {configurations:,} configurations, over the limit of {MAX_CONFIGURATIONS:,}: "
+                         f"list fewer values, or split the search into several spaces")
     return SearchSpace(
         name=name, description=description, hyperparameters=hyperparameters, optimizer=optimizer, epochs=epochs,
         validation_images=validation_images, train_images=train_images,

@@ -40,6 +40,7 @@ FORMATS = ("table", "markdown", "csv", "json")
 def load_run(run_dir: RunDir | Path) -> tuple[list[TrialRecord], dict[str, Any] | None]:
     """The run's trials and, if it finished, its results."""
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.existing(run_dir)
+    run_dir.check_state_files()
     trials = run_dir.trials()
     results = run_dir.read_results()
     if not trials and results is None:

@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +70,15 @@ def apply_keras_tuner_patches() -> None:
 
 
 
-def untried_configurations(oracle: kt.Oracle, trial_id: str) -> list[dict[str, Any]]:
-    """Every configuration of the oracle's all-Choice space that no other trial has taken, in grid order."""
+def untried_configurations(oracle: kt.Oracle, trial_id: str) -> Iterator[dict[str, Any]]:
+    """Every configuration of the oracle's all-Choice space that no other trial has taken, in grid order,
+    one at a time (the grid is walked, never held whole)."""
     taken = {_values_key(trial.hyperparameters.values) for tid, trial in oracle.trials.items() if tid != trial_id}
     space = oracle.get_space().space
     names = [hp.name for hp in space]
     configurations = (dict(zip(names, combination, strict=True))
                       for combination in itertools.product(*(hp.values for hp in space)))
-    return [values for values in configurations if _values_key(values) not in taken]
+    return (values for values in configurations if _values_key(values) not in taken)
 
 
 def _values_key(values: dict[str, Any]) -> str:
@@ -92,9 +94,9 @@ class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
     """
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        untried = untried_configurations(self, trial_id)
-        if untried:
-            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": untried[0]}
+        first_untried = next(untried_configurations(self, trial_id), None)
+        if first_untried is not None:
+            return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": first_untried}
         if self.ongoing_trials:
             return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
@@ -111,7 +113,7 @@ class NonRepeatingBayesianOracle(kt.oracles.BayesianOptimizationOracle):
         response: dict[str, Any] = super().populate_space(trial_id)
         if response["status"] != kt.engine.trial.TrialStatus.RUNNING:
             return response
-        untried = untried_configurations(self, trial_id)
+        untried = list(untried_configurations(self, trial_id))
         if _values_key(response["values"]) in {_values_key(values) for values in untried}:
             return response
         if not untried:

@@ -8,6 +8,7 @@ from pathlib import Path
 from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
+from kmnist_search.names import check_name
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -22,6 +23,8 @@ def build_parser() -> OneLineArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.name is not None:
+        check_name(args.name, "--name")
     load_tensorflow_quietly()
     from kmnist_search.onnx_export import describe_export
 

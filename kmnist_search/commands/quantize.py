@@ -9,6 +9,7 @@ from pathlib import Path
 from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
+from kmnist_search.names import check_name
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
 
 
@@ -27,6 +28,7 @@ def build_parser() -> OneLineArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_name(args.name, "--name")
     load_tensorflow_quietly()
     if args.calibration_images < 1:
         parser.error(f"--calibration-images must be at least 1, got {args.calibration_images}")

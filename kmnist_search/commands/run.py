@@ -18,7 +18,9 @@ from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE, DEFAULT_TEAC
 from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
 from kmnist_search.distributed import configure as configure_distribution
 from kmnist_search.errors import RunError
+from kmnist_search.files import check_writable_directory
 from kmnist_search.formatting import percent, trial_number
+from kmnist_search.names import check_name, check_seed
 from kmnist_search.plan import STRATEGIES, describe_plan
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import builtin_space_names, load_space
@@ -71,7 +73,7 @@ def build_parser() -> OneLineArgumentParser:
                         help=f"soften the teacher's probabilities (default {DEFAULT_TEACHER_TEMPERATURE}; 1: as is)")
     parser.add_argument("--role", choices=ROLES, help="distributed search: the chief serves the oracle and "
                                                       "finishes the run; workers run trials (see docs/distributed.md)")
-    parser.add_argument("--oracle", default=DEFAULT_ORACLE, metavar="HOST:PORT",
+    parser.add_argument("--oracle", metavar="HOST:PORT",
                         help=f"where the chief listens and workers connect (default {DEFAULT_ORACLE}; the "
                              "channel is unauthenticated)")
     parser.add_argument("--worker-id", help="a worker's unique name; reuse it to resume after a crash")
@@ -90,14 +92,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         space = space.with_epochs(args.epochs)
     space = space.with_pruning(args.prune, args.prune_warmup, args.prune_min_trials)
     if args.role:
-        configure_distribution(args.role, args.oracle, args.worker_id)
-    name = args.name or f"{space.name}-{args.strategy}"
+        configure_distribution(args.role, args.oracle or DEFAULT_ORACLE, args.worker_id)
+    elif args.oracle or args.worker_id:
+        raise RunError(f"{'--oracle' if args.oracle else '--worker-id'} is for a distributed search: add "
+                       f"--role chief or --role worker")
+    name = check_name(args.name or f"{space.name}-{args.strategy}", "--name")
+    check_seed(args.seed, "--seed")
+    if args.init_seed is not None:
+        check_seed(args.init_seed, "--init-seed")
     if args.dry_run:
         spec = get_spec(args.dataset)
         print_safely(describe_plan(space, args.strategy, args.max_trials, spec.train_size - space.validation_images))
         return 0
     run_dir = RunDir(args.project_dir / name)
     # Check every input before TensorFlow loads, so mistakes are reported at once.
+    if not args.no_export:
+        check_writable_directory(args.exports_dir, "--exports-dir")
     dataset = load_dataset(args.dataset, args.data_dir, args.cache_dir, verify_checksums=not args.no_checksum)
     teacher = (load_teacher(args.teacher, args.teacher_weight, args.teacher_temperature, dataset.spec)
                if args.teacher else None)

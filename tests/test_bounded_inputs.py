@@ -1,0 +1,181 @@
+"""Every input checked before work starts, with bounded memory and time: space files, data files,
+prediction inputs, ONNX models, and run directories whose state files were damaged from outside."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from kmnist_search import pipeline
+from kmnist_search.contract import MODEL_CARD_KEY
+from kmnist_search.datasets import KMNIST, load_dataset
+from kmnist_search.errors import DataError, InputImageError, ModelFileError, RunError, SpaceError
+from kmnist_search.inference import Classifier, predict_files, read_image
+from kmnist_search.plan import describe_plan
+from kmnist_search.spaces import MAX_CONFIGURATIONS, load_space, parse_space
+from kmnist_search.summaries import load_run
+from tests.conftest import EXPORT_TEST_SPACE, FinishedRun, write_kmnist_files
+
+SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx"
+
+
+def space_with(**hyperparameters: object) -> dict[str, object]:
+    return {"name": "bounded", "hyperparameters": {"learning_rate": [0.1], "batch_size": [32],
+                                                   "loss": ["categorical_crossentropy"], **hyperparameters},
+            "training": {"epochs": 1}}
+
+
+def test_a_space_of_a_billion_configurations_is_refused_at_once(tmp_path: Path) -> None:
+    values = list(range(1, 1001))
+    huge = tmp_path / "huge.toml"
+    huge.write_text(f'name = "huge"\n[hyperparameters]\nlearning_rate = {[v / 1000 for v in values]}\n'
+                    f"batch_size = {values}\ndense_units = {values}\nloss = [\"categorical_crossentropy\"]\n"
+                    "[training]\nepochs = 1\n")
+    assert huge.stat().st_size < 20_000
+    with pytest.raises(SpaceError, match=f"1,000,000,000 configurations, over the limit of {MAX_CONFIGURATIONS:,}"):
+        load_space(str(huge))
+
+
+def test_the_dry_run_lists_a_bounded_number_of_rows() -> None:
+    space = parse_space(space_with(dense_units=list(range(1, 1001)), batch_size=[8, 16, 32, 64]))
+    text = describe_plan(space, "grid", None, 50_000)
+    assert "and 3,800 more configurations" in text and len(text.splitlines()) < 220
+
+
+def test_an_oversized_space_file_or_a_pipe_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * 1_100_000)
+    with pytest.raises(SpaceError, match="over the 1,000,000-byte limit"):
+        load_space(str(big))
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(SpaceError, match="is not a regular file"):
+        load_space(str(fifo))
+
+
+@pytest.mark.parametrize(("hyperparameter", "value", "message"), [
+    ("conv_layers", "32-p-p-p-p-p", "leaves a 28x28 image at least 1 pixel wide"),
+    ("dense_units", 1_000_000_000, "from 1 to 65,536"),
+    ("batch_size", 10**12, "from 1 to 65,536"),
+    ("resnet_width", 10**9, "from 1 to 1,024"),
+    ("resnet_depth", 6 * 10**6 + 2, "up to 200"),
+])
+def test_architectures_that_cannot_be_built_are_refused_with_key_and_value(hyperparameter: str, value: object,
+                                                                           message: str) -> None:
+    with pytest.raises(SpaceError, match=f"{hyperparameter} has invalid value {value!r}.*{message}"):
+        parse_space(space_with(**{hyperparameter: [value]}))
+
+
+def zip_bomb(path: Path, shape: tuple[int, ...]) -> None:
+    """An npz whose arr_0 unpacks to far more than the file's size."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.zeros(shape, dtype=np.uint8))
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("arr_0.npy", buffer.getvalue())
+
+
+def test_a_zip_bomb_in_the_data_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
+    data_dir = write_kmnist_files(tmp_path / "data")
+    bomb = data_dir / KMNIST.files["train_images"].name
+    zip_bomb(bomb, (600_000, 28, 28))  # 470 MB of zeros in well under 1 MB
+    assert bomb.stat().st_size < 1_000_000
+    with pytest.raises(DataError, match="unpacks to 470,400,128 bytes, over the 54,880,000-byte limit"):
+        load_dataset("kmnist", data_dir, verify_checksums=False)
+
+
+def npy_claiming(path: Path, shape: tuple[int, ...]) -> None:
+    """An .npy whose header claims ``shape`` but holds (almost) no data."""
+    with path.open("wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        handle.write(b"\0" * 16)
+
+
+def test_a_header_claiming_a_trillion_items_is_refused(tmp_path: Path) -> None:
+    data_dir = write_kmnist_files(tmp_path / "data")
+    fake = tmp_path / "arr_0.npy"
+    npy_claiming(fake, (10**12,))
+    target = data_dir / KMNIST.files["test_labels"].name
+    with zipfile.ZipFile(target, "w") as archive:
+        archive.write(fake, "arr_0.npy")
+    with pytest.raises(DataError, match="claims 1,000,000,000,000 items"):
+        load_dataset("kmnist", data_dir, verify_checksums=False)
+    with pytest.raises(InputImageError, match="claims 1,000,000,000,000 items"):
+        predict_files(Classifier(SHIPPED), [fake])
+
+
+def test_an_empty_test_set_is_refused_before_any_training(tmp_path: Path) -> None:
+    data_dir = write_kmnist_files(tmp_path / "data", test_per_class=0)
+    with pytest.raises(DataError, match="the test set holds no images"):
+        load_dataset("kmnist", data_dir, verify_checksums=False)
+
+
+@pytest.mark.parametrize(("array", "message"), [
+    (np.zeros((0, 28, 28), np.uint8), "holds no images"),
+    (np.full((1, 28, 28), np.nan, np.float32), "NaN or infinite"),
+    (np.zeros((1, 28, 28), np.complex64), "complex64 values"),
+])
+def test_predict_refuses_empty_nan_and_complex_arrays(array: np.ndarray, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "input.npy"
+    np.save(path, array)
+    classifier = Classifier(SHIPPED)
+    with pytest.raises(InputImageError, match=message):
+        predict_files(classifier, [path])
+    with pytest.raises(InputImageError, match=message):
+        classifier.predict_proba(array)
+
+
+@pytest.mark.parametrize("name", ["input.npy", "input.png"])
+def test_predict_refuses_a_pipe_instead_of_hanging(name: str, tmp_path: Path) -> None:
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    with pytest.raises(InputImageError, match="not a regular file"):
+        predict_files(Classifier(SHIPPED), [fifo])
+    with pytest.raises(InputImageError, match="not a regular file"):
+        read_image(fifo)
+
+
+def onnx_model(path: Path, inputs: list[tuple[str, int]], card_text: str | None = None) -> Path:
+    graph_inputs = [helper.make_tensor_value_info(n, t, ["batch", 28, 28, 1]) for n, t in inputs]
+    output = helper.make_tensor_value_info("out", inputs[0][1], ["batch", 28, 28, 1])
+    node = helper.make_node("Identity", [inputs[0][0]], ["out"])
+    model = helper.make_model(helper.make_graph([node], "g", graph_inputs, [output]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    if card_text is not None:
+        helper.set_model_props(model, {MODEL_CARD_KEY: card_text})
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_models_of_another_kind_are_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="takes input of type tensor\\(uint8\\)"):
+        Classifier(onnx_model(tmp_path / "u8.onnx", [("x", TensorProto.UINT8)]))
+    with pytest.raises(ModelFileError, match="takes 2 inputs"):
+        Classifier(onnx_model(tmp_path / "two.onnx", [("x", TensorProto.FLOAT), ("y", TensorProto.FLOAT)]))
+    for text in ("{not json", "[1, 2]", json.dumps({"schema_version": 2})):
+        with pytest.raises(ModelFileError, match="model card"):
+            Classifier(onnx_model(tmp_path / "card.onnx", [("x", TensorProto.FLOAT)], card_text=text))
+
+
+@pytest.mark.parametrize("file", ["space.json", "oracle.json", "trial_0/trial.json", "results.json"])
+def test_damaged_state_files_are_named_not_tracebacks(file: str, finished_run: FinishedRun, tmp_path: Path) -> None:
+    source, dataset, _ = finished_run
+    run_dir = tmp_path / "runs" / source.name
+    shutil.copytree(source, run_dir)
+    damaged = run_dir / file
+    damaged.write_text(damaged.read_text()[:40])
+    with pytest.raises(RunError, match=f"{damaged.name} is truncated or not a JSON object"):
+        load_run(run_dir)
+    if file != "results.json":
+        (run_dir / "results.json").unlink()
+        with pytest.raises(RunError, match=f"{damaged.name} is truncated or not a JSON object"):
+            pipeline.search(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=run_dir.parent,
+                            name=run_dir.name)
