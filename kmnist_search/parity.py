@@ -3,7 +3,9 @@
 A float32 export must agree exactly (:data:`EXACT`): the same predicted label on every test image and
 probabilities within 1e-5. An int8 model may stray a little (:data:`INT8`): the same label on at least
 99.5% of the test images and at most 0.2 points of test accuracy lost. The rule a model passed is
-recorded in its card, and ``verify`` applies that rule again.
+recorded in its card; ``verify`` measures again and applies the package's rule for the model's precision,
+tightened (never loosened) by the card's, and compares the figures it measured with those the card
+records.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ class ParityRule:
 EXACT = ParityRule(min_label_agreement=1.0, max_accuracy_drop=0.0, max_abs_probability_diff=1e-5)
 INT8 = ParityRule(min_label_agreement=0.995, max_accuracy_drop=0.002)
 INT8_CALIBRATION_IMAGES = 1000  # training images that calibrate an int8 model's activation ranges by default
+
+
+RULE_FOR_PRECISION = {"float32": EXACT, "int8": INT8}
+RECORDED_FIGURE_TOLERANCE = 0.001  # a re-measured accuracy or agreement may differ from the card's by 10 in 10,000
+
+
+def strictest(package_rule: ParityRule, card_rule: ParityRule) -> ParityRule:
+    """The package's rule, tightened wherever a card's rule is stricter (a card can never loosen it)."""
+    limits = [v for v in (package_rule.max_abs_probability_diff, card_rule.max_abs_probability_diff) if v is not None]
+    return ParityRule(min_label_agreement=max(package_rule.min_label_agreement, card_rule.min_label_agreement),
+                      max_accuracy_drop=min(package_rule.max_accuracy_drop, card_rule.max_accuracy_drop),
+                      max_abs_probability_diff=min(limits) if limits else None)
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,16 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def differences_from(self, recorded: ParityReport, test_accuracy: float) -> list[str]:
+        """Where these measured figures and those a card records (its parity section and its test accuracy)
+        differ by more than RECORDED_FIGURE_TOLERANCE, one phrase each."""
+        pairs = [("label agreement", self.label_agreement, recorded.label_agreement),
+                 ("onnx test accuracy", self.onnx_accuracy, recorded.onnx_accuracy),
+                 ("keras test accuracy", self.keras_accuracy, recorded.keras_accuracy),
+                 ("test accuracy", self.onnx_accuracy, test_accuracy)]
+        return [f"{name} measured {measured * 100:.2f}%, card says {claimed * 100:.2f}%"
+                for name, measured, claimed in pairs if abs(measured - claimed) > RECORDED_FIGURE_TOLERANCE]
 
 
 def compare_probabilities(onnx_probabilities: np.ndarray, keras_probabilities: np.ndarray,

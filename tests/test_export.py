@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import keras
 import onnx
 import pytest
 
 from kmnist_search import onnx_export as export
+from kmnist_search import pipeline
 from kmnist_search.contract import OPSET
 from kmnist_search.errors import ParityError
 from kmnist_search.files import file_digest
 from kmnist_search.hypermodel import build_network
 from kmnist_search.inference import Classifier
+from kmnist_search.parity import EXACT, INT8, ParityRule, strictest
 from tests.conftest import FinishedRun
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -128,3 +131,48 @@ def test_a_residual_network_with_augmentation_exports_exactly(finished_run: Fini
     report = export.measure_parity(export.session_from_proto(proto), trained, dataset.test_images,
                                    dataset.test_labels)
     assert report.passes()
+
+
+def copied_export(exported: Path, tmp_path: Path) -> Path:
+    copy_dir = tmp_path / "copy"
+    shutil.copytree(exported.parent, copy_dir)
+    return copy_dir / exported.name
+
+
+def edit_card(model: Path, edit: Any) -> None:
+    card = json.loads(model.with_suffix(".json").read_text())
+    edit(card)
+    model.with_suffix(".json").write_text(json.dumps(card))
+
+
+def test_verify_measures_the_figures_again_and_catches_an_edited_card(exported: Path, finished_run: FinishedRun,
+                                                                     tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    model = copied_export(exported, tmp_path)
+    assert pipeline.verify(model, dataset=dataset).passed
+    edit_card(model, lambda card: card["metrics"].update(test_accuracy=card["metrics"]["test_accuracy"] - 0.05))
+    with pytest.raises(ParityError, match=r"test accuracy measured .*, card says"):
+        pipeline.verify(model, dataset=dataset)
+
+
+def test_a_card_cannot_loosen_the_rule_verify_applies(exported: Path, finished_run: FinishedRun,
+                                                      tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    model = copied_export(exported, tmp_path)
+    keras_path = model.with_suffix(".keras")
+    swapped = keras.models.load_model(keras_path)
+    swapped.set_weights([w[::-1].copy() if w.ndim else w for w in swapped.get_weights()])  # another model
+    swapped.save(keras_path)
+    edit_card(model, lambda card: card["parity"]["rule"].update(min_label_agreement=0.0, max_accuracy_drop=1.0,
+                                                                max_abs_probability_diff=None))
+    verification = pipeline.verify(model, dataset=dataset, raise_on_failure=False)
+    assert not verification.passed
+    assert verification.rule == EXACT  # the package's rule for float32, not the card's
+
+
+def test_the_strictest_rule_wins() -> None:
+    loose = ParityRule(min_label_agreement=0.5, max_accuracy_drop=0.5, max_abs_probability_diff=None)
+    tight = ParityRule(min_label_agreement=0.999, max_accuracy_drop=0.001, max_abs_probability_diff=1e-6)
+    assert strictest(INT8, loose) == INT8
+    assert strictest(INT8, tight) == tight
+    assert strictest(EXACT, loose) == EXACT

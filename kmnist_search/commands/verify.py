@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    raise_on_failure=False)
     print(verification.describe())
     if not verification.passed:
-        raise ParityError(f"{args.model} does not reproduce {verification.keras_path}: do not ship it; export it again")
+        raise ParityError(f"{args.model} does not reproduce {verification.keras_path} or its card: do not ship it; "
+                          f"export it again")
     print("verified")
     return 0
 
