@@ -25,6 +25,7 @@ from kmnist_search.datasets import Dataset, Split, one_hot
 from kmnist_search.distillation import Teacher, training_targets
 from kmnist_search.distributed import current_role
 from kmnist_search.errors import RunError, SpaceError
+from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
@@ -143,8 +144,8 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     winner_record = next(t for t in trials if t.trial_id == best_trial.trial_id)
     if space.retrain_epochs:
         if options.progress is not None:
-            options.progress.step(f"retraining the winner (trial {winner_record.trial_id}) on every training image "
-                                   f"for {space.retrain_epochs} epochs")
+            options.progress.step(f"retraining the winner (trial {trial_number(winner_record.trial_id)}) on every "
+                                  f"training image for {space.retrain_epochs} epochs")
         full = dataset.split(space.validation_images, options.seed)
         model, retraining = retrain(hypermodel, best_trial.hyperparameters, full, space, run_dir, options)
     else:
