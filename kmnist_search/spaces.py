@@ -56,6 +56,8 @@ MAX_FILTERS = 4096  # per convolution: bounds on what one configuration may ask 
 MAX_DENSE_UNITS = 65_536
 MAX_BATCH_SIZE = 65_536
 MAX_RESNET_DEPTH = 200
+IN_MEMORY_SOURCE = "<memory>"  # a space given as a dict, not a file
+IN_MEMORY_NAME = "space"  # its name when it gives none
 MAX_CONFIGURATIONS = 10_000  # a grid is walked and a dry run prints every configuration: bounded here
 MAX_SPACE_FILE_BYTES = 1_000_000
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -349,7 +351,7 @@ def load_space(name_or_path: str) -> SearchSpace:
     return parse_space(data, source=str(path))
 
 
-def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
+def parse_space(data: dict[str, Any], source: str = IN_MEMORY_SOURCE) -> SearchSpace:
     """Validate the parsed TOML of a space file."""
     where = f"search space {source}"
     _reject_unknown(data, TOP_LEVEL_KEYS, where, "")
@@ -390,7 +392,7 @@ def parse_space(data: dict[str, Any], source: str = "<memory>") -> SearchSpace:
     lr_schedule = _one_of(LR_SCHEDULES)(training.get("lr_schedule", "constant"))
     if lr_schedule is None:
         raise SpaceError(f"{where}: [training].lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
-    name = data.get("name", Path(source).stem)
+    name = data.get("name", IN_MEMORY_NAME if source == IN_MEMORY_SOURCE else Path(source).stem)
     description = data.get("description", "")
     if not isinstance(name, str) or not name or not isinstance(description, str):
         raise SpaceError(f"{where}: name and description must be strings")

@@ -136,3 +136,21 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
     pruned = next(t for t in results["trials"] if t["hyperparameters"]["learning_rate"] == 1e-5)
     assert pruned["status"] == "PRUNED" and pruned["epochs_run"] == stop["epoch"]
     assert training.epochs == sum(t["epochs_run"] for t in results["trials"])
+
+
+def test_a_kill_between_the_onnx_file_and_its_card_is_completed_by_the_rerun(dataset: Dataset,
+                                                                             tmp_path: Path) -> None:
+    from kmnist_search import onnx_export, pipeline
+
+    space = {**SPACE, "hyperparameters": {**SPACE["hyperparameters"], "learning_rate": [1.0],
+                                          "loss": ["categorical_crossentropy"]}, "training": {**SPACE["training"],
+                                                                                             "epochs": 1}}
+    options = {"dataset": dataset, "project_dir": tmp_path / "runs", "exports_dir": tmp_path / "exports",
+               "report": False}
+    with killed_when(onnx_export, "write_card", lambda path, card: True), pytest.raises(Killed):
+        pipeline.run(space, "grid", **options)
+    assert (tmp_path / "exports" / "bookkeeping-grid.onnx").is_file()
+    assert not (tmp_path / "exports" / "bookkeeping-grid.json").exists()
+    outcome = pipeline.run(space, "grid", **options)
+    assert outcome.search.resumed_finished and outcome.export is not None  # nothing trained, the export completed
+    assert pipeline.verify(outcome.export, dataset=dataset).passed

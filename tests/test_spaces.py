@@ -61,7 +61,7 @@ def test_user_file_by_path(tmp_path: Path) -> None:
         (("loss = [", "dropout = [0.5]\nloss = ["), r"unknown key \[hyperparameters\]\.dropout"),
         (('"categorical_crossentropy"]', '"hinge"]'), r"\[hyperparameters\]\.loss has invalid value 'hinge'"),
         (("batch_size = [32]", "batch_size = []"), r"\[hyperparameters\]\.batch_size is an empty list"),
-        (("batch_size = [32]", "batch_size = [0]"), r"batch_size has invalid value 0: expected a positive whole"),
+        (("batch_size = [32]", "batch_size = [0]"), r"batch_size has invalid value 0: expected a whole number from 1"),
         (("[1.0, 0.1]", "[-0.1]"), r"learning_rate has invalid value -0.1: expected a positive number"),
         (("[1.0, 0.1]", '["fast"]'), r"learning_rate has invalid value 'fast'"),
         (("[1.0, 0.1]", "[nan]"), r"learning_rate has invalid value nan"),
