@@ -21,6 +21,7 @@ from kmnist_search.datasets import KMNIST, load_dataset
 from kmnist_search.errors import DataError, InputImageError, ModelFileError, RunError, SpaceError
 from kmnist_search.inference import Classifier, predict_files, read_image
 from kmnist_search.plan import describe_plan
+from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import MAX_CONFIGURATIONS, load_space, parse_space
 from kmnist_search.summaries import load_run
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun, write_kmnist_files
@@ -174,8 +175,28 @@ def test_damaged_state_files_are_named_not_tracebacks(file: str, finished_run: F
     damaged.write_text(damaged.read_text()[:40])
     with pytest.raises(RunError, match=f"{damaged.name} is truncated or not a JSON object"):
         load_run(run_dir)
-    if file != "results.json":
+    if file == "results.json":
+        with pytest.raises(RunError, match=r"results.json is truncated or not a JSON object: delete it"):
+            pipeline.export(run_dir, dataset=dataset, exports_dir=tmp_path / "exports")
+    else:
         (run_dir / "results.json").unlink()
         with pytest.raises(RunError, match=f"{damaged.name} is truncated or not a JSON object"):
             pipeline.search(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=run_dir.parent,
                             name=run_dir.name)
+
+
+def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
+    (run.path / "trial_0").mkdir()
+    (run.path / "trial_0" / "trial.json").write_text("{}")
+    kept = [run.path / "space.json", run.path / "trial_0" / "trial.json"]
+    leftovers = [run.path / ".results.json.k2j4.tmp", run.path / "trial_0" / ".partial-checkpoint.weights.h5",
+                 run.path / "winner.partial.keras", run.path / "report" / ".confusion.partial.png"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("cut short")
+    (run.path / "trial_1").mkdir()  # created, then killed before its trial.json
+    removed = run.remove_leftovers()
+    assert sorted(removed) == sorted([*leftovers, run.path / "trial_1"])
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in removed)
