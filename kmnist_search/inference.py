@@ -31,6 +31,7 @@ from kmnist_search.errors import InputImageError, ModelFileError
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompression bombs
 MAX_IMAGE_FILE_BYTES = 64 * 2**20
+MAX_MODEL_BYTES = 256 * 2**20  # kmnist-search's exports are a few MB
 MAX_ARRAY_BYTES = 256 * 2**20  # an .npy/.npz input: 42,000 float64 28x28 images, 342,000 uint8 ones
 
 
@@ -71,8 +72,14 @@ class Classifier:
 
     def __init__(self, model_path: str | Path) -> None:
         path = Path(model_path)
-        if not path.is_file():
+        if not path.exists():
             raise ModelFileError(f"{path} does not exist: pass an exported .onnx file (e.g. exports/*.onnx)")
+        if not path.is_file():
+            raise ModelFileError(f"{path} is not a regular file (a directory, pipe or device): pass an exported "
+                                 f".onnx file")
+        if path.stat().st_size > MAX_MODEL_BYTES:
+            raise ModelFileError(f"{path} is {path.stat().st_size:,} bytes, over the {MAX_MODEL_BYTES:,}-byte limit "
+                                 f"for a model: it is not a kmnist-search export")
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own exception types for bad files

@@ -156,6 +156,18 @@ def onnx_model(path: Path, inputs: list[tuple[str, int]], card_text: str | None 
     return path
 
 
+def test_a_model_path_that_is_a_pipe_or_too_large_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelFileError, match="is not a regular file"):
+        Classifier(fifo)
+    huge = tmp_path / "huge.onnx"
+    with huge.open("wb") as handle:
+        handle.truncate(300 * 2**20)  # sparse: no disk used
+    with pytest.raises(ModelFileError, match="over the 268,435,456-byte limit"):
+        Classifier(huge)
+
+
 def test_onnx_models_of_another_kind_are_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="takes input of type tensor\\(uint8\\)"):
         Classifier(onnx_model(tmp_path / "u8.onnx", [("x", TensorProto.UINT8)]))
