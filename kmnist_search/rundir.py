@@ -226,10 +226,12 @@ class RunDir:
                                f"start the run afresh")
 
     def is_run(self) -> bool:
-        """True for a real directory (not a link) holding this package's record of what it searches."""
+        """True for a real directory (not a link) holding this package's record of what it searches, or
+        empty (a run killed before it wrote its record)."""
+        if not self.path.is_dir() or self.path.is_symlink():
+            return False
         record = read_json(self.path / SPACE_RECORD_FILE)
-        return (self.path.is_dir() and not self.path.is_symlink() and record is not None
-                and {"space", "strategy", "seed"} <= record.keys())
+        return (record is not None and {"space", "strategy", "seed"} <= record.keys()) or not any(self.path.iterdir())
 
     def remove_leftovers(self) -> list[Path]:
         """Delete what killed writers left behind: the temporary files of atomic writes and trial

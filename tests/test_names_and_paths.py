@@ -80,6 +80,10 @@ def test_overwrite_deletes_only_a_run_of_this_package(tmp_path: Path) -> None:
     (run.path / "trial_0").mkdir()
     run.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)  # a real run is emptied
     assert not (run.path / "trial_0").exists()
+    empty = RunDir(project / "killed-before-its-record")
+    empty.path.mkdir()
+    empty.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)  # nothing to lose
+    assert (empty.path / "space.json").is_file()
     link = project / "link"
     link.symlink_to(run.path)
     with pytest.raises(RunError, match="not a kmnist-search run directory"):
