@@ -22,6 +22,7 @@ from kmnist_search.distributed import (
 from kmnist_search.errors import RunError
 from kmnist_search.spaces import load_space
 from tests.conftest import write_kmnist_files
+from tests.test_reliability import FOUR_CONFIGURATIONS
 
 PROCESS_TIMEOUT_S = 600
 
@@ -41,9 +42,11 @@ def start(role: str, port: int, run_args: list[str], worker_id: str | None = Non
 
 
 def test_chief_and_two_workers_run_every_configuration_once(tmp_path: Path) -> None:
-    space = load_space("quick")
-    data_dir = write_kmnist_files(tmp_path / "data", train_per_class=1600, test_per_class=20)
-    run_args = ["--strategy", "grid", "--space", "quick", "--epochs", "1", "--data-dir", str(data_dir),
+    space_file = tmp_path / "four.toml"
+    space_file.write_text(FOUR_CONFIGURATIONS)
+    space = load_space(str(space_file))
+    data_dir = write_kmnist_files(tmp_path / "data")
+    run_args = ["--strategy", "grid", "--space", str(space_file), "--epochs", "1", "--data-dir", str(data_dir),
                 "--no-checksum", "--project-dir", str(tmp_path / "runs"), "--name", "spread",
                 "--no-export", "--quiet"]
     port = free_port()
