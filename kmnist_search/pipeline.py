@@ -280,6 +280,27 @@ def export_complete(result: SearchResult) -> bool:
     return file_digest(Path(record["onnx"])) == record["onnx_sha256"]
 
 
+def adopt_written_export(result: SearchResult, exports_dir: Path) -> bool:
+    """Record in results.json an export of this run's winner that was written whole (ONNX file and valid
+    card, the file matching the card's sha256) but that a kill kept out of results.json; False if there
+    is none, so it is exported again."""
+    from kmnist_search.files import file_digest
+
+    card_path = exports_dir / f"{result.run_dir.name}.json"
+    if not valid_card(card_path):
+        return False
+    card = read_card(card_path)
+    onnx_path = card_path.with_name(card["onnx_file"])
+    models = card.get("models") or [{}]
+    if (card["kind"] == "ensemble" or models[0].get("run_name") != result.results["run_name"]
+            or models[0].get("metrics", {}).get("test_accuracy") != result.winner.test_accuracy
+            or not onnx_path.is_file() or file_digest(onnx_path) != card["onnx_sha256"]):
+        return False
+    result.run_dir.record_export({"onnx": str(onnx_path), "model_card": str(card_path),
+                                  "onnx_sha256": card["onnx_sha256"]})
+    return True
+
+
 def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: DatasetLike = "kmnist",
         data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
         exports_dir: Path | str = "exports", export_winner: bool = True, quantize_export: bool = False,
@@ -298,7 +319,8 @@ def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Dataset
         raise RunError("a distributed worker does not finish the run: the chief exports and reports")
     exported = quantized = None
     name, exports = result.run_dir.name, Path(exports_dir)
-    if export_winner and not (result.resumed_finished and export_complete(result)):
+    if export_winner and not (result.resumed_finished
+                              and (export_complete(result) or adopt_written_export(result, exports))):
         if on_step:
             on_step("exporting the winner to ONNX and verifying it on every test image")
         exported = export(result, dataset=loaded, exports_dir=exports, name=name)

@@ -138,19 +138,29 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
     assert training.epochs == sum(t["epochs_run"] for t in results["trials"])
 
 
-def test_a_kill_between_the_onnx_file_and_its_card_is_completed_by_the_rerun(dataset: Dataset,
-                                                                             tmp_path: Path) -> None:
+@pytest.mark.parametrize("instant", ["the ONNX file written, not its card",
+                                     "the card written, not yet recorded in results.json"])
+def test_a_kill_during_the_export_is_completed_by_the_rerun_without_repeating_it(instant: str, dataset: Dataset,
+                                                                                tmp_path: Path) -> None:
     from kmnist_search import onnx_export, pipeline
+    from kmnist_search.rundir import RunDir
 
     space = {**SPACE, "hyperparameters": {**SPACE["hyperparameters"], "learning_rate": [1.0],
                                           "loss": ["categorical_crossentropy"]}, "training": {**SPACE["training"],
                                                                                              "epochs": 1}}
     options = {"dataset": dataset, "project_dir": tmp_path / "runs", "exports_dir": tmp_path / "exports",
                "report": False}
-    with killed_when(onnx_export, "write_card", lambda path, card: True), pytest.raises(Killed):
+    kill = (killed_when(onnx_export, "write_card", lambda path, card: True) if instant.startswith("the ONNX")
+            else killed_when(RunDir, "record_export", lambda self, export: True))
+    with kill, pytest.raises(Killed):
         pipeline.run(space, "grid", **options)
-    assert (tmp_path / "exports" / "bookkeeping-grid.onnx").is_file()
-    assert not (tmp_path / "exports" / "bookkeeping-grid.json").exists()
+    onnx_path = tmp_path / "exports" / "bookkeeping-grid.onnx"
+    written = {p.name: p.stat().st_mtime_ns for p in onnx_path.parent.iterdir()}
     outcome = pipeline.run(space, "grid", **options)
-    assert outcome.search.resumed_finished and outcome.export is not None  # nothing trained, the export completed
-    assert pipeline.verify(outcome.export, dataset=dataset).passed
+    assert outcome.search.resumed_finished  # nothing trained again
+    if instant.startswith("the ONNX"):
+        assert outcome.export is not None and pipeline.verify(outcome.export, dataset=dataset).passed
+    else:  # the export was whole: recorded, not done again
+        assert outcome.export is None
+        assert {p.name: p.stat().st_mtime_ns for p in onnx_path.parent.iterdir()} == written
+    assert pipeline.export_complete(pipeline.open_run(tmp_path / "runs" / "bookkeeping-grid"))
