@@ -61,12 +61,26 @@ class ResumableSaveBestEpoch(kt_tuner_utils.SaveBestEpoch):
         save_weights_atomically(self.model, Path(self.filepath))
 
 
+_keras_tuner_end_trial = kt.Oracle.end_trial
+
+
+def _end_trial_once(self: kt.Oracle, trial: kt.engine.trial.Trial) -> None:
+    """Keras Tuner's ``Oracle.end_trial``, which also takes the trial off the retry queue: a trial sent
+    for retry when a restarted chief reloaded (still running on a live worker) is not trained again
+    once that worker ends it. A trial that ends INVALID is queued again by Keras Tuner itself."""
+    if trial.trial_id in self._retry_queue:
+        self._retry_queue.remove(trial.trial_id)
+    _keras_tuner_end_trial(self, trial)
+
+
 def apply_keras_tuner_patches() -> None:
     """Make Keras Tuner's own files survive a kill at any instant. keras-tuner 1.4.x writes its state
     files in place (a SIGKILL mid-write would leave a truncated JSON file): after this, every
-    ``Stateful.save`` writes atomically. And its best-epoch checkpoint resumes with the trial."""
+    ``Stateful.save`` writes atomically. Its best-epoch checkpoint resumes with the trial, and an ended
+    trial leaves the retry queue."""
     keras_tuner_utils.save_json = _save_json_atomically
     kt_tuner_utils.SaveBestEpoch = ResumableSaveBestEpoch
+    kt.Oracle.end_trial = _end_trial_once
 
 
 

@@ -164,3 +164,29 @@ def test_a_kill_during_the_export_is_completed_by_the_rerun_without_repeating_it
         assert outcome.export is None
         assert {p.name: p.stat().st_mtime_ns for p in onnx_path.parent.iterdir()} == written
     assert pipeline.export_complete(pipeline.open_run(tmp_path / "runs" / "bookkeeping-grid"))
+
+
+def test_a_trial_ended_by_a_live_worker_after_the_chief_restarted_is_not_retried(tmp_path: Path) -> None:
+    import keras_tuner as kt
+
+    tuners.apply_keras_tuner_patches()
+
+    def chief() -> kt.Oracle:
+        hyperparameters = kt.HyperParameters()
+        hyperparameters.Choice("learning_rate", [1.0, 0.1, 0.01])
+        oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=3,
+                                               hyperparameters=hyperparameters, seed=1)
+        oracle._set_project_dir(str(tmp_path), "distributed")
+        oracle.verbose = 0  # as the search sets it
+        return oracle
+
+    first = chief()
+    running = first.create_trial("worker-a")
+    restarted = chief()
+    restarted.reload()  # the chief died and came back while worker-a kept training
+    assert restarted._retry_queue == [running.trial_id]
+    running.status = "COMPLETED"
+    restarted.update_trial(running.trial_id, {"val_accuracy": 0.9})
+    restarted.end_trial(running)  # worker-a reports the end to the restarted chief
+    assert restarted._retry_queue == []
+    assert restarted.create_trial("worker-b").trial_id != running.trial_id  # not trained a second time
