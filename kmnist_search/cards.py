@@ -11,6 +11,7 @@ checked against it when it is written and whenever it is read (no TensorFlow).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
@@ -25,7 +26,7 @@ from kmnist_search.contract import (
     OUTPUT_NAME,
 )
 from kmnist_search.errors import ModelFileError
-from kmnist_search.files import atomic_write_json
+from kmnist_search.files import atomic_write_json, file_digest
 from kmnist_search.names import check_name
 from kmnist_search.parity import ParityReport, ParityRule
 
@@ -211,3 +212,44 @@ def quantized_card(source: dict[str, Any], source_path: Path, source_bytes: int,
     return _card(spec, name, source["kind"], source["models"], source["combination"], dict(source["split"]),
                  dict(source["dataset"]), metrics, parity_section(parity, rule),
                  {**source.get("versions", {}), **versions}, quantization)
+
+
+def read_quantizable_card(card_path: Path) -> dict[str, Any]:
+    """The card of the float32 export to quantize, checked against the ONNX file beside it."""
+    if card_path.suffix != ".json":
+        raise ModelFileError(f"{card_path} is not a model card: pass the .json written beside an exported .onnx")
+    card = read_card(card_path)
+    if card["precision"] != "float32":
+        raise ModelFileError(f"{card_path} is already quantized: pass the float32 export it came from")
+    onnx_path = card_path.with_name(card["onnx_file"])
+    if not onnx_path.is_file():
+        raise ModelFileError(f"{onnx_path} is missing: export the model again")
+    if file_digest(onnx_path, "sha256") != card.get("onnx_sha256"):
+        raise ModelFileError(f"{onnx_path} does not match the sha256 in {card_path}: the file changed after it "
+                             f"was verified; export it again")
+    return card
+
+
+def read_member_cards(card_paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """Read the members' model cards; they must classify one dataset and hold out one validation split."""
+    if len(card_paths) < 2:
+        raise ModelFileError("an ensemble needs at least two member model cards")
+    cards = []
+    for path in card_paths:
+        if path.suffix != ".json":
+            raise ModelFileError(f"{path} is not a model card: pass the .json written beside an exported .onnx")
+        card = read_card(path)
+        if card["kind"] == "ensemble":
+            raise ModelFileError(f"{path} is already an ensemble: pass its members' cards instead")
+        if card["precision"] != "float32":
+            raise ModelFileError(f"{path} is an {card['precision']} model: pass the float32 exports and quantize "
+                                 f"the ensemble afterwards")
+        cards.append(card)
+    for path, card in zip(card_paths[1:], cards[1:], strict=True):
+        for label, key in (("dataset", lambda c: c["dataset"]["name"]), ("split seed", lambda c: c["split"]["seed"]),
+                           ("validation set size", lambda c: c["split"]["validation_images"])):
+            if key(card) != key(cards[0]):
+                raise ModelFileError(f"{path} and {card_paths[0]} differ in {label} ({key(card)} vs "
+                                     f"{key(cards[0])}): ensemble members must share the dataset and validation "
+                                     f"split; retrain with the same --seed")
+    return cards

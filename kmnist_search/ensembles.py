@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kmnist_search.cards import ensemble_card, read_card
+from kmnist_search.cards import ensemble_card, read_member_cards
 from kmnist_search.contract import INPUT_NAME, OUTPUT_NAME
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
@@ -40,31 +40,6 @@ class Member:
     card_path: Path
     card: dict[str, Any]
     model: keras.Model
-
-
-def read_member_cards(card_paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """Read the members' model cards; they must classify one dataset and hold out one validation split."""
-    if len(card_paths) < 2:
-        raise ModelFileError("an ensemble needs at least two member model cards")
-    cards = []
-    for path in card_paths:
-        if path.suffix != ".json":
-            raise ModelFileError(f"{path} is not a model card: pass the .json written beside an exported .onnx")
-        card = read_card(path)
-        if card["kind"] == "ensemble":
-            raise ModelFileError(f"{path} is already an ensemble: pass its members' cards instead")
-        if card["precision"] != "float32":
-            raise ModelFileError(f"{path} is an {card['precision']} model: pass the float32 exports and quantize "
-                                 f"the ensemble afterwards")
-        cards.append(card)
-    for path, card in zip(card_paths[1:], cards[1:], strict=True):
-        for label, key in (("dataset", lambda c: c["dataset"]["name"]), ("split seed", lambda c: c["split"]["seed"]),
-                           ("validation set size", lambda c: c["split"]["validation_images"])):
-            if key(card) != key(cards[0]):
-                raise ModelFileError(f"{path} and {card_paths[0]} differ in {label} ({key(card)} vs "
-                                     f"{key(cards[0])}): ensemble members must share the dataset and validation "
-                                     f"split; retrain with the same --seed")
-    return cards
 
 
 def load_members(card_paths: Sequence[Path]) -> list[Member]:

@@ -25,9 +25,10 @@ import onnxruntime as ort
 from PIL import Image, UnidentifiedImageError
 
 from kmnist_search.arrays import read_bounded_array
-from kmnist_search.cards import card_from_metadata
+from kmnist_search.cards import card_from_metadata, card_path_for, read_card
 from kmnist_search.contract import MODEL_CARD_KEY
 from kmnist_search.errors import InputImageError, ModelFileError
+from kmnist_search.files import file_digest
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompression bombs
 MAX_IMAGE_FILE_BYTES = 64 * 2**20
@@ -261,3 +262,14 @@ def predict_files(classifier: Classifier, paths: list[Path], top_k: int = 3) -> 
         else:
             predictions.extend(classifier.predict([read_image(path)], [str(path)], top_k))
     return predictions
+
+
+def checked_export(onnx_path: Path) -> tuple[Classifier, dict[str, Any]]:
+    """An export whose ONNX file loads and matches the sha256 of its valid card (no dataset needed)."""
+    classifier = Classifier(onnx_path)  # fails early, in one line, on a missing or truncated file
+    card = read_card(card_path_for(onnx_path))
+    digest = file_digest(onnx_path, "sha256")
+    if digest != card.get("onnx_sha256"):
+        raise ModelFileError(f"{onnx_path} has sha256 {digest[:12]}..., but its model card says "
+                             f"{str(card.get('onnx_sha256'))[:12]}...: the file changed after it was verified")
+    return classifier, card

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmnist_search.cards import card_path_for, read_card
+from kmnist_search.cards import card_path_for, read_card, read_member_cards, read_quantizable_card
 from kmnist_search.datasets import Dataset, check_validation_size, load_dataset
 from kmnist_search.errors import ModelFileError, RunError
 from kmnist_search.files import check_writable_directory
@@ -187,14 +187,14 @@ def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLik
              data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
              exports_dir: Path | str = "exports", calibration_images: int = INT8_CALIBRATION_IMAGES) -> ExportResult:
     """Write an int8 copy of an export, verified against its Keras model within the int8 tolerance."""
-    from kmnist_search.quantization import export_quantized, read_source_card
+    from kmnist_search.quantization import export_quantized
 
     if calibration_images < 1:
         raise RunError(f"--calibration-images must be at least 1, got {calibration_images}")
     check_name(name, "export name")
     check_writable_directory(Path(exports_dir), "exports directory")
     card_path = _card_path(model)
-    card = read_source_card(card_path)
+    card = read_quantizable_card(card_path)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     written = export_quantized(card_path, loaded, Path(exports_dir), name, calibration_images)
     return ExportResult(Path(exports_dir) / written["onnx_file"], written)
@@ -204,7 +204,7 @@ def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset
              data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
              exports_dir: Path | str = "exports") -> ExportResult:
     """Average exported models into one ONNX model, verified against the Keras ensemble."""
-    from kmnist_search.ensembles import export_ensemble, read_member_cards
+    from kmnist_search.ensembles import export_ensemble
 
     check_name(name, "export name")
     check_writable_directory(Path(exports_dir), "exports directory")
@@ -220,7 +220,8 @@ def verify(model: ExportResult | Path | str, *, dataset: DatasetLike | None = No
            keras_model: Path | str | None = None, raise_on_failure: bool = True) -> Any:
     """Re-verify an export: sha256 against its card, then onnxruntime against Keras on every test image,
     under the rule its card records. Returns a :class:`~kmnist_search.verification.Verification`."""
-    from kmnist_search.verification import checked_export, verify_export
+    from kmnist_search.inference import checked_export
+    from kmnist_search.verification import verify_export
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     _, card = checked_export(onnx_path)

@@ -26,11 +26,10 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from kmnist_search.cards import parity_of, quantized_card, read_card
+from kmnist_search.cards import parity_of, quantized_card, read_quantizable_card
 from kmnist_search.contract import INPUT_NAME, to_model_input
 from kmnist_search.datasets import Dataset, Split
 from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.files import file_digest
 from kmnist_search.onnx_export import (
     describe_export,
     export_versions,
@@ -58,22 +57,6 @@ class TrainingImageBatches(CalibrationDataReader):
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
         return None if batch is None else {INPUT_NAME: batch}
-
-
-def read_source_card(card_path: Path) -> dict[str, Any]:
-    """The card of the float32 export to quantize, checked against the ONNX file beside it."""
-    if card_path.suffix != ".json":
-        raise ModelFileError(f"{card_path} is not a model card: pass the .json written beside an exported .onnx")
-    card = read_card(card_path)
-    if card["precision"] != "float32":
-        raise ModelFileError(f"{card_path} is already quantized: pass the float32 export it came from")
-    onnx_path = card_path.with_name(card["onnx_file"])
-    if not onnx_path.is_file():
-        raise ModelFileError(f"{onnx_path} is missing: export the model again")
-    if file_digest(onnx_path, "sha256") != card.get("onnx_sha256"):
-        raise ModelFileError(f"{onnx_path} does not match the sha256 in {card_path}: the file changed after it "
-                             f"was verified; export it again")
-    return card
 
 
 def model_split(dataset: Dataset, card: dict[str, Any]) -> Split:
@@ -119,7 +102,7 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
 
     Raises ParityError (and writes nothing) if the int8 model strays from the Keras model.
     """
-    source = read_source_card(card_path)
+    source = read_quantizable_card(card_path)
     if source["dataset"]["name"] != dataset.spec.name:
         raise ModelFileError(f"{card_path} classifies {source['dataset']['name']}, not {dataset.spec.name}")
     split = model_split(dataset, source)

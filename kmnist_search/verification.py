@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmnist_search.cards import card_path_for, parity_of, read_card
+from kmnist_search.cards import parity_of
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.files import file_digest
-from kmnist_search.inference import Classifier
+from kmnist_search.inference import checked_export
 from kmnist_search.onnx_export import load_keras_model, measure_parity
 from kmnist_search.parity import RULE_FOR_PRECISION, ParityReport, ParityRule, strictest
 
@@ -42,17 +41,6 @@ class Verification:
         if self.differences:
             lines.append(f"the model card's figures are wrong: {'; '.join(self.differences)}")
         return "\n".join(lines)
-
-
-def checked_export(onnx_path: Path) -> tuple[Classifier, dict[str, Any]]:
-    """An export whose ONNX file loads and matches the sha256 of its valid card (no dataset needed)."""
-    classifier = Classifier(onnx_path)  # fails early, in one line, on a missing or truncated file
-    card = read_card(card_path_for(onnx_path))
-    digest = file_digest(onnx_path, "sha256")
-    if digest != card.get("onnx_sha256"):
-        raise ModelFileError(f"{onnx_path} has sha256 {digest[:12]}..., but its model card says "
-                             f"{str(card.get('onnx_sha256'))[:12]}...: the file changed after it was verified")
-    return classifier, card
 
 
 def verify_export(onnx_path: Path, dataset: Dataset, keras_path: Path | None = None,

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
+from kmnist_search.cards import read_member_cards
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.formatting import percent
@@ -26,6 +27,7 @@ def build_parser() -> OneLineArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_name(args.name, "--name")
+    read_member_cards(args.cards)  # checked before TensorFlow loads
     load_tensorflow_quietly()
     from kmnist_search.onnx_export import describe_export
 

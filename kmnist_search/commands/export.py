@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.name is not None:
         check_name(args.name, "--name")
+    pipeline.open_run(args.run_dir)  # checked before TensorFlow loads
     load_tensorflow_quietly()
     from kmnist_search.onnx_export import describe_export
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
+from kmnist_search.cards import read_quantizable_card
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.names import check_name
@@ -29,9 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     check_name(args.name, "--name")
-    load_tensorflow_quietly()
     if args.calibration_images < 1:
         parser.error(f"--calibration-images must be at least 1, got {args.calibration_images}")
+    read_quantizable_card(args.card)  # checked before TensorFlow loads
+    load_tensorflow_quietly()
     from kmnist_search.quantization import describe_quantized
 
     written = pipeline.quantize(args.card, args.name, **data_options(args), exports_dir=args.exports_dir,

@@ -13,6 +13,7 @@ from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.errors import ParityError
+from kmnist_search.inference import checked_export
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> OneLineArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    checked_export(args.model)  # checked before TensorFlow loads
     load_tensorflow_quietly()
     verification = pipeline.verify(args.model, **data_options(args), keras_model=args.keras_model,
                                    raise_on_failure=False)
