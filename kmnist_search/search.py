@@ -93,17 +93,17 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if role == "worker" and options.overwrite:
         raise RunError("--overwrite is for the chief: a worker joins the chief's run as it is")
     apply_keras_tuner_patches()
-    run_dir = RunDir(options.project_dir / options.name)
-    run_dir.prepare(run_record(space, options), options.overwrite)
-    keras.utils.set_random_seed(options.weights_seed)
-    started_at = datetime.now(timezone.utc)
     num_classes = dataset.spec.num_classes
     split = dataset.split(space.validation_images, options.seed, space.train_images)
     if max(space.batch_sizes) > len(split.train_labels):
         raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
                        f"images: lower the batch size or raise train_images in {space.source}")
     hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape, dataset.spec.objective)
-    check_buildable(hypermodel, space)
+    check_buildable(hypermodel, space)  # before the run directory records the space: a fixed space may rerun
+    run_dir = RunDir(options.project_dir / options.name)
+    run_dir.prepare(run_record(space, options), options.overwrite)
+    keras.utils.set_random_seed(options.weights_seed)
+    started_at = datetime.now(timezone.utc)
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
                        options.max_trials, options.overwrite)
     if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded

@@ -208,3 +208,6 @@ def test_batch_size_larger_than_the_data(dataset: Dataset, tmp_path: Path) -> No
                     dataset.test_labels, dataset.checksums)
     with pytest.raises(RunError, match="batch_size 256 is larger than the 250 training images"):
         run_search(small, parse_space(data), SearchOptions("grid", tmp_path, "x"))
+    assert not (tmp_path / "x").exists()  # refused before the run records the space: the fixed space may run
+    data["hyperparameters"]["batch_size"] = [32]  # type: ignore[index]
+    assert run_search(small, parse_space(data), SearchOptions("grid", tmp_path, "x")) is not None
