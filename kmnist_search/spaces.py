@@ -397,7 +397,8 @@ def parse_space(data: dict[str, Any], source: str = IN_MEMORY_SOURCE) -> SearchS
     if not isinstance(name, str) or not name or not isinstance(description, str):
         raise SpaceError(f"{where}: name and description must be strings")
     if not NAME_PATTERN.fullmatch(name):
-        raise SpaceError(f"{where}: name {name!r} is not a plain name (it names runs and exports): use {NAME_RULE}")
+        raise SpaceError(f"{where}: name {name!r} is not a plain name (it names runs and exports): set `name` "
+                         f"in the file to {NAME_RULE}")
     configurations = math.prod(len(values) for values in hyperparameters.values())
     if configurations > MAX_CONFIGURATIONS:
         raise SpaceError(f"{where}: {configurations:,} configurations, over the limit of {MAX_CONFIGURATIONS:,}: "
