@@ -61,13 +61,13 @@ def reconcile_oracle(oracle: kt.Oracle, run_dir: RunDir) -> Reconciliation:
     for trial_id, trial in oracle.trials.items():
         retrying = trial_id in oracle._retry_queue
         if trial.status in ENDED:
+            unrecorded = trial_id not in oracle.end_order
             if retrying:
                 oracle._retry_queue.remove(trial_id)
-                outcome.ended.append(trial_id)
-            if trial_id not in oracle.end_order:
+            if unrecorded:
                 oracle.end_order.append(trial_id)
-                if trial_id not in outcome.ended:
-                    outcome.ended.append(trial_id)
+            if retrying or unrecorded:
+                outcome.ended.append(trial_id)
             TrainingCheckpoint(RunDir.trial_resume_dir(Path(oracle._get_trial_dir(trial_id)))).clear()
         elif trial.status == RUNNING and not retrying:
             oracle._retry_queue.append(trial_id)
