@@ -32,6 +32,11 @@ def duration(seconds: float | None) -> str:
     return f"{minutes:.1f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
 
 
+def counted(count: int, noun: str) -> str:
+    """``1 trial``, ``4 trials``: a count with its noun in the number that agrees."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def settings_text(values: dict[str, Any]) -> str:
     """``name=value`` pairs in name order."""
     return ", ".join(f"{name}={format_value(value)}" for name, value in sorted(values.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from kmnist_search.formatting import counted
 from kmnist_search.spaces import SearchSpace
 
 STRATEGIES = ("grid", "bayesian", "random", "hyperband")
@@ -87,7 +88,8 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
     widths = [max(len(name), *(len(_cell(c[name])) for c in configurations)) for name in names]
     lines = [
         f"search space {space.name} ({space.source}): {space.description}",
-        f"strategy {strategy}: {trials} of {len(configurations)} configurations, {space.epochs} epochs each, "
+        f"strategy {strategy}: {trials} of {counted(len(configurations), 'configuration')}, "
+        f"{counted(space.epochs, 'epoch')} each, "
         f"optimizer {space.describe_optimizer()}, {train_images} training and {space.validation_images} "
         f"validation images; pruning: {_pruning(space, strategy)}",
         "",
@@ -107,8 +109,8 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
         total += retrain
         lines.append(f"then the winner is retrained on all {train_pool} training images for {space.retrain_epochs} "
                      f"epochs: up to {_duration(retrain)}")
-    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough; {trials} "
-                 f"trials{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
+    lines.append(f"estimated total: {_duration(total)} on a 2-core CPU (rough; {counted(trials, 'trial')}"
+                 f"{', Hyperband stops most early' if strategy == 'hyperband' else ''})")
     return "\n".join(lines)
 
 

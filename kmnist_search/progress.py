@@ -54,15 +54,17 @@ class SearchProgress(Protocol):
 class SearchClock:
     """Estimated time left in a search: the dry-run cost model, scaled by how fast epochs really ran."""
 
-    def __init__(self, space: SearchSpace, total_trials: int, train_images: int) -> None:
+    def __init__(self, space: SearchSpace, total_trials: int, train_images: int, retrain_images: int) -> None:
         self.space = space
         self.total_trials = total_trials
-        self.train_images = train_images
+        self.train_images = train_images  # a search trial's
+        self.retrain_images = retrain_images  # the winner's retraining: every training image
         self.measured_s = 0.0
         self.modelled_s = 0.0
 
-    def epoch_cost(self, configuration: dict[str, Any]) -> float:
-        return estimate_epoch_seconds(self.space, configuration, self.train_images)
+    def epoch_cost(self, configuration: dict[str, Any], images: int | None = None) -> float:
+        """The modelled seconds of one epoch on ``images`` (default: a search trial's)."""
+        return estimate_epoch_seconds(self.space, configuration, images or self.train_images)
 
     def observe(self, configuration: dict[str, Any], seconds: float) -> None:
         """One epoch of a configuration measured."""
@@ -76,6 +78,6 @@ class SearchClock:
         mean_trial = sum(self.epoch_cost(c) for c in configurations) / len(configurations) * self.space.epochs
         modelled = max(self.total_trials - trials_done, 0) * mean_trial
         if self.space.retrain_epochs:
-            modelled += self.space.retrain_epochs * max(self.epoch_cost(c) for c in configurations)
+            modelled += self.space.retrain_epochs * max(self.epoch_cost(c, self.retrain_images) for c in configurations)
         speed = self.measured_s / self.modelled_s if self.modelled_s > 0 else 1.0
         return modelled * speed

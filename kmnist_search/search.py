@@ -112,7 +112,8 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         run_dir.remove_leftovers()
     if options.progress is not None:
         tuner.progress = options.progress
-        tuner.clock = search_clock(run_dir, space, tuner.total_trials, len(split.train_labels))
+        tuner.clock = search_clock(run_dir, space, tuner.total_trials, len(split.train_labels),
+                                   len(dataset.train_labels) - space.validation_images)
         done = sum(1 for t in run_dir.trials() if t.status not in ("RUNNING", "IDLE"))
         options.progress.search_started(tuner.total_trials, done, tuner.clock.seconds_left(done))
     try:
@@ -218,9 +219,10 @@ def check_buildable(hypermodel: KmnistHyperModel, space: SearchSpace) -> None:
                          f"({message_gist(str(error)) or type(error).__name__}): change those values") from None
 
 
-def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_images: int) -> SearchClock:
+def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_images: int,
+                 retrain_images: int) -> SearchClock:
     """The search's clock, calibrated on every epoch already measured in the run directory."""
-    clock = SearchClock(space, total_trials, train_images)
+    clock = SearchClock(space, total_trials, train_images, retrain_images)
     for record in run_dir.trials():
         for epoch in record.history:
             if "seconds" in epoch:

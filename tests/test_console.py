@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -52,6 +53,15 @@ def test_quiet_keeps_the_trial_lines_only(quick_data: Path, tmp_path: Path) -> N
     assert re.search(r"^trial 1/1 completed: val_accuracy [\d.]+% \(best epoch 1 of 1\)", result.stdout, re.M)
 
 
+@pytest.mark.parametrize(("total", "expected"), [(1, "search: 1 trial planned;"), (4, "search: 4 trials planned;")])
+def test_the_plan_line_counts_trials_in_words_that_agree(total: int, expected: str) -> None:
+    from kmnist_search.commands.console import ConsoleProgress
+
+    output = io.StringIO()
+    ConsoleProgress(file=output).search_started(total, 0, 60.0)
+    assert output.getvalue().startswith(expected)
+
+
 def help_seconds_and_modules(command: str) -> tuple[float, set[str]]:
     probe = ("import runpy, sys\n"
              f"sys.argv = ['{command}', '--help']\n"
@@ -93,3 +103,17 @@ def test_json_output_survives_a_closed_pipe(exported: Path, tmp_path: Path) -> N
     result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.stdout.count("\n") == 2 and "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_the_time_left_prices_the_retraining_on_every_training_image() -> None:
+    from kmnist_search.plan import estimate_epoch_seconds
+    from kmnist_search.progress import SearchClock
+    from kmnist_search.spaces import load_space
+
+    space = load_space("resnet14")  # one configuration, retrained for 60 epochs on 54,000 images
+    configuration = space.configurations()[0]
+    clock = SearchClock(space, total_trials=1, train_images=12000, retrain_images=54000)
+    clock.observe(configuration, 2 * estimate_epoch_seconds(space, configuration, 12000))  # twice as slow here
+    retraining = space.retrain_epochs * estimate_epoch_seconds(space, configuration, 54000) * 2
+    assert clock.seconds_left(trials_done=1) == pytest.approx(retraining)
+    assert clock.seconds_left(trials_done=0) > retraining

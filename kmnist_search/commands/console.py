@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from kmnist_search.formatting import duration, percent, settings_text, trial_number
+from kmnist_search.formatting import counted, duration, percent, settings_text, trial_number
 from kmnist_search.progress import TrialEnd, TrialStart
 from kmnist_search.reports import STATUS_NAMES
 
@@ -42,7 +42,7 @@ class ConsoleProgress:
 
     def search_started(self, total: int, done: int, seconds_left: float) -> None:
         resumed = f", {done} done before this start" if done else ""
-        self.line(f"search: {total} trials planned{resumed}; estimated time left {duration(seconds_left)} "
+        self.line(f"search: {counted(total, 'trial')} planned{resumed}; estimated time left {duration(seconds_left)} "
                   f"(from the cost model until epochs are measured)")
 
     def trial_started(self, start: TrialStart) -> None:
