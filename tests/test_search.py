@@ -113,6 +113,11 @@ def test_dry_run_counts_the_winners_retraining() -> None:
     assert total_minutes > 5 * float(search_only.rsplit("estimated total: ", 1)[1].split(" min")[0])
 
 
+def test_a_plan_of_one_reads_in_the_singular() -> None:
+    plan = describe_plan(load_space("resnet14"), "grid", None, train_pool=54000)
+    assert "1 of 1 configuration, 1 epoch each," in plan and plan.endswith("(rough; 1 trial)")
+
+
 def test_tensorboard_logs_carry_hparams(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     run_search(dataset, tiny_space.with_epochs(1), options(tmp_path, "grid", max_trials=2, tensorboard=True))
     logs = tmp_path / "runs" / "tiny-grid" / "tensorboard"
