@@ -29,6 +29,7 @@ from kmnist_search.errors import ModelFileError
 from kmnist_search.files import atomic_write_json, file_digest
 from kmnist_search.names import check_name
 from kmnist_search.parity import ParityReport, ParityRule
+from kmnist_search.spaces import used_by_network
 
 if TYPE_CHECKING:
     from kmnist_search.datasets import DatasetSpec
@@ -135,12 +136,13 @@ def parity_of(card: dict[str, Any]) -> tuple[ParityReport, ParityRule]:
 
 
 def model_entry(results: dict[str, Any]) -> dict[str, Any]:
-    """One trained network as a card lists it: the run it came from and its effective settings."""
+    """One trained network as a card lists it: the run it came from and its effective settings, with the
+    hyperparameters its network uses (also when the run's results.json lists every hyperparameter)."""
     winner = results["winner"]
     return {
         "run_name": results["run_name"],
         "strategy": results["strategy"],
-        "training": winner["settings"],
+        "training": {**winner["settings"], "hyperparameters": used_by_network(winner["settings"]["hyperparameters"])},
         "metrics": {"validation_accuracy": winner["val_accuracy"], "test_accuracy": winner["test_accuracy"],
                     "test_balanced_accuracy": winner.get("test_balanced_accuracy"),
                     "test_images": results["dataset"]["test_images"]},

@@ -33,7 +33,7 @@ import numpy as np
 
 from kmnist_search.errors import RunError
 from kmnist_search.files import atomic_write_bytes, atomic_write_json, check_writable_directory
-from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, SGD_MOMENTUM, SearchSpace, parse_space
+from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, SGD_MOMENTUM, SearchSpace, parse_space, used_by_network
 
 RESULTS_SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -389,7 +389,7 @@ def training_settings(space: SearchSpace, values: dict[str, Any], optimizer: dic
     hyperparameters = space.effective_hyperparameters(values)
     return {
         "search_space": space.name,
-        "hyperparameters": hyperparameters,
+        "hyperparameters": used_by_network(hyperparameters),
         "optimizer": optimizer or optimizer_settings(hyperparameters["optimizer"], hyperparameters["learning_rate"]),
         "learning_rate_schedule": learning_rate_schedule(space.lr_schedule, hyperparameters),
         "early_stopping_patience": space.early_stopping_patience or None,

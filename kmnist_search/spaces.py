@@ -71,6 +71,7 @@ class HyperparameterKind:
     expectation: str
     default: Any = None  # the study's value; None for the learning rate, which depends on the optimizer
     required: bool = False  # every space file must list it
+    network: str | None = None  # the one network that uses it (None: every network)
 
 
 def _positive_float(value: Any) -> float | None:
@@ -150,12 +151,12 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
     "conv_layers": HyperparameterKind(
         _conv_layers, "expected a layer string such as '32-64' (3x3 convolutions with that many filters, at most "
         f"{MAX_FILTERS:,}, 'p' for a 2x2 max-pool; a final pool is always added) that leaves a 28x28 image at "
-        "least 1 pixel wide", "32-64"),
-    "batch_norm": HyperparameterKind(_boolean, "expected true or false", False),
-    "dropout_conv": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.25),
+        "least 1 pixel wide", "32-64", network="cnn"),
+    "batch_norm": HyperparameterKind(_boolean, "expected true or false", False, network="cnn"),
+    "dropout_conv": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.25, network="cnn"),
     "dense_units": HyperparameterKind(_bounded(_positive_int, MAX_DENSE_UNITS),
-                                      f"expected a whole number from 1 to {MAX_DENSE_UNITS:,}", 128),
-    "dropout_dense": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.5),
+                                      f"expected a whole number from 1 to {MAX_DENSE_UNITS:,}", 128, network="cnn"),
+    "dropout_dense": HyperparameterKind(_fraction(1.0), "expected a rate in [0, 1)", 0.5, network="cnn"),
     "augment": HyperparameterKind(
         _fraction(0.5), "expected a strength in [0, 0.5): random rotation (fraction of a turn), shift and "
         "zoom during training only", 0.0),
@@ -171,10 +172,10 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
         "resnet_width)", "cnn"),
     "resnet_depth": HyperparameterKind(
         _bounded(_resnet_depth, MAX_RESNET_DEPTH), f"expected a depth 6n + 2 (8, 14, 20, 26, ... up to "
-        f"{MAX_RESNET_DEPTH}): n pre-activation blocks in each of three stages", 20),
+        f"{MAX_RESNET_DEPTH}): n pre-activation blocks in each of three stages", 20, network="preact_resnet"),
     "resnet_width": HyperparameterKind(
         _bounded(_positive_int, MAX_FILTERS // 4), f"expected a whole number from 1 to {MAX_FILTERS // 4:,}: the "
-        "first stage's filters, doubled in each later stage", 16),
+        "first stage's filters, doubled in each later stage", 16, network="preact_resnet"),
     "weight_decay": HyperparameterKind(
         _fraction(1.0), "expected a rate in [0, 1): decoupled weight decay applied by the optimizer", 0.0),
     "label_smoothing": HyperparameterKind(
@@ -188,6 +189,14 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
         _fraction(1.0), "expected an area share in [0, 1): the size of the patch random erasing blanks (0.25: "
         "a 14x14 Cutout on 28x28 images; 0: a random 2% to 33%, Keras's default)", 0.0),
 }
+
+
+def used_by_network(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The resolved hyperparameters that the network they describe uses: a residual network's without the
+    CNN's layer settings, a CNN's without the residual depth and width."""
+    network = resolved.get("network", study_default("network"))
+    return {name: value for name, value in resolved.items()
+            if name not in HYPERPARAMETERS or HYPERPARAMETERS[name].network in (None, network)}
 
 
 def study_default(name: str) -> Any:

@@ -84,13 +84,18 @@ def export_space(text: str, dataset: Dataset, tmp_path: Path) -> tuple[dict[str,
     return data, read_card(tmp_path / "exports" / f"{space.name}.json")
 
 
-def test_every_hyperparameter_walks_from_the_space_file_to_the_card(dataset: Dataset, tmp_path: Path) -> None:
-    data, card = export_space(WALK_SPACE, dataset, tmp_path)
+@pytest.mark.parametrize("network", ["preact_resnet", "cnn"])
+def test_every_hyperparameter_walks_from_the_space_file_to_the_card(network: str, dataset: Dataset,
+                                                                    tmp_path: Path) -> None:
+    data, card = export_space(WALK_SPACE.replace('network = "preact_resnet"', f'network = "{network}"'), dataset,
+                              tmp_path)
     (model,) = card["models"]
     training = model["training"]
     listed = data["hyperparameters"]
-    assert set(training["hyperparameters"]) == set(HYPERPARAMETERS)  # a new knob must reach the card
-    for name in HYPERPARAMETERS:
+    used = {name for name, kind in HYPERPARAMETERS.items() if kind.network in (None, network)}
+    assert set(training["hyperparameters"]) == used  # a new knob must reach the card; another network's not
+    assert {"conv_layers", "dense_units"} <= used if network == "cnn" else {"resnet_depth", "resnet_width"} <= used
+    for name in used:
         expected = listed[name][0] if isinstance(listed[name], list) else listed[name]
         assert training["hyperparameters"][name] == expected, name
     assert training["optimizer"]["name"] == "sgd" and training["optimizer"]["learning_rate"] == 0.05
@@ -112,7 +117,9 @@ def test_defaults_are_resolved_in_the_card(dataset: Dataset, tmp_path: Path) -> 
     hyperparameters = card["models"][0]["training"]["hyperparameters"]
     assert hyperparameters["optimizer"] == "adam" and hyperparameters["learning_rate"] == default_learning_rate("adam")
     for name, kind in HYPERPARAMETERS.items():
-        if not kind.required and name not in ("optimizer", "learning_rate"):
+        if kind.network == "preact_resnet":
+            assert name not in hyperparameters, name  # the study's CNN has no residual depth or width
+        elif not kind.required and name not in ("optimizer", "learning_rate"):
             assert hyperparameters[name] == study_default(name), name
     optimizer = card["models"][0]["training"]["optimizer"]
     assert optimizer["learning_rate"] == 0.001 and optimizer["beta_1"] == 0.9  # Keras's own defaults, as built
@@ -129,6 +136,7 @@ def test_the_shipped_card_validates_and_records_its_training() -> None:
     assert card["kind"] == "single" and card["precision"] == "int8" and len(card["models"]) == 1
     training = card["models"][0]["training"]
     assert training["hyperparameters"]["network"] == "preact_resnet"
+    assert "conv_layers" not in training["hyperparameters"] and training["hyperparameters"]["resnet_width"] == 24
     assert training["optimizer"]["name"] == "sgd" and training["optimizer"]["nesterov"] is True
     assert training["learning_rate_schedule"]["name"] == "cosine"
     assert training["learning_rate_schedule"]["warmup_epochs"] == 1
