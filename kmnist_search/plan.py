@@ -6,6 +6,7 @@ Imports no TensorFlow, so ``--dry-run`` answers at once.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from kmnist_search.formatting import counted
@@ -30,21 +31,34 @@ def planned_trials(space: SearchSpace, strategy: str, max_trials: int | None) ->
     return space.num_configurations
 
 
+def residual_blocks(values: dict[str, Any], image_size: int = 28) -> Iterator[tuple[int, int, int, bool]]:
+    """Each block of the residual network ``values`` describes: (output size, input channels, filters,
+    whether it halves the size)."""
+    width, blocks = int(values["resnet_width"]), (int(values["resnet_depth"]) - 2) // 6
+    size, channels = image_size, width
+    for stage in range(3):
+        filters = width * 2 ** stage
+        for block in range(blocks):
+            halves = bool(stage) and not block
+            size = math.ceil(size / 2) if halves else size
+            yield size, channels, filters, halves
+            channels = filters
+
+
+def activation_elements(values: dict[str, Any], image_size: int = 28) -> int:
+    """Activation values per image that a residual network's batch normalisations, ReLUs and additions
+    pass over: the stem's output and two per block."""
+    return image_size * image_size * int(values["resnet_width"]) + sum(
+        2 * size * size * filters for size, _, filters, _ in residual_blocks(values, image_size))
+
+
 def multiply_adds(values: dict[str, Any], image_size: int = 28) -> int:
     """Multiply-adds per image of the network that ``values`` (effective hyperparameters) describe."""
     if values["network"] == "preact_resnet":
-        width, blocks = int(values["resnet_width"]), (int(values["resnet_depth"]) - 2) // 6
-        total, size, channels = image_size * image_size * width * 9, image_size, width
-        for stage in range(3):
-            filters = width * 2 ** stage
-            for block in range(blocks):
-                if stage and not block:
-                    size = math.ceil(size / 2)
-                    total += size * size * channels * filters * (9 + 1)  # strided conv and 1x1 shortcut
-                else:
-                    total += size * size * channels * filters * 9
-                total += size * size * filters * filters * 9
-                channels = filters
+        total = image_size * image_size * int(values["resnet_width"]) * 9  # the stem
+        for size, channels, filters, halves in residual_blocks(values, image_size):
+            total += size * size * channels * filters * (9 + 1 if halves else 9)  # with a 1x1 shortcut
+            total += size * size * filters * filters * 9
         return total
     total, size, channels = 0, image_size, 1
     for token in [*str(values["conv_layers"]).split("-"), "p"]:
@@ -58,7 +72,11 @@ def multiply_adds(values: dict[str, Any], image_size: int = 28) -> int:
 
 
 STUDY_MULTIPLY_ADDS = 11_991_168  # the study's CNN: conv 32, conv 64, pool, dense 128
-RESIDUAL_OVERHEAD = 2.2  # batch normalisation and additions: fitted to ResNet-8 and -20 epochs measured here
+# A residual network's epoch costs its multiply-adds plus its element-wise passes (batch normalisation,
+# ReLU, additions) at ACTIVATION_COST multiply-adds per activation value, scaled by RESIDUAL_SCALE; fitted
+# to training epochs of five depth and width pairs measured side by side here (BENCHMARKS.md).
+ACTIVATION_COST = 606
+RESIDUAL_SCALE = 0.576
 
 
 def estimate_epoch_seconds(space: SearchSpace, configuration: dict[str, Any], train_images: int) -> float:
@@ -66,9 +84,11 @@ def estimate_epoch_seconds(space: SearchSpace, configuration: dict[str, Any], tr
     CNN's measured cost, scaled by the network's multiply-adds."""
     values = space.effective_hyperparameters(configuration)
     steps = math.ceil(train_images / int(values["batch_size"]))
-    scale = multiply_adds(values) / STUDY_MULTIPLY_ADDS
     if values["network"] == "preact_resnet":
-        scale *= RESIDUAL_OVERHEAD
+        scale = ((multiply_adds(values) + ACTIVATION_COST * activation_elements(values)) * RESIDUAL_SCALE
+                 / STUDY_MULTIPLY_ADDS)
+    else:
+        scale = multiply_adds(values) / STUDY_MULTIPLY_ADDS
     return (train_images * SECONDS_PER_IMAGE * scale + steps * SECONDS_PER_STEP
             + space.validation_images * SECONDS_PER_IMAGE * scale / 3)
 
