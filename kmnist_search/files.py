@@ -3,6 +3,7 @@ checks and file hashing."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -33,6 +34,11 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def leftover_temporary_files(path: Path) -> list[Path]:
+    """The temporary files that atomic writes of ``path`` killed before their rename left beside it."""
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

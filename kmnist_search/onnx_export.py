@@ -25,7 +25,7 @@ from kmnist_search.cards import card_path_for, embedded_text, parity_of, single_
 from kmnist_search.contract import AUGMENTATION_PREFIX, INPUT_NAME, MODEL_CARD_KEY, OPSET, OUTPUT_NAME, to_model_input
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.files import atomic_write_bytes, file_digest
+from kmnist_search.files import atomic_write_bytes, file_digest, leftover_temporary_files
 from kmnist_search.parity import EXACT, ParityReport, compare_probabilities
 from kmnist_search.rundir import RunDir
 
@@ -138,12 +138,18 @@ def export_versions() -> dict[str, str]:
 def publish(proto: onnx.ModelProto, card: dict[str, Any], keras_model: keras.Model, exports_dir: Path,
             source: str) -> dict[str, Any]:
     """Write a verified model to ``exports_dir``: the Keras reference, the ONNX file with its card
-    embedded, then the card with the file's sha256. Returns the card as written."""
-    save_inference_copy(keras_model, exports_dir / card["keras_file"])
+    embedded, then the card with the file's sha256. Returns the card as written. Temporary files that a
+    killed export of the same files left behind are removed first."""
+    onnx_path = exports_dir / card["onnx_file"]
+    keras_path = exports_dir / card["keras_file"]
+    for target in (onnx_path, card_path_for(onnx_path), keras_path):
+        for leftover in leftover_temporary_files(target):
+            leftover.unlink(missing_ok=True)
+    partial_keras_path(keras_path).unlink(missing_ok=True)
+    save_inference_copy(keras_model, keras_path)
     proto.producer_name = "kmnist-search"
     proto.doc_string = f"KMNIST classifier exported by kmnist-search from {source}"
     onnx.helper.set_model_props(proto, {MODEL_CARD_KEY: embedded_text(card)})
-    onnx_path = exports_dir / card["onnx_file"]
     atomic_write_bytes(onnx_path, proto.SerializeToString())
     card = {**card, "onnx_sha256": file_digest(onnx_path, "sha256")}
     write_card(card_path_for(onnx_path), card)
@@ -188,9 +194,14 @@ def save_inference_copy(model: keras.Model, path: Path) -> None:
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial.keras")
+    partial = partial_keras_path(path)
     copy.save(partial)
     partial.replace(path)
+
+
+def partial_keras_path(path: Path) -> Path:
+    """Where :func:`save_inference_copy` writes ``path`` before renaming it into place."""
+    return path.with_name(path.stem + ".partial.keras")
 
 
 def describe_export(card: dict[str, Any], exports_dir: Path) -> str:

@@ -87,12 +87,17 @@ def test_verify_cli_passes_then_catches_tampering(exported: Path, finished_run: 
 
 def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> None:
     run_dir, _, data_dir = finished_run
+    out = tmp_path / "out"
+    out.mkdir()
+    killed_writes = [".export-test.onnx.k1ll3d.tmp", ".export-test.json.k1ll3d.tmp", "export-test.partial.keras"]
+    for name in [*killed_writes, ".another.onnx.k1ll3d.tmp"]:  # left by killed exports of this name and another
+        (out / name).write_bytes(b"half")
     result = run_cli("kmnist_search.export", str(run_dir), "--exports-dir", str(tmp_path / "out"), "--data-dir",
                      str(data_dir), "--no-checksum", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "parity on 200 test images" in result.stdout
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "export-test.json", "export-test.keras", "export-test.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [  # the same name's leftovers swept, another's kept
+        ".another.onnx.k1ll3d.tmp", "export-test.json", "export-test.keras", "export-test.onnx"]
     assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
                           "is not a run directory")
     (tmp_path / "unfinished").mkdir()
