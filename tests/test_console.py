@@ -117,3 +117,18 @@ def test_the_time_left_prices_the_retraining_on_every_training_image() -> None:
     retraining = space.retrain_epochs * estimate_epoch_seconds(space, configuration, 54000) * 2
     assert clock.seconds_left(trials_done=1) == pytest.approx(retraining)
     assert clock.seconds_left(trials_done=0) > retraining
+
+
+def test_each_retraining_epoch_tells_the_time_left() -> None:
+    from kmnist_search.commands.console import ConsoleProgress
+
+    output = io.StringIO()
+    console = ConsoleProgress(file=output)
+    console.retraining_started(epochs=60, steps_per_epoch=422)
+    for epoch, seconds in ((41, 150.0), (42, 120.0), (43, 130.0)):  # resumed at epoch 41
+        console.epoch_ended(epoch, {"accuracy": 0.99, "val_accuracy": 0.995}, seconds)
+    console.epoch_ended(60, {"accuracy": 0.99, "val_accuracy": 0.995}, 130.0)
+    lines = output.getvalue().splitlines()
+    assert lines[0].endswith("(2.5 min; about 47.5 min left)")  # 19 epochs at 150 s
+    assert lines[2].endswith("(2.2 min; about 36.8 min left)")  # 17 epochs at the median, 130 s
+    assert lines[3].endswith("(2.2 min)")  # the last epoch: nothing left

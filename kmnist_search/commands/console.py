@@ -7,6 +7,7 @@ and each epoch gets a line of its own. ``quiet`` keeps the trial lines and drops
 
 from __future__ import annotations
 
+import statistics
 import sys
 from typing import Any, TextIO
 
@@ -16,6 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from kmnist_search.formatting import counted, duration, percent, settings_text, trial_number
 from kmnist_search.progress import TrialEnd, TrialStart
 from kmnist_search.reports import STATUS_NAMES
+
+RETRAINING = "retraining"
 
 
 class ConsoleProgress:
@@ -30,6 +33,7 @@ class ConsoleProgress:
         self.label = ""
         self.epochs = 0
         self.steps_per_epoch = 1
+        self.epoch_seconds: list[float] = []  # this process's epochs of the current training
 
     def line(self, text: str) -> None:
         """One line of text, above the bar when there is one."""
@@ -50,7 +54,7 @@ class ConsoleProgress:
         self._start_bar(f"trial {start.index}/{start.total}", start.epochs, start.steps_per_epoch)
 
     def retraining_started(self, epochs: int, steps_per_epoch: int) -> None:
-        self._start_bar("retraining", epochs, steps_per_epoch)
+        self._start_bar(RETRAINING, epochs, steps_per_epoch)
 
     def steps_done(self, epoch: int, steps: int) -> None:
         if self.bar is not None and self.task is not None:
@@ -62,7 +66,11 @@ class ConsoleProgress:
             return
         metrics = ", ".join(f"{name} {percent(value) if 'accuracy' in name else f'{value:.4f}'}"
                             for name, value in logs.items() if name.startswith("val_") or name == "accuracy")
-        text = f"  {self.label} epoch {epoch}/{self.epochs}: {metrics} ({duration(seconds)})"
+        self.epoch_seconds.append(seconds)
+        left = ""
+        if self.label == RETRAINING and epoch < self.epochs:  # one long training: its own time left
+            left = f"; about {duration(statistics.median(self.epoch_seconds) * (self.epochs - epoch))} left"
+        text = f"  {self.label} epoch {epoch}/{self.epochs}: {metrics} ({duration(seconds)}{left})"
         if self.bar is not None:
             self.bar.console.print(text, markup=False)
         else:
@@ -93,6 +101,7 @@ class ConsoleProgress:
     def _start_bar(self, label: str, epochs: int, steps_per_epoch: int) -> None:
         self._stop_bar()
         self.label, self.epochs, self.steps_per_epoch = label, epochs, steps_per_epoch
+        self.epoch_seconds = []
         if not self.live:
             return
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
