@@ -224,9 +224,9 @@ def verify(model: ExportResult | Path | str, *, dataset: DatasetLike | None = No
     from kmnist_search.verification import verify_export
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
-    _, card = checked_export(onnx_path)
+    classifier, card = checked_export(onnx_path)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
-    return verify_export(onnx_path, loaded, Path(keras_model) if keras_model else None, raise_on_failure)
+    return verify_export(classifier, card, loaded, Path(keras_model) if keras_model else None, raise_on_failure)
 
 
 def evaluate(model: ExportResult | Path | str, *, dataset: DatasetLike | None = None,

@@ -79,16 +79,20 @@ ACTIVATION_COST = 606
 RESIDUAL_SCALE = 0.576
 
 
+def network_cost(values: dict[str, Any]) -> float:
+    """A network's training cost per image in the study CNN's multiply-adds: its own multiply-adds, and for a
+    residual network its element-wise passes too."""
+    if values["network"] == "preact_resnet":
+        return (multiply_adds(values) + ACTIVATION_COST * activation_elements(values)) * RESIDUAL_SCALE
+    return multiply_adds(values)
+
+
 def estimate_epoch_seconds(space: SearchSpace, configuration: dict[str, Any], train_images: int) -> float:
     """A rough wall-time estimate for one epoch (training and validation) on a 2-core CPU: the study's
-    CNN's measured cost, scaled by the network's multiply-adds."""
+    CNN's measured cost, scaled by :func:`network_cost`."""
     values = space.effective_hyperparameters(configuration)
     steps = math.ceil(train_images / int(values["batch_size"]))
-    if values["network"] == "preact_resnet":
-        scale = ((multiply_adds(values) + ACTIVATION_COST * activation_elements(values)) * RESIDUAL_SCALE
-                 / STUDY_MULTIPLY_ADDS)
-    else:
-        scale = multiply_adds(values) / STUDY_MULTIPLY_ADDS
+    scale = network_cost(values) / STUDY_MULTIPLY_ADDS
     return (train_images * SECONDS_PER_IMAGE * scale + steps * SECONDS_PER_STEP
             + space.validation_images * SECONDS_PER_IMAGE * scale / 3)
 

@@ -16,7 +16,7 @@ from typing import Any
 from kmnist_search.cards import parity_of
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.inference import checked_export
+from kmnist_search.inference import Classifier
 from kmnist_search.onnx_export import load_keras_model, measure_parity
 from kmnist_search.parity import RULE_FOR_PRECISION, ParityReport, ParityRule, strictest
 
@@ -43,13 +43,14 @@ class Verification:
         return "\n".join(lines)
 
 
-def verify_export(onnx_path: Path, dataset: Dataset, keras_path: Path | None = None,
+def verify_export(classifier: Classifier, card: dict[str, Any], dataset: Dataset, keras_path: Path | None = None,
                   raise_on_failure: bool = True) -> Verification:
-    """Compare the export with its Keras model on every test image under the rule its card records.
+    """Compare an export, checked against its card by :func:`~kmnist_search.inference.checked_export`, with
+    its Keras model on every test image under the rule its card records.
 
     Raises ParityError when it fails (unless ``raise_on_failure`` is False).
     """
-    classifier, card = checked_export(onnx_path)
+    onnx_path = classifier.path
     if card["dataset"]["name"] != dataset.spec.name:
         raise ModelFileError(f"{onnx_path} classifies {card['dataset']['name']}, not {dataset.spec.name}")
     keras_path = keras_path or onnx_path.with_name(card["keras_file"])
