@@ -137,8 +137,9 @@ class NonRepeatingBayesianOracle(kt.oracles.BayesianOptimizationOracle):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Write every epoch's metrics and seconds to a trial's ``trial_log.json`` as it goes. A resumed
-    run keeps the epochs its checkpoint holds and drops any it is about to train again."""
+    """Write every epoch's metrics, wall seconds and CPU seconds (this process's, all threads) to a trial's
+    ``trial_log.json`` as it goes. A resumed run keeps the epochs its checkpoint holds and drops any it is
+    about to train again."""
 
     def __init__(self, log_path: Path, checkpoint: TrainingCheckpoint | None = None) -> None:
         super().__init__()
@@ -146,6 +147,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.checkpoint = checkpoint
         self.started = time.monotonic()
         self.epoch_started = self.started
+        self.epoch_cpu_started = time.process_time()
         self.epochs: list[dict[str, float]] = []
         self.earlier_wall_time_s = 0.0
 
@@ -155,10 +157,12 @@ class EpochLogger(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch_started = time.monotonic()
+        self.epoch_cpu_started = time.process_time()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-                 "seconds": round(time.monotonic() - self.epoch_started, 2)}
+                 "seconds": round(time.monotonic() - self.epoch_started, 2),
+                 "cpu_seconds": round(time.process_time() - self.epoch_cpu_started, 2)}
         self.epochs.append(entry)
         self.write()
 
@@ -333,12 +337,15 @@ class TrialRecorder:
         self.progress.trial_ended(TrialEnd(int(trial.trial_id) + 1, self.total_trials, record, best, seconds_left))
 
 
+EPOCH_BOOKKEEPING = ("epoch", "seconds", "cpu_seconds")  # a logged epoch's entries that are not metrics
+
+
 def whole_history(history: Any, log_path: Path) -> Any:
     """A trial's history with the epochs trained before a resume put back (from its log), so Keras
     Tuner scores the trial on all its epochs."""
     log = read_json(log_path)
     if isinstance(history, keras.callbacks.History) and log and log.get("epochs"):
-        names = [k for k in log["epochs"][-1] if k not in ("epoch", "seconds")]
+        names = [k for k in log["epochs"][-1] if k not in EPOCH_BOOKKEEPING]
         history.history = {name: [float(e[name]) for e in log["epochs"] if name in e] for name in names}
     return history
 
