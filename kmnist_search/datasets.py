@@ -16,7 +16,7 @@ import numpy as np
 
 from kmnist_search.arrays import read_bounded_array
 from kmnist_search.errors import DataError
-from kmnist_search.files import file_digest
+from kmnist_search.files import file_digest, staged_path
 
 BASE_URL = "http://codh.rois.ac.jp/kmnist/dataset"
 DATA_DIR_ENV = "KMNIST_SEARCH_DATA_DIR"
@@ -206,20 +206,16 @@ def download(spec: DatasetSpec, cache_dir: Path | None = None) -> Path:
 
 
 def _fetch(data_file: DataFile, target_dir: Path, final_path: Path) -> None:
+    """Download one file into a private temporary folder in ``target_dir`` (no planted link can redirect
+    it) and rename it into place once its checksum matches."""
     from keras.utils import get_file  # heavy import, only when downloading
 
     algorithm, expected = data_file.pinned_hash
     try:
-        part_path = get_file(
-            fname=data_file.name + ".part",
-            origin=data_file.url,
-            file_hash=expected,
-            hash_algorithm=algorithm,
-            cache_dir=str(target_dir.parent),
-            cache_subdir=target_dir.name,
-        )
+        with staged_path(final_path) as staged:
+            get_file(fname=staged.name, origin=data_file.url, file_hash=expected, hash_algorithm=algorithm,
+                     cache_dir=str(staged.parent.parent), cache_subdir=staged.parent.name)
     except ValueError as error:  # get_file's checksum mismatch after download
-        Path(target_dir / (data_file.name + ".part")).unlink(missing_ok=True)
         raise DataError(f"downloaded {data_file.name} but its checksum is wrong ({error}); try again") from None
     except Exception as error:  # network failures surface as plain Exceptions from get_file
         raise DataError(
@@ -227,7 +223,6 @@ def _fetch(data_file: DataFile, target_dir: Path, final_path: Path) -> None:
             f"connect to the internet and retry (or download from a mirror with `python -m kmnist_search.download "
             f"--base-url URL`), or give the search a folder of the official files with `run --data-dir DIR`"
         ) from None
-    os.replace(part_path, final_path)
 
 
 def _first_line(error: BaseException) -> str:

@@ -1,5 +1,12 @@
 """Atomic file writes (a crash never leaves a half-written file that looks complete), writable-directory
-checks and file hashing."""
+checks and file hashing.
+
+Every file this package writes is first created under a fresh, unguessable name (``O_CREAT|O_EXCL``,
+as :func:`tempfile.mkstemp` and :func:`tempfile.mkdtemp` do) and then renamed over its target, which
+replaces a link rather than following it: a symlink planted in a shared folder can never redirect a
+write. Those temporary names all start with :data:`PARTIAL_PREFIX` and the target's name, so what a
+killed write left behind is told apart from anything else in the folder.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,26 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from kmnist_search.errors import RunError
 
+PARTIAL_PREFIX = ".kmnist-search-partial-"  # every temporary file or folder this package creates
+
+
+def _partial_prefix(path: Path) -> str:
+    return f"{PARTIAL_PREFIX}{path.name}-"
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename it over ``path``."""
+    """Write to a new temporary file in the same directory, fsync it, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp_name = tempfile.mkstemp(prefix=_partial_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -36,9 +52,48 @@ def _current_umask() -> int:
     return mask
 
 
+@contextmanager
+def staged_path(path: Path) -> Iterator[Path]:
+    """A path with ``path``'s name inside a new private folder beside it, for writers that insist on a
+    file name (Keras, h5py, matplotlib). When the block ends, the file is fsynced and renamed over
+    ``path``; if the block fails, the folder is removed and ``path`` is left as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), dir=path.parent))
+    try:
+        staged = staging / path.name
+        yield staged
+        with staged.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def leftover_temporary_files(path: Path) -> list[Path]:
-    """The temporary files that atomic writes of ``path`` killed before their rename left beside it."""
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    """The temporary files and folders that writes of ``path`` killed before their rename left beside it."""
+    return sorted(path.parent.glob(f"{glob.escape(_partial_prefix(path))}*"))
+
+
+def remove_leftovers_of(path: Path) -> list[Path]:
+    """Delete what killed writes of ``path`` left beside it, and nothing else; return what was deleted."""
+    return [leftover for leftover in leftover_temporary_files(path) if _remove(leftover)]
+
+
+def remove_leftovers(directory: Path) -> list[Path]:
+    """Delete every temporary file or folder that a killed write of this package left in ``directory``
+    or below it, and nothing else; return what was deleted."""
+    return [path for path in sorted(directory.rglob(f"{PARTIAL_PREFIX}*")) if _remove(path)]
+
+
+def _remove(path: Path) -> bool:
+    """Delete a file, a link (not what it points to) or a folder; False if it is already gone."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+        return True
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    return False
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -54,9 +109,8 @@ def check_writable_directory(directory: Path, what: str) -> None:
     :class:`~kmnist_search.errors.RunError` naming ``what`` (such as ``--exports-dir``)."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".write-test-{os.getpid()}"  # one per process: a chief and workers share a run
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.TemporaryFile(prefix=PARTIAL_PREFIX, dir=directory) as probe:  # a new file, never a link
+            probe.write(b"ok")
     except OSError as error:
         raise RunError(f"cannot write to {directory} ({error.strerror or error}): choose another {what}") from None
 

@@ -25,7 +25,7 @@ from kmnist_search.cards import card_path_for, embedded_text, parity_of, single_
 from kmnist_search.contract import AUGMENTATION_PREFIX, INPUT_NAME, MODEL_CARD_KEY, OPSET, OUTPUT_NAME, to_model_input
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.files import atomic_write_bytes, file_digest, leftover_temporary_files
+from kmnist_search.files import atomic_write_bytes, file_digest, remove_leftovers_of, staged_path
 from kmnist_search.parity import EXACT, ParityReport, compare_probabilities
 from kmnist_search.rundir import RunDir
 
@@ -143,9 +143,7 @@ def publish(proto: onnx.ModelProto, card: dict[str, Any], keras_model: keras.Mod
     onnx_path = exports_dir / card["onnx_file"]
     keras_path = exports_dir / card["keras_file"]
     for target in (onnx_path, card_path_for(onnx_path), keras_path):
-        for leftover in leftover_temporary_files(target):
-            leftover.unlink(missing_ok=True)
-    partial_keras_path(keras_path).unlink(missing_ok=True)
+        remove_leftovers_of(target)
     save_inference_copy(keras_model, keras_path)
     proto.producer_name = "kmnist-search"
     proto.doc_string = f"KMNIST classifier exported by kmnist-search from {source}"
@@ -193,15 +191,8 @@ def save_inference_copy(model: keras.Model, path: Path) -> None:
     """Save the weights without optimizer state: the Keras reference for later parity checks."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_keras_path(path)
-    copy.save(partial)
-    partial.replace(path)
-
-
-def partial_keras_path(path: Path) -> Path:
-    """Where :func:`save_inference_copy` writes ``path`` before renaming it into place."""
-    return path.with_name(path.stem + ".partial.keras")
+    with staged_path(path) as staged:
+        copy.save(staged)
 
 
 def describe_export(card: dict[str, Any], exports_dir: Path) -> str:

@@ -28,7 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
 from kmnist_search.datasets import DatasetSpec, get_spec
-from kmnist_search.files import atomic_write_text
+from kmnist_search.files import atomic_write_text, staged_path
 from kmnist_search.reports import format_winner_markdown, hyperparameter_effects
 from kmnist_search.rundir import RunDir, TrialRecord
 
@@ -48,11 +48,12 @@ def class_label(spec: DatasetSpec, index: int) -> str:
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
-    """Write a figure atomically (temp file + rename)."""
-    partial = path.with_name(f".{path.stem}.partial.png")
-    figure.savefig(partial, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    partial.replace(path)
+    """Write a figure atomically (a new temporary file, then a rename)."""
+    try:
+        with staged_path(path) as staged:
+            figure.savefig(staged, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
 
 
 def plot_learning_curves(trials: list[TrialRecord], hyperparameter: str, path: Path) -> bool:

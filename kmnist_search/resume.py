@@ -21,7 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from kmnist_search.files import atomic_write_json
+from kmnist_search.files import atomic_write_json, staged_path
 from kmnist_search.rundir import read_json
 
 STATE_FILE = "state.json"
@@ -38,9 +38,8 @@ def seed_generators(model: keras.Model) -> dict[str, Any]:
 
 def save_weights_atomically(model: keras.Model, path: Path) -> None:
     """Write a model's weights (and its optimizer's state) so that a kill never leaves a half-written file."""
-    partial = path.with_name(f".partial-{path.name}")
-    model.save_weights(partial)
-    partial.replace(path)
+    with staged_path(path) as staged:
+        model.save_weights(staged)
 
 
 class TrainingCheckpoint:

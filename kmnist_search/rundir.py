@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from kmnist_search.errors import RunError
-from kmnist_search.files import atomic_write_bytes, atomic_write_json, check_writable_directory
+from kmnist_search.files import atomic_write_bytes, atomic_write_json, check_writable_directory, remove_leftovers
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, SGD_MOMENTUM, SearchSpace, parse_space, used_by_network
 
 RESULTS_SCHEMA_VERSION = 2
@@ -51,7 +51,7 @@ REPORT_DIR = "report"
 HTML_PAGE = "index.html"  # the report's self-contained HTML page, in REPORT_DIR
 TENSORBOARD_DIR = "tensorboard"
 HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
-LEFTOVER_PATTERNS = (".*.tmp", ".partial-*", "*.partial.*", ".write-test-*")  # of writes a kill cut short
+TRIAL_DIR_PATTERN = re.compile(r"trial_\d+")  # Keras Tuner's trial folders: trial_0, trial_00, ...
 SCORED_STATUSES = ("COMPLETED", "PRUNED")  # pruned trials count with the score they had reached
 
 
@@ -201,6 +201,11 @@ class RunDir:
                 raise RunError(f"--overwrite refuses to delete {self.path}: it is not a kmnist-search run "
                                f"directory; choose another --name or remove it yourself")
             shutil.rmtree(self.path)
+        if self.path.is_symlink() or (self.path.exists() and not self.is_run()):
+            if not self.path.is_symlink() and (self.path / SPACE_RECORD_FILE).is_file():
+                self.check_state_files()  # a run whose record is damaged: name the damaged file
+            raise RunError(f"{self.path} holds files that are not a kmnist-search run: choose another --name or "
+                           f"--project-dir (nothing in it was changed)")
         check_writable_directory(self.path, "--project-dir")
         self.check_state_files()
         record_path = self.path / SPACE_RECORD_FILE
@@ -234,13 +239,15 @@ class RunDir:
         return (record is not None and {"space", "strategy", "seed"} <= record.keys()) or not any(self.path.iterdir())
 
     def remove_leftovers(self) -> list[Path]:
-        """Delete what killed writers left behind: the temporary files of atomic writes and trial
-        directories that never received their ``trial.json``. Only while no other process writes here."""
-        removed = [path for pattern in LEFTOVER_PATTERNS for path in self.path.rglob(pattern) if path.is_file()]
-        for path in removed:
-            path.unlink(missing_ok=True)
+        """Delete what killed writers of this run left behind, and nothing else: this package's temporary
+        files and folders (see :mod:`kmnist_search.files`) and Keras Tuner trial folders that never
+        received their ``trial.json``. Only in a run directory, while no other process writes here."""
+        if not self.is_run():
+            raise RunError(f"{self.path} is not a kmnist-search run directory: nothing in it is removed")
+        removed = remove_leftovers(self.path)
         for trial_dir in self.path.glob("trial_*"):
-            if trial_dir.is_dir() and not (trial_dir / "trial.json").exists():
+            if (TRIAL_DIR_PATTERN.fullmatch(trial_dir.name) and trial_dir.is_dir() and not trial_dir.is_symlink()
+                    and not (trial_dir / "trial.json").exists()):
                 shutil.rmtree(trial_dir, ignore_errors=True)
                 removed.append(trial_dir)
         return removed

@@ -25,6 +25,7 @@ from kmnist_search.datasets import Dataset, Split, one_hot
 from kmnist_search.distillation import Teacher, training_targets
 from kmnist_search.distributed import current_role
 from kmnist_search.errors import RunError, SpaceError
+from kmnist_search.files import staged_path
 from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
 from kmnist_search.names import check_name, check_seed
@@ -272,9 +273,8 @@ def evaluate_winner(model: keras.Model, dataset: Dataset, run_dir: RunDir) -> di
     metrics = model.evaluate(test_x, test_y, batch_size=1000, verbose=0, return_dict=True)
     probabilities = model.predict(test_x, batch_size=1000, verbose=0).astype(np.float32)
     run_dir.write_test_predictions(dataset.test_labels, probabilities, dataset.test_images)
-    partial = run_dir.winner_model_path.with_name("winner.partial.keras")
-    model.save(partial)
-    partial.replace(run_dir.winner_model_path)
+    with staged_path(run_dir.winner_model_path) as staged:
+        model.save(staged)
     return {
         "test_accuracy": float(metrics["accuracy"]),
         "test_balanced_accuracy": float(balanced_accuracy_score(dataset.test_labels, probabilities.argmax(axis=1))),

@@ -19,6 +19,7 @@ from kmnist_search import pipeline
 from kmnist_search.contract import MODEL_CARD_KEY
 from kmnist_search.datasets import KMNIST, load_dataset
 from kmnist_search.errors import DataError, InputImageError, ModelFileError, RunError, SpaceError
+from kmnist_search.files import PARTIAL_PREFIX
 from kmnist_search.inference import Classifier, predict_files, read_image
 from kmnist_search.plan import describe_plan
 from kmnist_search.rundir import RunDir
@@ -202,13 +203,14 @@ def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path) -> Non
     run.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
     (run.path / "trial_0").mkdir()
     (run.path / "trial_0" / "trial.json").write_text("{}")
-    kept = [run.path / "space.json", run.path / "trial_0" / "trial.json"]
-    leftovers = [run.path / ".results.json.k2j4.tmp", run.path / "trial_0" / ".partial-checkpoint.weights.h5",
-                 run.path / "winner.partial.keras", run.path / "report" / ".confusion.partial.png"]
-    for path in leftovers:
+    kept = [run.path / "space.json", run.path / "trial_0" / "trial.json", run.path / "notes.txt.tmp",
+            run.path / "trial_photos" / "holiday.jpg", run.path / ".partial-config"]
+    leftovers = [run.path / f"{PARTIAL_PREFIX}results.json-k2j4", run.path / "trial_0" / f"{PARTIAL_PREFIX}x-1",
+                 run.path / "report" / f"{PARTIAL_PREFIX}confusion.png-4k2" / "confusion.png"]
+    for path in [*kept[2:], *leftovers]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("cut short")
     (run.path / "trial_1").mkdir()  # created, then killed before its trial.json
     removed = run.remove_leftovers()
-    assert sorted(removed) == sorted([*leftovers, run.path / "trial_1"])
+    assert sorted(removed) == sorted([*leftovers[:2], leftovers[2].parent, run.path / "trial_1"])
     assert all(path.exists() for path in kept) and not any(path.exists() for path in removed)

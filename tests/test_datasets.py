@@ -16,6 +16,7 @@ import pytest
 from kmnist_search import datasets
 from kmnist_search.datasets import DATASETS, KMNIST, DataFile, DatasetSpec, load_dataset, split_train_validation
 from kmnist_search.errors import DataError
+from kmnist_search.files import PARTIAL_PREFIX
 from tests.conftest import write_kmnist_files
 
 # The official md5s, as listed in shared/data/PROVENANCE.md.
@@ -175,7 +176,21 @@ def test_download_with_wrong_checksum_leaves_no_file(file_server: tuple[str, Pat
         datasets.download(spec, tmp_path / "cache")
     leftovers = [p.name for p in (tmp_path / "cache" / "kmnist").iterdir()]
     assert "kmnist-test-labels.npz" not in leftovers
-    assert not [name for name in leftovers if name.endswith(".part")]
+    assert not [name for name in leftovers if name.endswith(".part") or name.startswith(PARTIAL_PREFIX)]
+
+
+def test_a_download_never_writes_through_a_link_planted_in_the_cache(file_server: tuple[str, Path],
+                                                                     tmp_path: Path) -> None:
+    base_url, root = file_server
+    spec = served_spec(base_url, root)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    cache = tmp_path / "cache" / "kmnist"
+    cache.mkdir(parents=True)
+    for data_file in spec.files.values():  # the names earlier versions downloaded to
+        (cache / f"{data_file.name}.part").symlink_to(victim)
+    datasets.download(spec, tmp_path / "cache")
+    assert victim.read_text() == "precious"
 
 
 def test_offline_without_data_names_both_fixes(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from kmnist_search import onnx_export as export
 from kmnist_search import pipeline
 from kmnist_search.contract import OPSET
 from kmnist_search.errors import ParityError
-from kmnist_search.files import file_digest
+from kmnist_search.files import PARTIAL_PREFIX, file_digest
 from kmnist_search.hypermodel import build_network
 from kmnist_search.inference import Classifier
 from kmnist_search.parity import EXACT, INT8, ParityRule, strictest
@@ -89,15 +89,18 @@ def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> N
     run_dir, _, data_dir = finished_run
     out = tmp_path / "out"
     out.mkdir()
-    killed_writes = [".export-test.onnx.k1ll3d.tmp", ".export-test.json.k1ll3d.tmp", "export-test.partial.keras"]
-    for name in [*killed_writes, ".another.onnx.k1ll3d.tmp"]:  # left by killed exports of this name and another
-        (out / name).write_bytes(b"half")
+    killed_writes = [f"{PARTIAL_PREFIX}export-test.onnx-k1ll3d", f"{PARTIAL_PREFIX}export-test.json-k1ll3d"]
+    for name in [*killed_writes, f"{PARTIAL_PREFIX}another.onnx-k1ll3d", ".export-test.onnx.notes.tmp"]:
+        (out / name).write_bytes(b"half")  # left by killed exports of this name and another, and a user's file
+    (out / f"{PARTIAL_PREFIX}export-test.keras-k1ll3d").mkdir()
+    (out / f"{PARTIAL_PREFIX}export-test.keras-k1ll3d" / "export-test.keras").write_bytes(b"half")
     result = run_cli("kmnist_search.export", str(run_dir), "--exports-dir", str(tmp_path / "out"), "--data-dir",
                      str(data_dir), "--no-checksum", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "parity on 200 test images" in result.stdout
-    assert sorted(p.name for p in out.iterdir()) == [  # the same name's leftovers swept, another's kept
-        ".another.onnx.k1ll3d.tmp", "export-test.json", "export-test.keras", "export-test.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == sorted([  # the same name's leftovers swept, another's kept
+        f"{PARTIAL_PREFIX}another.onnx-k1ll3d", ".export-test.onnx.notes.tmp", "export-test.json", "export-test.keras",
+        "export-test.onnx"])
     assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
                           "is not a run directory")
     (tmp_path / "unfinished").mkdir()
