@@ -131,7 +131,8 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
            project_dir: Path | str = "runs", name: str | None = None, seed: int = 42, init_seed: int | None = None,
            max_trials: int | None = None, epochs: int | None = None, prune: str | None = None,
            prune_warmup: int | None = None, prune_min_trials: int | None = None, overwrite: bool = False,
-           tensorboard: bool = False, teacher: Any = None, progress: Any = None) -> SearchResult | None:
+           tensorboard: bool = False, teacher: Any = None, progress: Any = None,
+           deterministic: bool = False) -> SearchResult | None:
     """Run (or resume) a search and evaluate its winner once on the test set.
 
     A run that has already finished is returned as it is (``resumed_finished``) unless ``overwrite``.
@@ -156,7 +157,7 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
 
     options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_name, seed=seed,
                             max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
-                            init_seed=init_seed, progress=progress)
+                            init_seed=init_seed, progress=progress, deterministic=deterministic)
     results = run_search(loaded, resolved_space, options)
     if results is None:
         return None

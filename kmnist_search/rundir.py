@@ -98,8 +98,9 @@ class TrialRecord:
         message = message_gist(state.get("message"))
         if pruned and status == "COMPLETED":
             status = "PRUNED"
-            message = (f"at epoch {pruned['epoch']}: best {pruned['value'] * 100:.2f}% below the median "
-                       f"{pruned['median'] * 100:.2f}% of {pruned['trials_compared']} trials")
+            threshold = pruned.get("threshold", pruned.get("median", float("nan")))  # "median": before other rules
+            message = (f"at epoch {pruned['epoch']}: best {pruned['value'] * 100:.2f}% below the "
+                       f"{pruned.get('rule', 'median')} {threshold * 100:.2f}% of {pruned['trials_compared']} trials")
         return cls(
             trial_id=str(state.get("trial_id")),
             hyperparameters={name: bool(value) if name in BOOLEAN_HYPERPARAMETERS else value
@@ -272,16 +273,16 @@ class RunDir:
                                                        read_json(self.pruned_path(trial_dir))))
         return records
 
-    def trial_histories(self, except_dir: Path | None = None) -> list[list[dict[str, Any]]]:
-        """Every other trial's epoch log so far (what median stopping compares with)."""
-        histories = []
+    def trial_logs(self, except_dir: Path | None = None) -> list[dict[str, Any]]:
+        """Every other trial's epoch log so far (what pruning compares with)."""
+        logs = []
         for log_path in self.path.glob(f"trial_*/{TRIAL_LOG_FILE}"):
             if except_dir is not None and log_path.parent == except_dir:
                 continue
             log = read_json(log_path)
             if log is not None and isinstance(log.get("epochs"), list):
-                histories.append(log["epochs"])
-        return histories
+                logs.append(log)
+        return logs
 
     # --- results -------------------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class SearchOptions:
     teacher: Teacher | None = None
     init_seed: int | None = None
     progress: SearchProgress | None = None  # told about trials and epochs as they run; None: silent
+    deterministic: bool = False  # TensorFlow's op determinism: the same seed trains the same weights
 
     def __post_init__(self) -> None:
         check_name(self.name, "run name")
@@ -94,6 +95,10 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if role == "worker" and options.overwrite:
         raise RunError("--overwrite is for the chief: a worker joins the chief's run as it is")
     apply_keras_tuner_patches()
+    if options.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # for the rest of the process
     num_classes = dataset.spec.num_classes
     split = dataset.split(space.validation_images, options.seed, space.train_images)
     if max(space.batch_sizes) > len(split.train_labels):

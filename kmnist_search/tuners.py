@@ -19,7 +19,6 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
-import numpy as np
 from keras_tuner.src import utils as keras_tuner_utils
 from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
 
@@ -29,9 +28,12 @@ from kmnist_search.files import atomic_write_json, atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
+from kmnist_search.pruners import Curve, Pruner, make_pruner
 from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
 from kmnist_search.rundir import SCORED_STATUSES, RunDir, read_json
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
+
+HYPERBAND_FACTOR = 3
 
 
 def _save_json_atomically(path: str, obj: Any) -> str:
@@ -141,10 +143,11 @@ class EpochLogger(keras.callbacks.Callback):
     ``trial_log.json`` as it goes. A resumed run keeps the epochs its checkpoint holds and drops any it is
     about to train again."""
 
-    def __init__(self, log_path: Path, checkpoint: TrainingCheckpoint | None = None) -> None:
+    def __init__(self, log_path: Path, checkpoint: TrainingCheckpoint | None = None, steps_per_epoch: int = 1) -> None:
         super().__init__()
         self.log_path = log_path
         self.checkpoint = checkpoint
+        self.steps_per_epoch = steps_per_epoch
         self.started = time.monotonic()
         self.epoch_started = self.started
         self.epoch_cpu_started = time.process_time()
@@ -168,7 +171,7 @@ class EpochLogger(keras.callbacks.Callback):
 
     def write(self) -> None:
         atomic_write_json(self.log_path, {
-            "epochs": self.epochs, "tuner_id": tuner_id(),
+            "epochs": self.epochs, "tuner_id": tuner_id(), "steps_per_epoch": self.steps_per_epoch,
             "wall_time_s": round(self.earlier_wall_time_s + time.monotonic() - self.started, 2)})
 
 
@@ -212,35 +215,37 @@ class BestEpochWeights(BestSoFar):
             save_weights_atomically(self.model, self.path)
 
 
-class MedianStopping(BestSoFar):
-    """Stop a trial whose best validation score so far is below the median of the other trials' best
-    scores at the same epoch (Optuna's MedianPruner), reading their ``trial_log.json`` files, so it
-    works the same for every strategy and across processes. Records ``pruned.json`` when it stops."""
+class PruningCallback(keras.callbacks.Callback):
+    """Ask a :class:`~kmnist_search.pruners.Pruner` after every epoch whether the trial stops, given the
+    other trials' curves so far (read from their ``trial_log.json``, so it works the same for every
+    strategy and across processes). Records ``pruned.json`` when it stops the trial."""
 
-    def __init__(self, trial_dir: Path, monitor: str, pruning: Pruning,
-                 checkpoint: TrainingCheckpoint | None = None) -> None:
-        super().__init__(RunDir.trial_log_path(trial_dir), checkpoint, monitor)
+    def __init__(self, trial_dir: Path, monitor: str, pruner: Pruner, checkpoint: TrainingCheckpoint | None = None,
+                 steps_per_epoch: int = 1) -> None:
+        super().__init__()
+        self.log_path = RunDir.trial_log_path(trial_dir)
+        self.checkpoint = checkpoint
+        self.monitor = monitor
         self.trial_dir = trial_dir
-        self.pruning = pruning
+        self.pruner = pruner
+        self.steps_per_epoch = steps_per_epoch
+        self.values: list[float] = []
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        kept, _ = kept_epochs(self.log_path, self.checkpoint)
+        self.values = [float(e.get(self.monitor, float("-inf"))) for e in kept]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.best = max(self.best, float((logs or {}).get(self.monitor, float("-inf"))))
-        reached = epoch + 1
-        if reached <= self.pruning.warmup_epochs:
-            return
-        others = [best for best in self._others_best_at(reached) if math.isfinite(best)]
-        if len(others) < self.pruning.min_trials:
-            return
-        median = float(np.median(others))
-        if self.best < median:
+        self.values = [*self.values[:epoch], float((logs or {}).get(self.monitor, float("-inf")))]
+        others = [Curve(tuple(float(e.get(self.monitor, float("-inf"))) for e in log["epochs"]),
+                        int(log.get("steps_per_epoch", 1)))
+                  for log in RunDir(self.trial_dir.parent).trial_logs(except_dir=self.trial_dir)]
+        stop = self.pruner.decide(Curve(tuple(self.values), self.steps_per_epoch), others)
+        if stop is not None:
             self.model.stop_training = True
             atomic_write_json(RunDir.pruned_path(self.trial_dir), {
-                "epoch": reached, "value": self.best, "median": median, "trials_compared": len(others)})
-
-    def _others_best_at(self, epoch: int) -> list[float]:
-        return [max(float(e.get(self.monitor, float("-inf"))) for e in epochs[:epoch])
-                for epochs in RunDir(self.trial_dir.parent).trial_histories(except_dir=self.trial_dir)
-                if len(epochs) >= epoch]
+                "epoch": stop.epoch, "value": stop.value, "threshold": stop.threshold,
+                "trials_compared": stop.trials_compared, "rule": stop.rule})
 
 
 class ProgressReporter(keras.callbacks.Callback):
@@ -300,9 +305,11 @@ class TrialRecorder:
         if not checkpoint.stopped():  # a trial whose stop was saved keeps the record of why it stopped
             RunDir.pruned_path(trial_dir).unlink(missing_ok=True)
         # Keras Tuner deep-copies callbacks per execution, so the copies write the files.
-        extra: list[keras.callbacks.Callback] = [EpochLogger(log_path, checkpoint)]
-        if self.pruning and self.pruning.strategy == "median":
-            extra.insert(0, MedianStopping(trial_dir, self.monitor, self.pruning, checkpoint))
+        steps_per_epoch = steps_in_an_epoch(len(args[0]), int(trial.hyperparameters.get("batch_size")))
+        extra: list[keras.callbacks.Callback] = [EpochLogger(log_path, checkpoint, steps_per_epoch)]
+        if self.pruning is not None:
+            extra.insert(0, PruningCallback(trial_dir, self.monitor, make_pruner(self.pruning), checkpoint,
+                                            steps_per_epoch))
         if self.progress is not None:
             extra.append(self._report_trial_start(trial, len(args[0]), int(kwargs.get("epochs", self.epochs))))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
@@ -314,8 +321,7 @@ class TrialRecorder:
         assert self.progress is not None
         values = {k: bool(v) if k in BOOLEAN_HYPERPARAMETERS else v
                   for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-        batch_size = int(values.get("batch_size", 32))
-        steps = max(math.ceil(train_images / batch_size), 1)
+        steps = steps_in_an_epoch(train_images, int(trial.hyperparameters.get("batch_size")))
         self.progress.trial_started(TrialStart(int(trial.trial_id) + 1, self.total_trials, values, epochs, steps))
         return ProgressReporter(self.progress, self.clock, values, steps)
 
@@ -337,6 +343,11 @@ class TrialRecorder:
         self.progress.trial_ended(TrialEnd(int(trial.trial_id) + 1, self.total_trials, record, best, seconds_left))
 
 
+def steps_in_an_epoch(train_images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``train_images`` (the last batch may be short)."""
+    return max(math.ceil(train_images / batch_size), 1)
+
+
 EPOCH_BOOKKEEPING = ("epoch", "seconds", "cpu_seconds")  # a logged epoch's entries that are not metrics
 
 
@@ -355,42 +366,49 @@ class KmnistTuner(TrialRecorder, kt.Tuner):
 
 
 class KmnistHyperband(TrialRecorder, kt.Hyperband):
-    """Keras Tuner's Hyperband that logs its trials."""
+    """Keras Tuner's Hyperband that logs its trials, over an oracle made by :func:`make_oracle`."""
+
+    def __init__(self, oracle: kt.Oracle, hypermodel: KmnistHyperModel, **project: Any) -> None:
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, **project)  # kt.Hyperband builds its own
 
 
-def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, strategy: str, run_dir: RunDir, seed: int,
-               weights_seed: int, max_trials: int | None, overwrite: bool) -> kt.Tuner:
-    """Build the Keras Tuner tuner for a strategy name, maximising the dataset's validation metric."""
-    hyperparameters = search_hyperparameters(space)
+def make_oracle(strategy: str, space: SearchSpace, objective: str, seed: int, max_trials: int | None) -> kt.Oracle:
+    """The Keras Tuner oracle for a strategy name over a space's configurations, maximising ``objective``
+    (the live search and the replay of recorded curves build theirs here)."""
     common: dict[str, Any] = {
-        "objective": kt.Objective(f"val_{hypermodel.objective}", direction="max"),
-        "hyperparameters": hyperparameters,
+        "objective": kt.Objective(objective, direction="max"),
+        "hyperparameters": search_hyperparameters(space),
         "tune_new_entries": False,
         "allow_new_entries": False,
         "seed": seed,
         "max_consecutive_failed_trials": 3,
     }
-    project = {"directory": str(run_dir.path.parent), "project_name": run_dir.name, "overwrite": overwrite}
     trials = planned_trials(space, strategy, max_trials)
-    tuner: kt.Tuner
     if strategy == "hyperband":
-        with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading Tuner from ..."
-            tuner = KmnistHyperband(hypermodel, max_epochs=space.epochs, factor=3, **common, **project)
-    else:
-        if strategy == "grid":
-            oracle: kt.Oracle = ResumableGridSearchOracle(max_trials=trials, **common)
-        elif strategy == "random":
-            oracle = kt.oracles.RandomSearchOracle(max_trials=trials, **common)
-        elif strategy == "bayesian":
-            oracle = NonRepeatingBayesianOracle(max_trials=trials, num_initial_points=min(3, trials), **common)
-        else:
-            raise RunError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
-        with contextlib.redirect_stdout(io.StringIO()):
-            tuner = KmnistTuner(oracle=oracle, hypermodel=hypermodel, **project)
-        tuner.pruning = space.pruning  # Hyperband prunes by its own rule instead
-        tuner.monitor = f"val_{hypermodel.objective}"
+        return kt.oracles.HyperbandOracle(max_epochs=space.epochs, factor=HYPERBAND_FACTOR, **common)
+    if strategy == "grid":
+        return ResumableGridSearchOracle(max_trials=trials, **common)
+    if strategy == "random":
+        return kt.oracles.RandomSearchOracle(max_trials=trials, **common)
+    if strategy == "bayesian":
+        return NonRepeatingBayesianOracle(max_trials=trials, num_initial_points=min(3, trials), **common)
+    raise RunError(f"unknown strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, strategy: str, run_dir: RunDir, seed: int,
+               weights_seed: int, max_trials: int | None, overwrite: bool) -> kt.Tuner:
+    """Build the Keras Tuner tuner for a strategy name, maximising the dataset's validation metric."""
+    oracle = make_oracle(strategy, space, f"val_{hypermodel.objective}", seed, max_trials)
+    project = {"directory": str(run_dir.path.parent), "project_name": run_dir.name, "overwrite": overwrite}
+    tuner: kt.Tuner
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading Tuner from ..."
+        tuner = (KmnistHyperband if strategy == "hyperband" else KmnistTuner)(
+            oracle=oracle, hypermodel=hypermodel, **project)
+    if strategy != "hyperband":  # Hyperband prunes by its own rule instead
+        tuner.pruning = space.pruning
+    tuner.monitor = f"val_{hypermodel.objective}"
     tuner.trial_seed_base = weights_seed
-    tuner.total_trials = trials
+    tuner.total_trials = planned_trials(space, strategy, max_trials)
     tuner.epochs = space.epochs
     if current_role() == "worker":
         tuner.oracle = PatientOracleClient(tuner.oracle)

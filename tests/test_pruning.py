@@ -10,9 +10,10 @@ import pytest
 
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.errors import SpaceError
+from kmnist_search.pruners import Curve, PercentilePruner, SuccessiveHalvingPruner, make_pruner
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import Pruning, load_space, parse_space
-from kmnist_search.tuners import MedianStopping
+from kmnist_search.tuners import PruningCallback
 
 
 def write_log(run_dir: Path, trial: str, accuracies: list[float]) -> None:
@@ -22,10 +23,10 @@ def write_log(run_dir: Path, trial: str, accuracies: list[float]) -> None:
         {"epochs": [{"epoch": i + 1, "val_accuracy": a} for i, a in enumerate(accuracies)]}))
 
 
-def callback_for(run_dir: Path, rule: Pruning) -> MedianStopping:
+def callback_for(run_dir: Path, rule: Pruning) -> PruningCallback:
     own = run_dir / "trial_9"
     own.mkdir(parents=True)
-    callback = MedianStopping(own, "val_accuracy", rule)
+    callback = PruningCallback(own, "val_accuracy", make_pruner(rule))
     callback.set_model(SimpleNamespace(stop_training=False))  # type: ignore[arg-type]
     return callback
 
@@ -50,7 +51,33 @@ def test_median_rule_prunes_below_the_median(tmp_path: Path) -> None:
     callback.on_epoch_end(1, {"val_accuracy": 0.65})  # best so far 0.65 < median 0.7
     assert callback.model.stop_training
     record = json.loads((tmp_path / "trial_9" / "pruned.json").read_text())
-    assert record == {"epoch": 2, "value": 0.65, "median": pytest.approx(0.7), "trials_compared": 3}
+    assert record == {"epoch": 2, "value": 0.65, "threshold": pytest.approx(0.7), "trials_compared": 3,
+                      "rule": "median"}
+
+
+def test_the_percentile_rule_at_equal_steps_compares_only_trials_that_took_as_many_steps() -> None:
+    pruner = PercentilePruner(50, warmup_epochs=0, min_trials=2, budget="steps")
+    small_batches = [Curve((0.80, 0.90), steps_per_epoch=100), Curve((0.70, 0.85), steps_per_epoch=100)]
+    large_batch = Curve((0.50,), steps_per_epoch=25)  # 25 steps: no small-batch epoch ended that early
+    assert pruner.decide(large_batch, small_batches) is None
+    same_batch = [Curve((0.6, 0.7, 0.8, 0.9), steps_per_epoch=25), Curve((0.55, 0.75), steps_per_epoch=25)]
+    stop = pruner.decide(Curve((0.5, 0.52), steps_per_epoch=25), [*small_batches, *same_batch])
+    assert stop is not None and stop.threshold == pytest.approx(0.725) and stop.trials_compared == 2
+    # at 100 steps the small batches stood at 0.8 and 0.7
+    assert pruner.decide(Curve((0.5, 0.52, 0.6, 0.95), steps_per_epoch=25), small_batches) is None
+    equal_epochs = PercentilePruner(50, warmup_epochs=0, min_trials=2)
+    assert equal_epochs.decide(large_batch, small_batches) is not None  # at equal epochs it is judged at once
+
+
+def test_successive_halving_keeps_the_top_third_at_each_rung() -> None:
+    pruner = SuccessiveHalvingPruner(min_epochs=1, reduction=3)
+    assert [epoch for epoch in range(1, 13) if pruner.is_rung(epoch)] == [1, 3, 9]
+    others = [Curve((0.9,)), Curve((0.8,)), Curve((0.7,)), Curve((0.6,)), Curve((0.5,))]
+    assert pruner.decide(Curve((0.85,)), others) is None  # 2 of 6 go on: 0.9 and 0.85
+    stop = pruner.decide(Curve((0.75,)), others)
+    assert stop is not None and stop.threshold == 0.8 and stop.rule == "top-1/3 cut"
+    assert pruner.decide(Curve((0.1, 0.1)), others) is None  # epoch 2 is no rung
+    assert pruner.decide(Curve((0.1,)), []) is None  # nothing to compare with
 
 
 def test_pruning_settings_from_file_and_command_line() -> None:

@@ -61,6 +61,9 @@ def build_parser() -> OneLineArgumentParser:
                         help="stop hopeless trials by the median rule (default: the space's [pruning], else median)")
     parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS", help="epochs before pruning may start")
     parser.add_argument("--prune-min-trials", type=int, metavar="N", help="trials to compare with before pruning")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="TensorFlow's op determinism: the same seeds train the same weights, run after run "
+                             "(cost in BENCHMARKS.md)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="write TensorBoard logs with hyperparameters to RUN_DIR/tensorboard")
     parser.add_argument("--quiet", action="store_true", help="only a line per trial: no epochs, no progress bar")
@@ -117,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     search_options = {"project_dir": args.project_dir, "name": name, "seed": args.seed, "init_seed": args.init_seed,
                       "max_trials": args.max_trials, "overwrite": args.overwrite, "tensorboard": args.tensorboard,
+                      "deterministic": args.deterministic,
                       "teacher": teacher}
     with ConsoleProgress(quiet=args.quiet) as progress:
         if current_role() == "worker":
