@@ -146,6 +146,7 @@ def model_entry(results: dict[str, Any]) -> dict[str, Any]:
         "metrics": {"validation_accuracy": winner["val_accuracy"], "test_accuracy": winner["test_accuracy"],
                     "test_balanced_accuracy": winner.get("test_balanced_accuracy"),
                     "test_images": results["dataset"]["test_images"]},
+        **({"confirmation": winner["confirmed"]} if winner.get("confirmed") else {}),
     }
 
 

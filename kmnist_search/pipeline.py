@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kmnist_search.cards import card_path_for, read_card, read_member_cards, read_quantizable_card
+from kmnist_search.confirm import DEFAULT_CONFIRM
 from kmnist_search.datasets import Dataset, check_validation_size, load_dataset
 from kmnist_search.errors import ModelFileError, RunError
 from kmnist_search.files import check_writable_directory
@@ -132,7 +133,7 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
            max_trials: int | None = None, epochs: int | None = None, prune: str | None = None,
            prune_warmup: int | None = None, prune_min_trials: int | None = None, overwrite: bool = False,
            tensorboard: bool = False, teacher: Any = None, progress: Any = None,
-           deterministic: bool = False) -> SearchResult | None:
+           deterministic: bool = False, confirm: int = DEFAULT_CONFIRM) -> SearchResult | None:
     """Run (or resume) a search and evaluate its winner once on the test set.
 
     A run that has already finished is returned as it is (``resumed_finished``) unless ``overwrite``.
@@ -157,7 +158,8 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
 
     options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_name, seed=seed,
                             max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
-                            init_seed=init_seed, progress=progress, deterministic=deterministic)
+                            init_seed=init_seed, progress=progress, deterministic=deterministic,
+                            confirm=confirm)
     results = run_search(loaded, resolved_space, options)
     if results is None:
         return None

@@ -67,12 +67,31 @@ def format_winner(results: dict[str, Any]) -> str:
     if winner.get("objective") == "val_balanced_accuracy":
         text += (f"; balanced accuracy: validation {winner['val_balanced_accuracy'] * 100:.2f}%, "
                  f"test {winner['test_balanced_accuracy'] * 100:.2f}%")
+    confirmation = results.get("confirmation")
+    if confirmation:
+        text += "\n" + format_confirmation(confirmation)
     retraining = (winner.get("settings") or {}).get("retraining")
     if retraining:
         text += (f"\n  retrained on {retraining['train_images']:,} images for {retraining['epochs_trained']} epochs "
                  f"(best epoch {retraining['best_epoch']}); search trial's validation accuracy "
                  f"{winner['search_val_accuracy'] * 100:.2f}%")
     return text
+
+
+def format_confirmation(confirmation: dict[str, Any]) -> str:
+    """The confirmed configurations as mean ± sd, the winner first, with the tie verdict."""
+    lines = [f"  confirmed with {confirmation['runs_per_configuration']} runs per configuration (different seeds), "
+             f"validation accuracy mean ± sd:"]
+    tied = set(confirmation["tied_trial_ids"])
+    for entry in confirmation["configurations"]:
+        mark = ("winner" if entry["trial_id"] == confirmation["winner_trial_id"]
+                else "tied with the winner" if entry["trial_id"] in tied else "")
+        line = (f"    trial {trial_number(entry['trial_id'])}: {entry['mean_val_accuracy'] * 100:.2f}% ± "
+                f"{entry['sd_val_accuracy'] * 100:.2f} ({settings_text(entry['hyperparameters'])}) {mark}")
+        lines.append(line.rstrip())
+    if tied:
+        lines.append("  the intervals overlap: the data cannot tell the tied configurations apart")
+    return "\n".join(lines)
 
 
 def format_winner_markdown(results: dict[str, Any]) -> str:

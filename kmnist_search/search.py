@@ -6,7 +6,6 @@ files; :func:`run_search` writes ``results.json`` last, with the winner's effect
 
 from __future__ import annotations
 
-import math
 import platform
 import warnings
 from dataclasses import dataclass
@@ -20,21 +19,46 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
+from kmnist_search.confirm import (
+    CONFIRM_DIR,
+    DEFAULT_CONFIRM,
+    Confirmation,
+    ConfirmationRun,
+    ConfirmedConfiguration,
+    extra_seeds,
+    ranked,
+    run_folder_name,
+)
 from kmnist_search.contract import to_model_input
 from kmnist_search.datasets import Dataset, Split, one_hot
 from kmnist_search.distillation import Teacher, training_targets
 from kmnist_search.distributed import current_role
 from kmnist_search.errors import RunError, SpaceError
-from kmnist_search.files import staged_path
+from kmnist_search.files import atomic_write_json, staged_path
 from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.reconcile import reconcile_oracle
 from kmnist_search.resume import TrainingCheckpoint
-from kmnist_search.rundir import RESULTS_SCHEMA_VERSION, SCORED_STATUSES, RunDir, message_gist, training_settings
+from kmnist_search.rundir import (
+    RESULTS_SCHEMA_VERSION,
+    SCORED_STATUSES,
+    RunDir,
+    TrialRecord,
+    message_gist,
+    read_json,
+    training_settings,
+)
 from kmnist_search.spaces import SearchSpace
-from kmnist_search.tuners import BestEpochWeights, EpochLogger, ProgressReporter, apply_keras_tuner_patches, make_tuner
+from kmnist_search.tuners import (
+    BestEpochWeights,
+    EpochLogger,
+    ProgressReporter,
+    apply_keras_tuner_patches,
+    make_tuner,
+    steps_in_an_epoch,
+)
 
 
 @dataclass(frozen=True)
@@ -52,10 +76,13 @@ class SearchOptions:
     init_seed: int | None = None
     progress: SearchProgress | None = None  # told about trials and epochs as they run; None: silent
     deterministic: bool = False  # TensorFlow's op determinism: the same seed trains the same weights
+    confirm: int = DEFAULT_CONFIRM  # train the best K configurations with more seeds (0: off)
 
     def __post_init__(self) -> None:
         check_name(self.name, "run name")
         check_seed(self.seed, "seed")
+        if self.confirm < 0:
+            raise RunError(f"--confirm {self.confirm}: must be 0 (off) or more configurations to confirm")
         if self.init_seed is not None:
             check_seed(self.init_seed, "init seed")
 
@@ -147,7 +174,12 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if not completed:
         raise RunError(f"no trial completed in {run_dir.path}: see the trial messages with "
                        f"`python -m kmnist_search.summary {run_dir.path}`")
-    best_trial = tuner.oracle.get_best_trials(1)[0]
+    confirmation, confirmed_model = None, None
+    if options.confirm:
+        confirmation, confirmed_model = confirm_top(hypermodel, tuner, trials, split, space, run_dir, options)
+        best_trial = tuner.oracle.get_trial(confirmation.winner.trial_id)
+    else:
+        best_trial = tuner.oracle.get_best_trials(1)[0]
     winner_record = next(t for t in trials if t.trial_id == best_trial.trial_id)
     if space.retrain_epochs:
         if options.progress is not None:
@@ -155,6 +187,8 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
                                   f"training image for {space.retrain_epochs} epochs")
         full = dataset.split(space.validation_images, options.seed)
         model, retraining = retrain(hypermodel, best_trial.hyperparameters, full, space, run_dir, options)
+    elif confirmed_model is not None:
+        model, retraining = confirmed_model, None
     else:
         with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
@@ -173,16 +207,20 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
                       "wall_time_s": winner_record.wall_time_s},
         retraining=retraining, seed=options.seed, init_seed=options.init_seed,
         teacher=options.teacher.describe() if options.teacher else None)
+    shipped_val_accuracy = (retraining["validation_accuracy"] if retraining
+                            else confirmation.winner.best_run().val_accuracy if confirmation
+                            else winner_record.best_val_accuracy)
     winner = {
         "trial_id": best_trial.trial_id,
         "hyperparameters": winner_record.hyperparameters,
         "settings": settings,
         "objective": f"val_{dataset.spec.objective}",
-        "val_accuracy": retraining["validation_accuracy"] if retraining else winner_record.best_val_accuracy,
+        "val_accuracy": shipped_val_accuracy,
         "val_balanced_accuracy": (retraining or {}).get("validation_balanced_accuracy",
                                                         winner_record.best_val_balanced_accuracy),
         "best_epoch": retraining["best_epoch"] if retraining else winner_record.best_epoch,
         "search_val_accuracy": winner_record.best_val_accuracy,
+        **({"confirmed": confirmation.winner_summary()} if confirmation else {}),
         **evaluate_winner(model, dataset, run_dir),
     }
     results = {
@@ -204,6 +242,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "trials": [t.to_dict() for t in trials],
+        **({"confirmation": confirmation.to_dict()} if confirmation else {}),
         "winner": winner,
         "versions": library_versions(),
     }
@@ -236,39 +275,113 @@ def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_i
     return clock
 
 
-def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, space: SearchSpace,
-            run_dir: RunDir, options: SearchOptions) -> tuple[keras.Model, dict[str, Any]]:
-    """Train the winning configuration afresh on every training image (the search may have used a
-    subset) for ``retrain_epochs``, keeping the epoch with the best validation accuracy. A retraining
-    killed part-way continues from its last completed epoch when the search is run again."""
-    keras.utils.set_random_seed(options.weights_seed)
+@dataclass(frozen=True)
+class TrainingFiles:
+    """Where one training to the end keeps its epoch log, its best epoch's weights and its resume state."""
+
+    log: Path
+    best_weights: Path
+    resume: Path
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> TrainingFiles:
+        return cls(folder / "trial_log.json", folder / "best.weights.h5", folder / "resume")
+
+
+def train_fully(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, epochs: int,
+                files: TrainingFiles, seed: int, options: SearchOptions,
+                label: str = "retraining") -> tuple[keras.Model, list[dict[str, float]]]:
+    """Train a configuration afresh for ``epochs`` with weights and batch-order ``seed``, keeping the epoch
+    with the best validation score; a training killed part-way continues from its last completed epoch
+    when called again. Returns the model at its best epoch and every epoch's log line."""
+    keras.utils.set_random_seed(seed)
     num_classes = hypermodel.num_classes
     monitor = f"val_{hypermodel.objective}"
     model = hypermodel.build(hyperparameters)
-    checkpoint = TrainingCheckpoint(run_dir.retrain_resume_dir)
-    logger = EpochLogger(run_dir.retrain_log_path, checkpoint)
+    checkpoint = TrainingCheckpoint(files.resume)
+    steps = steps_in_an_epoch(len(split.train_labels), int(hyperparameters.get("batch_size")))
+    logger = EpochLogger(files.log, checkpoint, steps)
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TerminateOnNaN(), logger,
-        BestEpochWeights(run_dir.retrain_best_weights_path, monitor, run_dir.retrain_log_path, checkpoint)]
+        keras.callbacks.TerminateOnNaN(), logger, BestEpochWeights(files.best_weights, monitor, files.log, checkpoint)]
     if options.progress is not None:
-        batch_size = int(hyperparameters.get("batch_size"))
-        steps = max(math.ceil(len(split.train_labels) / batch_size), 1)
-        options.progress.retraining_started(space.retrain_epochs, steps)
+        options.progress.retraining_started(epochs, steps, label)
         callbacks.append(ProgressReporter(options.progress, None, dict(hyperparameters.values), steps))
     hypermodel.fit(
         hyperparameters, model, to_model_input(split.train_images),
         training_targets(split.train_images, split.train_labels, num_classes, options.teacher),
         validation_data=(to_model_input(split.validation_images), one_hot(split.validation_labels, num_classes)),
-        epochs=space.retrain_epochs, verbose=0, callbacks=callbacks, checkpoint=checkpoint,
-        shuffle_seed=options.weights_seed,
+        epochs=epochs, verbose=0, callbacks=callbacks, checkpoint=checkpoint, shuffle_seed=seed,
     )
-    model.load_weights(run_dir.retrain_best_weights_path)
-    best = max(logger.epochs, key=lambda entry: entry.get(monitor, float("-inf")))
-    return model, {"epochs_planned": space.retrain_epochs, "epochs_trained": len(logger.epochs),
+    model.load_weights(files.best_weights)
+    return model, logger.epochs
+
+
+def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, space: SearchSpace,
+            run_dir: RunDir, options: SearchOptions) -> tuple[keras.Model, dict[str, Any]]:
+    """Train the winning configuration afresh on every training image (the search may have used a
+    subset) for ``retrain_epochs``, keeping the epoch with the best validation accuracy. A retraining
+    killed part-way continues from its last completed epoch when the search is run again."""
+    monitor = f"val_{hypermodel.objective}"
+    files = TrainingFiles(run_dir.retrain_log_path, run_dir.retrain_best_weights_path, run_dir.retrain_resume_dir)
+    model, epochs = train_fully(hypermodel, hyperparameters, split, space.retrain_epochs, files,
+                                options.weights_seed, options)
+    best = max(epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+    return model, {"epochs_planned": space.retrain_epochs, "epochs_trained": len(epochs),
                    "best_epoch": int(best["epoch"]), "train_images": len(split.train_labels),
                    "validation_accuracy": float(best["val_accuracy"]),
                    **({"validation_balanced_accuracy": float(best[monitor])} if monitor != "val_accuracy" else {}),
-                   "wall_time_s": round(sum(e["seconds"] for e in logger.epochs), 2)}
+                   "wall_time_s": round(sum(e["seconds"] for e in epochs), 2)}
+
+
+def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[TrialRecord], split: Split,
+                space: SearchSpace, run_dir: RunDir, options: SearchOptions) -> tuple[Confirmation, keras.Model]:
+    """Train the ``options.confirm`` best configurations with extra seeds (see :mod:`kmnist_search.confirm`);
+    the confirmation and the winner's model (its run with the best validation score)."""
+    top = sorted((t for t in trials if t.status in SCORED_STATUSES and t.score is not None),
+                 key=lambda t: -(t.score or 0.0))[:options.confirm]
+    confirmed = []
+    for rank, trial in enumerate(top, start=1):
+        counts = trial.status == "COMPLETED"  # a pruned trial's score is not a whole training's
+        runs = [ConfirmationRun("trial", options.weights_seed + int(trial.trial_id), float(trial.score or 0.0),
+                                int(trial.best_epoch or 0))] if counts else []
+        for j, seed in extra_seeds(options.weights_seed, trial.trial_id, counts):
+            folder = run_dir.path / CONFIRM_DIR / run_folder_name(trial.trial_id, j)
+            runs.append(confirmation_run(hypermodel, tuner, trial, split, space, folder, seed, options,
+                                         f"confirming trial {trial_number(trial.trial_id)} ({rank} of {len(top)}) "
+                                         f"with seed {seed}"))
+        confirmed.append(ConfirmedConfiguration(trial.trial_id, trial.hyperparameters, tuple(runs)))
+    confirmation = ranked(confirmed)
+    best_run = confirmation.winner.best_run()
+    trial = tuner.oracle.get_trial(confirmation.winner.trial_id)
+    if best_run.source == "trial":
+        with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.load_model(trial)
+    else:
+        model = hypermodel.build(trial.hyperparameters)
+        model.load_weights(TrainingFiles.in_folder(run_dir.path / CONFIRM_DIR / best_run.source).best_weights)
+    return confirmation, model
+
+
+def confirmation_run(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trial: TrialRecord, split: Split,
+                     space: SearchSpace, folder: Path, seed: int, options: SearchOptions,
+                     announcement: str) -> ConfirmationRun:
+    """One extra training of a trial's configuration, read from its folder if it has ended before."""
+    ended = folder / "ended.json"
+    record = read_json(ended)
+    files = TrainingFiles.in_folder(folder)
+    if record is None:
+        if options.progress is not None:
+            options.progress.step(announcement)
+        _, epochs = train_fully(hypermodel, tuner.oracle.get_trial(trial.trial_id).hyperparameters, split,
+                                space.epochs, files, seed, options, "confirming")
+        monitor = f"val_{hypermodel.objective}"
+        best = max(epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+        record = {"weights_seed": seed, "val_accuracy": float(best[monitor]), "best_epoch": int(best["epoch"])}
+        atomic_write_json(ended, record)
+    TrainingCheckpoint(files.resume).clear()  # the training is recorded: nothing to resume
+    return ConfirmationRun(folder.name, int(record["weights_seed"]), float(record["val_accuracy"]),
+                           int(record["best_epoch"]))
 
 
 def evaluate_winner(model: keras.Model, dataset: Dataset, run_dir: RunDir) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class ConsoleProgress:
         self.bar: Progress | None = None
         self.task: TaskID | None = None
         self.label = ""
+        self.one_long_training = False  # a retraining or confirmation: its epochs tell their own time left
         self.epochs = 0
         self.steps_per_epoch = 1
         self.epoch_seconds: list[float] = []  # this process's epochs of the current training
@@ -52,9 +53,11 @@ class ConsoleProgress:
     def trial_started(self, start: TrialStart) -> None:
         self.line(f"trial {start.index}/{start.total} started: {settings_text(start.hyperparameters)}")
         self._start_bar(f"trial {start.index}/{start.total}", start.epochs, start.steps_per_epoch)
+        self.one_long_training = False
 
-    def retraining_started(self, epochs: int, steps_per_epoch: int) -> None:
-        self._start_bar(RETRAINING, epochs, steps_per_epoch)
+    def retraining_started(self, epochs: int, steps_per_epoch: int, label: str = RETRAINING) -> None:
+        self._start_bar(label, epochs, steps_per_epoch)
+        self.one_long_training = True
 
     def steps_done(self, epoch: int, steps: int) -> None:
         if self.bar is not None and self.task is not None:
@@ -68,7 +71,7 @@ class ConsoleProgress:
                             for name, value in logs.items() if name.startswith("val_") or name == "accuracy")
         self.epoch_seconds.append(seconds)
         left = ""
-        if self.label == RETRAINING and epoch < self.epochs:  # one long training: its own time left
+        if self.one_long_training and epoch < self.epochs:  # one long training: its own time left
             left = f"; about {duration(statistics.median(self.epoch_seconds) * (self.epochs - epoch))} left"
         text = f"  {self.label} epoch {epoch}/{self.epochs}: {metrics} ({duration(seconds)}{left})"
         if self.bar is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, print_safely, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
+from kmnist_search.confirm import DEFAULT_CONFIRM, RUNS_PER_CONFIGURATION
 from kmnist_search.datasets import get_spec, load_dataset
 from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE, DEFAULT_TEACHER_WEIGHT, load_teacher
 from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
@@ -61,6 +62,10 @@ def build_parser() -> OneLineArgumentParser:
                         help="stop hopeless trials by the median rule (default: the space's [pruning], else median)")
     parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS", help="epochs before pruning may start")
     parser.add_argument("--prune-min-trials", type=int, metavar="N", help="trials to compare with before pruning")
+    parser.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM, metavar="K",
+                        help=f"after the search, train the K best configurations until each has "
+                             f"{RUNS_PER_CONFIGURATION} runs with different seeds; the winner is the best mean "
+                             f"(default {DEFAULT_CONFIRM}: off; cost in the README)")
     parser.add_argument("--deterministic", action="store_true",
                         help="TensorFlow's op determinism: the same seeds train the same weights, run after run "
                              "(cost in BENCHMARKS.md)")
@@ -87,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_trials is not None and args.max_trials < 1:
         raise RunError(f"--max-trials {args.max_trials}: must be at least 1")
+    if args.confirm < 0:
+        raise RunError(f"--confirm {args.confirm}: must be 0 (off) or more configurations to confirm")
     if args.quantize and args.no_export:
         raise RunError("--quantize quantizes the export: drop --no-export, or quantize later with "
                        "`python -m kmnist_search.quantize exports/NAME.json --name NAME-int8`")
@@ -120,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     search_options = {"project_dir": args.project_dir, "name": name, "seed": args.seed, "init_seed": args.init_seed,
                       "max_trials": args.max_trials, "overwrite": args.overwrite, "tensorboard": args.tensorboard,
-                      "deterministic": args.deterministic,
+                      "deterministic": args.deterministic, "confirm": args.confirm,
                       "teacher": teacher}
     with ConsoleProgress(quiet=args.quiet) as progress:
         if current_role() == "worker":
