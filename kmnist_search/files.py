@@ -10,14 +10,17 @@ killed write left behind is told apart from anything else in the folder.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,47 @@ def check_writable_directory(directory: Path, what: str) -> None:
             probe.write(b"ok")
     except OSError as error:
         raise RunError(f"cannot write to {directory} ({error.strerror or error}): choose another {what}") from None
+
+
+_HELD_LOCKS: dict[Path, int] = {}  # lock file -> how many nested holders in this process
+
+
+@contextmanager
+def exclusive_lock(lock_path: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (created if missing, never through a link) for the block, or
+    raise a one-line RunError naming the process that holds it. The operating system releases the lock
+    when its process ends, however it ends: a killed run never blocks the next. Nested holds in one
+    process are allowed."""
+    key = lock_path.absolute()
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        raise RunError(f"cannot lock {what} at {lock_path} ({error.strerror or error}): is it a link or "
+                       f"read-only?") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RunError(f"{what} is in use by {holder}: wait for it to finish, or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (f"process {os.getpid()} (started {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: "
+                       f"{' '.join(sys.argv)[:300]})\n").encode(), 0)
+        _HELD_LOCKS[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:

@@ -15,6 +15,7 @@ Every function takes a dataset by name (found or downloaded as the commands do) 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from kmnist_search.cards import card_path_for, read_card, read_member_cards, rea
 from kmnist_search.confirm import DEFAULT_CONFIRM
 from kmnist_search.datasets import Dataset, check_validation_size, load_dataset
 from kmnist_search.errors import ModelFileError, RunError
-from kmnist_search.files import check_writable_directory
+from kmnist_search.files import check_writable_directory, exclusive_lock
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
 from kmnist_search.rundir import RunDir, TrialRecord
@@ -145,25 +146,37 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     resolved_space = resolved_space.with_pruning(prune, prune_warmup, prune_min_trials)
     if max_trials is not None and max_trials < 1:
         raise RunError(f"--max-trials {max_trials}: must be at least 1")
-    run_name = check_name(name or f"{resolved_space.name}-{strategy}", "run name")
     check_seed(seed, "seed")
     if init_seed is not None:
         check_seed(init_seed, "init seed")
-    run_dir = RunDir(Path(project_dir) / run_name)
-    if run_dir.is_finished() and not overwrite:
-        return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
-    loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
-    check_validation_size(resolved_space.validation_images, len(loaded.train_labels))
-    from kmnist_search.search import SearchOptions, run_search
+    run_dir = run_dir_for(resolved_space, strategy, project_dir, name)
+    from kmnist_search.search import SearchOptions, run_record, run_search
 
-    options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_name, seed=seed,
+    options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_dir.name, seed=seed,
                             max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
-                            init_seed=init_seed, progress=progress, deterministic=deterministic,
-                            confirm=confirm)
-    results = run_search(loaded, resolved_space, options)
-    if results is None:
-        return None
-    return search_result(run_dir, run_dir.require_results())
+                            init_seed=init_seed, progress=progress, deterministic=deterministic, confirm=confirm)
+    with held(run_dir):
+        if run_dir.is_finished() and not overwrite:
+            run_dir.check_same_search(run_record(resolved_space, options))
+            return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
+        loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
+        check_validation_size(resolved_space.validation_images, len(loaded.train_labels))
+        results = run_search(loaded, resolved_space, options)
+        if results is None:
+            return None
+        return search_result(run_dir, run_dir.require_results())
+
+
+def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name: str | None) -> RunDir:
+    """The run directory of a search: ``--name`` (checked), else SPACE-STRATEGY, in the project directory."""
+    return RunDir(Path(project_dir) / check_name(name or f"{space.name}-{strategy}", "run name"))
+
+
+def held(run_dir: RunDir) -> contextlib.AbstractContextManager[None]:
+    """The run's lock for this process; a distributed worker shares its chief's run and takes none."""
+    from kmnist_search.distributed import current_role
+
+    return contextlib.nullcontext() if current_role() == "worker" else run_dir.locked()
 
 
 def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None, data_dir: Path | str | None = None,
@@ -173,12 +186,38 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
     if name is not None:
         check_name(name, "export name")
     result = run if isinstance(run, SearchResult) else open_run(run)
+    refuse_overlap(result.run_dir, Path(exports_dir))
     check_writable_directory(Path(exports_dir), "exports directory")
     loaded = resolve_dataset(dataset or result.results["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     from kmnist_search.onnx_export import export_winner
 
-    card = export_winner(result.run_dir, loaded, Path(exports_dir), name)
+    with held(result.run_dir), export_lock(Path(exports_dir), name or result.run_dir.name):
+        card = export_winner(result.run_dir, loaded, Path(exports_dir), name)
     return ExportResult(Path(exports_dir) / card["onnx_file"], card)
+
+
+def refuse_overwriting_sources(card_paths: Sequence[Path], exports_dir: Path, name: str) -> None:
+    """Refuse a new export whose files would replace one of the exports it is made from."""
+    targets = {(exports_dir / f"{name}{suffix}").resolve() for suffix in (".json", ".onnx", ".keras")}
+    for card_path in card_paths:
+        sources = {card_path.with_suffix(suffix).resolve() for suffix in (".json", ".onnx", ".keras")}
+        if targets & sources:
+            raise RunError(f"--name {name} in {exports_dir} would overwrite its own source {card_path}: choose "
+                           f"another --name or --exports-dir")
+
+
+def refuse_overlap(run_dir: RunDir, exports_dir: Path) -> None:
+    """Refuse an exports directory that is the run's folder, inside it or around it: an export would
+    overwrite the run's files, or the run its exports."""
+    run, exports = run_dir.path.resolve(), exports_dir.resolve()
+    if run == exports or run in exports.parents or exports in run.parents:
+        raise RunError(f"--exports-dir {exports_dir} overlaps the run folder {run_dir.path}: keep exports apart "
+                       f"from runs (the default is exports/)")
+
+
+def export_lock(exports_dir: Path, name: str) -> contextlib.AbstractContextManager[None]:
+    """The lock on one export name in an exports directory, held while its files are written."""
+    return exclusive_lock(exports_dir / f".{name}.lock", f"export {exports_dir / name}")
 
 
 def _card_path(model: ExportResult | Path | str) -> Path:
@@ -197,9 +236,11 @@ def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLik
     check_name(name, "export name")
     check_writable_directory(Path(exports_dir), "exports directory")
     card_path = _card_path(model)
+    refuse_overwriting_sources([card_path], Path(exports_dir), name)
     card = read_quantizable_card(card_path)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
-    written = export_quantized(card_path, loaded, Path(exports_dir), name, calibration_images)
+    with export_lock(Path(exports_dir), name):
+        written = export_quantized(card_path, loaded, Path(exports_dir), name, calibration_images)
     return ExportResult(Path(exports_dir) / written["onnx_file"], written)
 
 
@@ -212,9 +253,15 @@ def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset
     check_name(name, "export name")
     check_writable_directory(Path(exports_dir), "exports directory")
     card_paths = [_card_path(member) for member in members]
+    resolved = [path.resolve() for path in card_paths]
+    repeated = next((path for index, path in enumerate(card_paths) if resolved[index] in resolved[:index]), None)
+    if repeated is not None:
+        raise RunError(f"{repeated} is listed twice: an ensemble averages different models, so list each once")
+    refuse_overwriting_sources(card_paths, Path(exports_dir), name)
     first = read_member_cards(card_paths)[0]
     loaded = resolve_dataset(dataset or first["dataset"]["name"], data_dir, cache_dir, verify_checksums)
-    written = export_ensemble(card_paths, loaded, Path(exports_dir), name)
+    with export_lock(Path(exports_dir), name):
+        written = export_ensemble(card_paths, loaded, Path(exports_dir), name)
     return ExportResult(Path(exports_dir) / written["onnx_file"], written)
 
 
@@ -274,14 +321,22 @@ def valid_card(path: Path) -> bool:
     return True
 
 
-def export_complete(result: SearchResult) -> bool:
-    """True when the run's winner was exported and its files are still as written."""
+def export_intact(card_path: Path) -> bool:
+    """True when ``card_path`` is a valid model card and the ONNX file beside it matches its sha256."""
     from kmnist_search.files import file_digest
 
-    record = result.results.get("export")
-    if not record or not Path(record["onnx"]).is_file() or not valid_card(Path(record["model_card"])):
+    if not valid_card(card_path):
         return False
-    return file_digest(Path(record["onnx"])) == record["onnx_sha256"]
+    card = read_card(card_path)
+    onnx_path = card_path.with_name(card["onnx_file"])
+    return onnx_path.is_file() and file_digest(onnx_path) == card["onnx_sha256"]
+
+
+def export_complete(result: SearchResult) -> bool:
+    """True when the run's winner was exported and its files are still as written."""
+    record = result.results.get("export")
+    return bool(record) and export_intact(Path(record["model_card"])) \
+        and read_card(Path(record["model_card"]))["onnx_sha256"] == record["onnx_sha256"]
 
 
 def adopt_written_export(result: SearchResult, exports_dir: Path) -> bool:
@@ -315,20 +370,38 @@ def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Dataset
     an export interrupted before its card was written is completed.
     ``search_options`` are :func:`search`'s keyword arguments.
     """
+    run_dir = run_dir_for(resolve_space(space), strategy, search_options.get("project_dir", "runs"),
+                          search_options.get("name"))
     if export_winner:  # found out now, not after the search
+        refuse_overlap(run_dir, Path(exports_dir))
         check_writable_directory(Path(exports_dir), "exports directory")
     loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
+    with held(run_dir):
+        return _run_held(space, strategy, loaded, Path(exports_dir), export_winner, quantize_export, report, on_step,
+                         **search_options)
+
+
+def _run_held(space: SpaceLike, strategy: str, loaded: Dataset, exports: Path, export_winner: bool,
+              quantize_export: bool, report: bool, on_step: Callable[[str], None] | None,
+              **search_options: Any) -> RunOutcome:
+    """:func:`run`'s steps, with the run held by this process."""
     result = search(space, strategy, dataset=loaded, **search_options)
     if result is None:
         raise RunError("a distributed worker does not finish the run: the chief exports and reports")
     exported = quantized = None
-    name, exports = result.run_dir.name, Path(exports_dir)
+    name = result.run_dir.name
+    recorded = result.results.get("export")
+    if export_winner and result.resumed_finished and recorded and Path(recorded["onnx"]).parent.resolve() != \
+            exports.resolve():
+        raise RunError(f"run {name} had finished and was exported to {Path(recorded['onnx']).parent}, not {exports}: "
+                       f"export it again there with `python -m kmnist_search.export {result.run_dir.path} "
+                       f"--exports-dir {exports}`")
     if export_winner and not (result.resumed_finished
                               and (export_complete(result) or adopt_written_export(result, exports))):
         if on_step:
             on_step("exporting the winner to ONNX and verifying it on every test image")
         exported = export(result, dataset=loaded, exports_dir=exports, name=name)
-    if quantize_export and (exported is not None or not valid_card(exports / f"{name}-int8.json")):
+    if quantize_export and (exported is not None or not export_intact(exports / f"{name}-int8.json")):
         if on_step:
             on_step("quantizing the export to int8 and verifying it")
         quantized = quantize(exported or exports / f"{name}.json", f"{name}-int8", dataset=loaded,

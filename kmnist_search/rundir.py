@@ -25,6 +25,8 @@ import io
 import json
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,13 @@ from typing import Any
 import numpy as np
 
 from kmnist_search.errors import RunError
-from kmnist_search.files import atomic_write_bytes, atomic_write_json, check_writable_directory, remove_leftovers
+from kmnist_search.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    check_writable_directory,
+    exclusive_lock,
+    remove_leftovers,
+)
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, SGD_MOMENTUM, SearchSpace, parse_space, used_by_network
 
 RESULTS_SCHEMA_VERSION = 2
@@ -51,6 +59,7 @@ REPORT_DIR = "report"
 HTML_PAGE = "index.html"  # the report's self-contained HTML page, in REPORT_DIR
 TENSORBOARD_DIR = "tensorboard"
 HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
+LOCK_FILE = ".kmnist-search.lock"  # held while a process searches, exports or reports this run
 TRIAL_DIR_PATTERN = re.compile(r"trial_\d+")  # Keras Tuner's trial folders: trial_0, trial_00, ...
 SCORED_STATUSES = ("COMPLETED", "PRUNED")  # pruned trials count with the score they had reached
 
@@ -201,24 +210,34 @@ class RunDir:
             if not self.is_run():
                 raise RunError(f"--overwrite refuses to delete {self.path}: it is not a kmnist-search run "
                                f"directory; choose another --name or remove it yourself")
-            shutil.rmtree(self.path)
+            for child in self.path.iterdir():  # the lock stays: this process holds it
+                if child.name != LOCK_FILE:
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         if self.path.is_symlink() or (self.path.exists() and not self.is_run()):
-            if not self.path.is_symlink() and (self.path / SPACE_RECORD_FILE).is_file():
-                self.check_state_files()  # a run whose record is damaged: name the damaged file
-            raise RunError(f"{self.path} holds files that are not a kmnist-search run: choose another --name or "
-                           f"--project-dir (nothing in it was changed)")
+            self.prepare_refusal()
         check_writable_directory(self.path, "--project-dir")
         self.check_state_files()
         record_path = self.path / SPACE_RECORD_FILE
-        previous = read_json(record_path) if record_path.exists() else None
-        if previous is None:
+        if not record_path.exists() or read_json(record_path) is None:
             atomic_write_json(record_path, record)
             return
+        self.check_same_search(record)
+
+    def check_same_search(self, record: dict[str, Any]) -> None:
+        """Refuse, in one line naming what changed, a search other than the one this run records."""
+        previous = read_json(self.path / SPACE_RECORD_FILE) or {}
         if previous != record:
             changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
             changed += [k for k in ("strategy", "seed", "init_seed", "teacher") if previous.get(k) != record.get(k)]
             raise RunError(f"{self.path} holds a run with a different search ({', '.join(changed) or 'settings'} "
                            f"changed): pass --overwrite to start afresh or --name to start a new run")
+
+    def prepare_refusal(self) -> None:
+        """Refuse a folder that is not a run (or a link), naming a damaged state file if it is a damaged run."""
+        if not self.path.is_symlink() and (self.path / SPACE_RECORD_FILE).is_file():
+            self.check_state_files()  # a run whose record is damaged: name the damaged file
+        raise RunError(f"{self.path} holds files that are not a kmnist-search run: choose another --name or "
+                       f"--project-dir (nothing in it was changed)")
 
     def check_state_files(self) -> None:
         """Refuse, in one line naming the file, a run whose state files (space.json, oracle.json, the
@@ -237,7 +256,18 @@ class RunDir:
         if not self.path.is_dir() or self.path.is_symlink():
             return False
         record = read_json(self.path / SPACE_RECORD_FILE)
-        return (record is not None and {"space", "strategy", "seed"} <= record.keys()) or not any(self.path.iterdir())
+        return (record is not None and {"space", "strategy", "seed"} <= record.keys()) or not any(
+            path.name != LOCK_FILE for path in self.path.iterdir())
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run for this process (searching, exporting, reporting): a second process that runs the
+        same name at once is refused in one line naming the first. Created, if need be, only as a run."""
+        if self.path.is_symlink() or (self.path.exists() and not self.is_run()):
+            self.prepare_refusal()
+        self.path.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(self.path / LOCK_FILE, f"run {self.path}"):
+            yield
 
     def remove_leftovers(self) -> list[Path]:
         """Delete what killed writers of this run left behind, and nothing else: this package's temporary

@@ -4,6 +4,9 @@ write follows a link planted in a shared folder."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from kmnist_search.files import (
     PARTIAL_PREFIX,
     atomic_write_bytes,
     check_writable_directory,
+    exclusive_lock,
     remove_leftovers,
     staged_path,
 )
@@ -136,3 +140,102 @@ def test_a_search_and_export_through_planted_links_leave_the_victim_untouched(tm
                            exports_dir=exports)
     assert outcome.export is not None and outcome.report_path is not None
     assert victim.read_text() == "precious"
+
+
+HOLD_THE_RUN = """
+import sys, time
+from kmnist_search.rundir import RunDir
+with RunDir(sys.argv[1]).locked():
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_second_process_on_the_same_run_is_refused_and_a_killed_one_blocks_nothing(
+        tmp_path: Path, finished_run: FinishedRun) -> None:
+    _, dataset, _ = finished_run
+    run = tmp_path / "runs" / "shared"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(RunError, match=rf"run {run} is in use by process {holder.pid} \(started .*\): wait"):
+            pipeline.search(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=tmp_path / "runs", name="shared")
+        with pytest.raises(RunError, match="is in use by process"):
+            pipeline.run(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=tmp_path / "runs", name="shared",
+                         exports_dir=tmp_path / "exports")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    outcome = pipeline.run(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=tmp_path / "runs", name="shared",
+                           exports_dir=tmp_path / "exports")  # the killed holder's lock died with it
+    assert outcome.export is not None and not outcome.search.resumed_finished
+
+
+def test_an_export_name_is_written_by_one_process_at_a_time(tmp_path: Path) -> None:
+    lock = tmp_path / ".t1.lock"
+    with exclusive_lock(lock, "export t1"):
+        with exclusive_lock(lock, "export t1"):  # nested in one process: allowed
+            pass
+        child = subprocess.run([sys.executable, "-c", (
+            "import sys; from pathlib import Path; from kmnist_search.files import exclusive_lock\n"
+            "from kmnist_search.errors import RunError\n"
+            "try:\n    exclusive_lock(Path(sys.argv[1]), 'export t1').__enter__()\n"
+            "except RunError as e:\n    print(e)\n"), str(lock)], capture_output=True, text=True)
+        assert child.stdout.startswith(f"export t1 is in use by process {os.getpid()}")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".linked.lock").symlink_to(victim)
+    with pytest.raises(RunError, match="cannot lock export linked"), exclusive_lock(tmp_path / ".linked.lock",
+                                                                                     "export linked"):
+        pass
+    assert victim.read_text() == "precious"
+
+
+def test_an_export_never_overwrites_its_own_source(exported: Path, tmp_path: Path) -> None:
+    card = exported.with_suffix(".json")
+    with pytest.raises(RunError, match=r"--name export-test in .* would overwrite its own source"):
+        pipeline.quantize(card, "export-test", exports_dir=exported.parent)
+    with pytest.raises(RunError, match="would overwrite its own source"):
+        pipeline.ensemble([card, tmp_path / "other.json"], "export-test", exports_dir=exported.parent)
+    with pytest.raises(RunError, match="is listed twice: an ensemble averages different models"):
+        pipeline.ensemble([card, card], "pair", exports_dir=tmp_path)
+    assert card.read_bytes() and exported.is_file()
+
+
+def test_an_exports_folder_overlapping_the_run_folder_is_refused(finished_run: FinishedRun, tmp_path: Path) -> None:
+    run_dir, dataset, _ = finished_run
+    results = (run_dir / "results.json").read_bytes()
+    for exports in (run_dir, run_dir / "exports", run_dir.parent):
+        with pytest.raises(RunError, match="overlaps the run folder"):
+            pipeline.export(run_dir, dataset=dataset, exports_dir=exports)
+        with pytest.raises(RunError, match="overlaps the run folder"):
+            pipeline.run(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=run_dir.parent, name=run_dir.name,
+                         exports_dir=exports)
+    assert (run_dir / "results.json").read_bytes() == results
+
+
+@pytest.mark.parametrize("change", [{"seed": 7}, {"strategy": "random"}, {"init_seed": 3}, {"space": "changed"}])
+def test_a_finished_run_refuses_another_search_under_its_name(finished_run: FinishedRun,
+                                                              change: dict[str, object]) -> None:
+    run_dir, dataset, _ = finished_run
+    space = dict(EXPORT_TEST_SPACE)
+    if change.get("space"):
+        space["training"] = {**EXPORT_TEST_SPACE["training"], "epochs": 3}  # type: ignore[dict-item]
+    arguments = {k: v for k, v in change.items() if k in ("seed", "init_seed")}
+    with pytest.raises(RunError, match=r"holds a run with a different search .* changed"):
+        pipeline.search(space, str(change.get("strategy", "grid")), dataset=dataset, project_dir=run_dir.parent,
+                        name=run_dir.name, **arguments)  # type: ignore[arg-type]
+
+
+def test_a_finished_run_asked_for_another_exports_folder_says_how(finished_run: FinishedRun, tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    kwargs = {"dataset": dataset, "project_dir": tmp_path / "runs", "name": "moved", "quantize_export": True}
+    first = pipeline.run(EXPORT_TEST_SPACE, "grid", exports_dir=tmp_path / "a", **kwargs)
+    assert first.quantized is not None
+    with pytest.raises(RunError, match=r"was exported to .*a, not .*b: export it again there with"):
+        pipeline.run(EXPORT_TEST_SPACE, "grid", exports_dir=tmp_path / "b", **kwargs)
+    (tmp_path / "a" / "moved-int8.onnx").unlink()  # the int8 file lost: the rerun rebuilds it
+    again = pipeline.run(EXPORT_TEST_SPACE, "grid", exports_dir=tmp_path / "a", **kwargs)
+    assert again.search.resumed_finished and again.quantized is not None
+    assert (tmp_path / "a" / "moved-int8.onnx").is_file()
