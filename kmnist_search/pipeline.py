@@ -32,6 +32,7 @@ from kmnist_search.rundir import RunDir, TrialRecord
 from kmnist_search.spaces import SearchSpace, load_space, parse_space
 
 DatasetLike = Dataset | str
+GLOB_CHARACTERS = "[]*?"
 SpaceLike = SearchSpace | str | Path | dict[str, Any]
 
 
@@ -168,8 +169,16 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
 
 
 def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name: str | None) -> RunDir:
-    """The run directory of a search: ``--name`` (checked), else SPACE-STRATEGY, in the project directory."""
-    return RunDir(Path(project_dir) / check_name(name or f"{space.name}-{strategy}", "run name"))
+    """The run directory of a search: ``--name`` (checked), else SPACE-STRATEGY, in the project directory
+    (refused if its path holds a glob character: Keras Tuner finds trial folders by pattern, so a run
+    there could never resume)."""
+    run_dir = RunDir(Path(project_dir) / check_name(name or f"{space.name}-{strategy}", "run name"))
+    special = sorted(set(GLOB_CHARACTERS) & set(str(run_dir.path.absolute())))
+    if special:
+        raise RunError(f"the run folder {run_dir.path.absolute()} contains {' '.join(special)}: Keras Tuner finds "
+                       f"trial folders by pattern and could never resume there; choose a --project-dir without "
+                       f"{' '.join(GLOB_CHARACTERS)}")
+    return run_dir
 
 
 def held(run_dir: RunDir) -> contextlib.AbstractContextManager[None]:

@@ -239,3 +239,11 @@ def test_a_finished_run_asked_for_another_exports_folder_says_how(finished_run: 
     again = pipeline.run(EXPORT_TEST_SPACE, "grid", exports_dir=tmp_path / "a", **kwargs)
     assert again.search.resumed_finished and again.quantized is not None
     assert (tmp_path / "a" / "moved-int8.onnx").is_file()
+
+
+@pytest.mark.parametrize("folder", ["runs[1]", "a*b", "why?"])
+def test_a_project_folder_with_glob_characters_is_refused_before_anything_is_written(tmp_path: Path, folder: str,
+                                                                                   finished_run: FinishedRun) -> None:
+    with pytest.raises(RunError, match=r"Keras Tuner finds trial folders by pattern and could never resume there"):
+        pipeline.search(EXPORT_TEST_SPACE, "grid", dataset=finished_run[1], project_dir=tmp_path / folder, name="x")
+    assert not (tmp_path / folder).exists()
