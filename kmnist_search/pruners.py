@@ -31,8 +31,6 @@ import numpy as np
 
 from kmnist_search.spaces import Pruning
 
-BUDGETS = ("epochs", "steps")
-
 
 @dataclass(frozen=True)
 class Curve:
@@ -118,12 +116,6 @@ class PercentilePruner(Pruner):
     min_trials: int = 3
     budget: str = "epochs"
 
-    def __post_init__(self) -> None:
-        if not 0 < self.percentile <= 100 or self.warmup_epochs < 0 or self.min_trials < 1 \
-                or self.budget not in BUDGETS:
-            raise ValueError(f"{self}: percentile in (0, 100], warm-up >= 0, min_trials >= 1, budget one of "
-                             f"{', '.join(BUDGETS)}")
-
     def decide(self, own: Curve, others: Sequence[Curve]) -> Stop | None:
         if own.epochs <= self.warmup_epochs:
             return None
@@ -162,10 +154,6 @@ class SuccessiveHalvingPruner(Pruner):
     min_epochs: int = 1
     reduction: int = 3
 
-    def __post_init__(self) -> None:
-        if self.min_epochs < 1 or self.reduction < 2:
-            raise ValueError(f"{self}: min_epochs >= 1, reduction >= 2")
-
     def is_rung(self, epoch: int) -> bool:
         ratio = epoch / self.min_epochs
         power = round(math.log(ratio, self.reduction)) if ratio >= 1 else -1
@@ -186,7 +174,9 @@ class SuccessiveHalvingPruner(Pruner):
 
 
 def make_pruner(pruning: Pruning) -> Pruner:
-    """The pruner a space's ``[pruning]`` settings (or the command line's) ask for."""
+    """The pruner a space's ``[pruning]`` settings (or the command line's, checked there) ask for."""
     if pruning.strategy == "none":
         return NoPruning()
-    return PercentilePruner(50.0, pruning.warmup_epochs, pruning.min_trials, "epochs")
+    if pruning.strategy == "asha":
+        return SuccessiveHalvingPruner(pruning.min_epochs, pruning.reduction)
+    return PercentilePruner(float(pruning.percentile), pruning.warmup_epochs, pruning.min_trials, pruning.budget)

@@ -29,7 +29,7 @@ import math
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,8 @@ DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001, "sgd": 0.01, "rmsprop"
 SGD_MOMENTUM = 0.9
 CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
 TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning")
-PRUNERS = ("median", "none")
-PRUNING_KEYS = ("strategy", "warmup_epochs", "min_trials")
+PRUNERS = ("median", "percentile", "asha", "none")
+BUDGETS = ("epochs", "steps")
 MAX_FILTERS = 4096  # per convolution: bounds on what one configuration may ask of memory
 MAX_DENSE_UNITS = 65_536
 MAX_BATCH_SIZE = 65_536
@@ -217,13 +217,60 @@ TRAINING_KEYS = ("optimizer", "epochs", "validation_images", "train_images", "ea
 
 @dataclass(frozen=True)
 class Pruning:
-    """Median stopping, as Optuna's MedianPruner: after ``warmup_epochs``, a trial whose best validation
-    score so far is below the median of other trials' best scores at the same epoch is stopped, once
-    at least ``min_trials`` trials have reached that epoch."""
+    """How trials are stopped early (the rules are in :mod:`kmnist_search.pruners`), defaulted and checked
+    here only.
+
+    ``median`` and ``percentile``: after ``warmup_epochs``, a trial whose best validation score so far
+    is below the ``percentile`` (median: 50) of the other trials' best scores at the same point is
+    stopped, once at least ``min_trials`` trials got there; the point is the same epoch or, with
+    ``budget = "steps"``, the same number of optimizer steps. ``asha``: successive halving, keeping
+    the top ``1/reduction`` at epochs ``min_epochs * reduction**k``. ``none``: no pruning.
+    """
 
     strategy: str = "median"
     warmup_epochs: int = 1
     min_trials: int = 3
+    percentile: float = 50.0
+    budget: str = "epochs"
+    min_epochs: int = 1
+    reduction: int = 3
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem:
+            raise SpaceError(f"[pruning]: {problem}")
+
+    def problem(self) -> str | None:
+        """What is wrong with these settings, or None."""
+        checks = [
+            (self.strategy in PRUNERS, f"strategy {self.strategy!r} must be one of {', '.join(PRUNERS)}"),
+            (_is_int(self.warmup_epochs) and self.warmup_epochs >= 0, "warmup_epochs must be a whole number >= 0"),
+            (_is_int(self.min_trials) and self.min_trials >= 1,
+             "min_trials (minimum trials) must be a whole number >= 1"),
+            (not isinstance(self.percentile, bool) and isinstance(self.percentile, (int, float))
+             and 0 < self.percentile <= 100, "percentile must be a number in (0, 100]"),
+            (self.budget in BUDGETS, f"budget must be one of {', '.join(BUDGETS)}"),
+            (_is_int(self.min_epochs) and self.min_epochs >= 1, "min_epochs must be a whole number >= 1"),
+            (_is_int(self.reduction) and self.reduction >= 2, "reduction must be a whole number >= 2"),
+            (self.strategy != "median" or self.percentile == 50, "median is the 50th percentile: use "
+             "strategy = \"percentile\" for another"),
+        ]
+        return next((message for passed, message in checks if not passed), None)
+
+    def record(self) -> dict[str, Any]:
+        """The settings as space.json and results.json keep them: the three every version recorded, and
+        the others only where they differ from their defaults (so earlier runs still resume)."""
+        data = asdict(self)
+        defaults = asdict(Pruning())
+        return {key: value for key, value in data.items()
+                if key in ("strategy", "warmup_epochs", "min_trials") or value != defaults[key]}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+PRUNING_KEYS = tuple(field.name for field in fields(Pruning))
 
 
 @dataclass(frozen=True)
@@ -302,19 +349,17 @@ class SearchSpace:
         for key in ("source", "description"):
             data.pop(key)
         data["hyperparameters"] = {name: list(values) for name, values in self.hyperparameters.items()}
+        data["pruning"] = self.pruning.record()
         return data
 
     def with_pruning(self, strategy: str | None = None, warmup_epochs: int | None = None,
                      min_trials: int | None = None) -> SearchSpace:
         """A copy with command-line overrides of the pruning settings."""
-        current = self.pruning
-        pruning = Pruning(strategy or current.strategy,
-                          current.warmup_epochs if warmup_epochs is None else warmup_epochs,
-                          current.min_trials if min_trials is None else min_trials)
-        if pruning.strategy not in PRUNERS or pruning.warmup_epochs < 0 or pruning.min_trials < 1:
-            raise SpaceError(f"pruning {pruning}: strategy must be one of {', '.join(PRUNERS)}, warm-up >= 0 epochs, "
-                             f"minimum trials >= 1")
-        return SearchSpace(**{**self.__dict__, "pruning": pruning})
+        given = {"strategy": strategy, "warmup_epochs": warmup_epochs, "min_trials": min_trials}
+        overrides: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+        if overrides.get("strategy") == "median":
+            overrides["percentile"] = 50.0
+        return SearchSpace(**{**self.__dict__, "pruning": replace(self.pruning, **overrides)})
 
     def with_epochs(self, epochs: int) -> SearchSpace:
         """A copy with another epoch budget (the ``--epochs`` override)."""
@@ -393,11 +438,13 @@ def parse_space(data: dict[str, Any], source: str = IN_MEMORY_SOURCE) -> SearchS
     if not isinstance(pruning_table, dict):
         raise SpaceError(f"{where}: [pruning] must be a table")
     _reject_unknown(pruning_table, PRUNING_KEYS, where, "[pruning].")
-    pruner = _one_of(PRUNERS)(pruning_table.get("strategy", "median"))
-    if pruner is None:
-        raise SpaceError(f"{where}: [pruning].strategy must be one of {', '.join(PRUNERS)}")
-    pruning = Pruning(pruner, _integer(pruning_table, "warmup_epochs", where, minimum=0, default=1, section="pruning"),
-                      _integer(pruning_table, "min_trials", where, minimum=1, default=3, section="pruning"))
+    settings = {**pruning_table}
+    if settings.get("strategy") == "percentile" and "percentile" not in settings:
+        raise SpaceError(f"{where}: [pruning].percentile is missing: strategy \"percentile\" needs one, e.g. 25")
+    try:
+        pruning = Pruning(**settings)
+    except SpaceError as error:
+        raise SpaceError(f"{where}: {error}") from None
     lr_schedule = _one_of(LR_SCHEDULES)(training.get("lr_schedule", "constant"))
     if lr_schedule is None:
         raise SpaceError(f"{where}: [training].lr_schedule must be one of {', '.join(LR_SCHEDULES)}")

@@ -89,8 +89,27 @@ def test_pruning_settings_from_file_and_command_line() -> None:
     with pytest.raises(SpaceError, match=r"unknown key \[pruning\]\.patience"):
         parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
                      "training": {"epochs": 3}, "pruning": {"patience": 2}})
-    with pytest.raises(SpaceError, match="minimum trials >= 1"):
+    with pytest.raises(SpaceError, match=r"min_trials \(minimum trials\) must be a whole number >= 1"):
         space.with_pruning(min_trials=0)
+
+
+def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
+    base = {"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]}, "training": {"epochs": 3}}
+    asha = parse_space({**base, "pruning": {"strategy": "asha", "min_epochs": 2, "reduction": 4}})
+    assert make_pruner(asha.pruning) == SuccessiveHalvingPruner(2, 4)
+    steps = parse_space({**base, "pruning": {"strategy": "percentile", "percentile": 25, "budget": "steps"}})
+    assert make_pruner(steps.pruning) == PercentilePruner(25.0, 1, 3, "steps")
+    # earlier runs recorded three settings: a default rule still fingerprints as they did, so they resume
+    assert load_space("report").fingerprint()["pruning"] == {"strategy": "median", "warmup_epochs": 1, "min_trials": 3}
+    assert steps.fingerprint()["pruning"]["budget"] == "steps"
+    for table, message in (({"strategy": "percentile"}, "percentile is missing"),
+                           ({"strategy": "asha", "reduction": 1}, "reduction must be a whole number >= 2"),
+                           ({"budget": "images"}, "budget must be one of epochs, steps"),
+                           ({"strategy": "median", "percentile": 25}, "median is the 50th percentile"),
+                           ({"percentile": True}, r"percentile must be a number in \(0, 100\]"),
+                           ({"strategy": "hyperband"}, "strategy 'hyperband' must be one of median, percentile")):
+        with pytest.raises(SpaceError, match=message):
+            parse_space({**base, "pruning": table})
 
 
 def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synthetic_data_dir: Path,

@@ -24,7 +24,7 @@ from kmnist_search.formatting import percent, trial_number
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.plan import STRATEGIES, describe_plan
 from kmnist_search.rundir import RunDir
-from kmnist_search.spaces import builtin_space_names, load_space
+from kmnist_search.spaces import PRUNERS, builtin_space_names, load_space
 
 DEFAULT_SPACE = "report"
 
@@ -58,8 +58,9 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete an existing run of this name first (a finished run is otherwise left as it is)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a cost estimate, train nothing")
-    parser.add_argument("--prune", choices=("median", "none"),
-                        help="stop hopeless trials by the median rule (default: the space's [pruning], else median)")
+    parser.add_argument("--prune", choices=PRUNERS,
+                        help="how hopeless trials are stopped (default: the space's [pruning], else median; the "
+                             "rules and what they cost in docs/pruning.md)")
     parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS", help="epochs before pruning may start")
     parser.add_argument("--prune-min-trials", type=int, metavar="N", help="trials to compare with before pruning")
     parser.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM, metavar="K",
