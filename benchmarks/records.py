@@ -1,0 +1,54 @@
+"""Benchmark records and the document sections rendered from them: one source for every figure.
+
+A benchmark writes its figures to a JSON record (with the command, machine and date) and renders
+them into the documents between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``. The test suite
+renders every section again from its record and fails when a document says anything else, so a
+quoted figure cannot drift from the record it came from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_record(path: Path, command: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """Write a record of ``figures`` measured by ``command`` here and now; return it."""
+    record = {"command": command, "machine": machine(), "date": datetime.now(timezone.utc).date().isoformat(),
+              **figures}
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is not a JSON object")
+    return data
+
+
+def section(document: Path, marker: str) -> str:
+    """What a document holds between its ``marker`` lines."""
+    content = document.read_text(encoding="utf-8")
+    start, end = f"<!-- {marker}:start -->\n", f"\n<!-- {marker}:end -->"
+    if start not in content or end not in content:
+        raise ValueError(f"{document} has no {start.strip()} ... {end.strip()} section")
+    return content.split(start, 1)[1].split(end, 1)[0]
+
+
+def write_into(document: Path, marker: str, text: str) -> None:
+    """Replace what a document holds between its ``marker`` lines with ``text``."""
+    content = document.read_text(encoding="utf-8")
+    old = f"<!-- {marker}:start -->\n{section(document, marker)}\n<!-- {marker}:end -->"
+    document.write_text(content.replace(old, f"<!-- {marker}:start -->\n{text}\n<!-- {marker}:end -->"),
+                        encoding="utf-8")
