@@ -1,0 +1,272 @@
+"""What each strategy and pruner costs, and what it costs in regret: searches replayed on the ground truth.
+
+Run: python benchmarks/replay_pruners.py [--space report-small] [--space report]
+
+Reads benchmarks/ground_truth/SPACE.csv (written by benchmarks/ground_truth.py) and replays, on every
+seed's curves, each strategy with each pruner through the search's own oracles and pruners
+(:mod:`kmnist_search.replay`). For each pair it reports, averaged over the seeds' curves and the
+strategy's orders or seeds:
+
+- cost: epochs and CPU seconds trained, as a fraction of the same search without pruning (Hyperband:
+  of the whole grid unpruned);
+- regret: the true best configuration's final validation accuracy minus the declared winner's, in
+  points, both from the ground truth (each configuration's epoch-12 validation accuracy, averaged
+  over its seeds);
+- survival: how often the true best configuration was trained to the end.
+
+Writes benchmarks/ground_truth/replay.json (the figures, with the command, machine and date) and
+docs/images/replay-cost-regret.png; prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ground_truth import HYPERPARAMETERS, OUT_DIR, read_csv
+from records import read_record, write_into, write_record
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURE = ROOT / "docs" / "images" / "replay-cost-regret.png"
+DOC = ROOT / "docs" / "pruning.md"
+RECORD = OUT_DIR / "replay.json"
+ORDERS = 5  # shuffled grid orders, and seeds of random and Bayesian search
+FINAL_EPOCH = 12
+
+
+@dataclass(frozen=True)
+class Scenario:
+    strategy: str
+    label: str
+    order: int  # 0: the space's own order; k: the k-th shuffled order (grid) or search seed
+
+
+def typed(space_name: str, name: str, text: str) -> Any:
+    return {"learning_rate": float, "batch_size": int, "loss": str}[name](text)
+
+
+def recorded_runs(rows: list[dict[str, str]], space_name: str) -> dict[int, dict[str, Any]]:
+    """Seed -> configuration key -> RecordedRun, from the epoch rows of whole 12-epoch trainings."""
+    from kmnist_search.pruners import Curve
+    from kmnist_search.replay import RecordedRun, configuration_key
+
+    grouped: dict[tuple[int, str], list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        if row["repeat"] != "0":
+            continue
+        values = {name: typed(space_name, name, row[name]) for name in HYPERPARAMETERS}
+        grouped[(int(row["seed"]), configuration_key(values))].append(row)
+    by_seed: dict[int, dict[str, Any]] = defaultdict(dict)
+    for (seed, key), epochs in grouped.items():
+        epochs.sort(key=lambda r: int(r["epoch"]))
+        if len(epochs) != FINAL_EPOCH:
+            continue
+        steps = int(epochs[0]["steps"])
+        by_seed[seed][key] = RecordedRun(Curve(tuple(float(r["val_accuracy"]) for r in epochs), steps),
+                                         tuple(float(r["cpu_seconds"]) for r in epochs))
+    return by_seed
+
+
+def pruners(strategy: str) -> dict[str, Any]:
+    """The rules compared; Bayesian search (slow to replay: Keras Tuner fits its Gaussian process with 20
+    restarts per trial) with the two main ones beside no pruning."""
+    from kmnist_search.pruners import NoPruning, PercentilePruner, SuccessiveHalvingPruner
+
+    rules = {
+        "none": NoPruning(),
+        "median (warm-up 1)": PercentilePruner(50, 1, 3),
+        "median (warm-up 3)": PercentilePruner(50, 3, 3),
+        "25th percentile": PercentilePruner(25, 1, 3),
+        "median at equal steps": PercentilePruner(50, 1, 3, "steps"),
+        "25th pct at equal steps": PercentilePruner(25, 1, 3, "steps"),
+        "ASHA (1, 3)": SuccessiveHalvingPruner(1, 3),
+        "ASHA (1, 4)": SuccessiveHalvingPruner(1, 4),
+        "ASHA (2, 3)": SuccessiveHalvingPruner(2, 3),
+    }
+    if strategy == "bayesian":
+        return {name: rules[name] for name in ("none", "median (warm-up 1)", "ASHA (1, 3)")}
+    return rules
+
+
+def shuffled(space: Any, order: int) -> Any:
+    """The space with each hyperparameter's values listed in another order (order 0: as written)."""
+    if order == 0:
+        return space
+    generator = random.Random(order)
+    return replace(space, hyperparameters={name: tuple(generator.sample(values, len(values)))
+                                           for name, values in space.hyperparameters.items()})
+
+
+def scenarios() -> list[Scenario]:
+    grid = [Scenario("grid", "grid (space order)", 0)]
+    grid += [Scenario("grid", "grid (shuffled)", k) for k in range(1, ORDERS + 1)]
+    return [*grid, *(Scenario("random", "random (10 trials)", k) for k in range(ORDERS)),
+            *(Scenario("bayesian", "Bayesian (10 trials)", k) for k in range(3))]
+
+
+def evaluate(space_name: str) -> dict[str, Any]:
+    from kmnist_search.replay import replay
+    from kmnist_search.spaces import load_space
+
+    space = load_space(space_name)
+    by_seed = recorded_runs(read_csv(OUT_DIR / f"{space_name}.csv"), space_name)
+    configurations = len(space.configurations())
+    seeds = sorted(seed for seed, runs in by_seed.items() if len(runs) == configurations)
+    if not seeds:
+        raise SystemExit(f"{space_name}: no seed has all {configurations} configurations recorded yet")
+    truth = {key: statistics.fmean(by_seed[seed][key].curve.values[-1] for seed in seeds)
+             for key in by_seed[seeds[0]]}
+    best = max(truth, key=truth.__getitem__)
+    best_sd = statistics.stdev([by_seed[s][best].curve.values[-1] for s in seeds]) if len(seeds) > 1 else None
+    unpruned_grid_epochs = configurations * FINAL_EPOCH
+    unpruned_grid_cpu = {seed: sum(sum(r.cpu_seconds) for r in by_seed[seed].values()) for seed in seeds}
+    rows: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
+    started = time.process_time()
+    for seed in seeds:
+        recorded = by_seed[seed]
+        for scenario in scenarios():
+            searched = shuffled(space, scenario.order) if scenario.strategy == "grid" else space
+            search_seed = 42 + scenario.order
+            baseline = None
+            for label, pruner in pruners(scenario.strategy).items():
+                outcome = replay(searched, scenario.strategy, recorded, pruner, search_seed)
+                if baseline is None:
+                    baseline = outcome
+                rows[(scenario.label, label)].append(measure(outcome, baseline, truth, best))
+        for order in range(ORDERS):
+            outcome = replay(space, "hyperband", recorded, None, 42 + order)
+            full = type(outcome)((), best, unpruned_grid_epochs, unpruned_grid_cpu[seed])
+            rows[("Hyperband (factor 3)", "its own brackets")].append(measure(outcome, full, truth, best))
+    table = [{"strategy": strategy, "pruner": pruner, **mean_of(measures), "replays": len(measures)}
+             for (strategy, pruner), measures in rows.items()]
+    confirmation = confirm_replays(by_seed, seeds, truth, best) if len(seeds) >= 3 else []
+    return {"space": space_name, "seeds": seeds, "configurations": configurations,
+            "true_best": json.loads(best), "true_best_final_val_accuracy": round(truth[best], 6),
+            "true_best_seed_sd_points": None if best_sd is None else round(best_sd * 100, 3),
+            "replay_cpu_seconds": round(time.process_time() - started, 1), "table": table,
+            "confirmation": confirmation}
+
+
+def confirm_replays(by_seed: dict[int, dict[str, Any]], seeds: list[int], truth: dict[str, float],
+                    best: str) -> list[dict[str, Any]]:
+    """What --confirm K buys after an unpruned grid: the winner by one seed's curves, against the winner by
+    the mean of three seeds over that seed's K best (through kmnist_search.confirm's own ranking)."""
+    from kmnist_search.confirm import RUNS_PER_CONFIGURATION, ConfirmationRun, ConfirmedConfiguration, ranked
+
+    rows = []
+    for k in (0, 1, 2, 3, 5):
+        regrets = []
+        for index, seed in enumerate(seeds):
+            scores = {key: run.curve.best() for key, run in by_seed[seed].items()}
+            top = sorted(scores, key=lambda key: -scores[key])[:max(k, 1)]
+            if k == 0:
+                winner = top[0]
+            else:
+                others = [seeds[(index + j) % len(seeds)] for j in range(RUNS_PER_CONFIGURATION)]
+                winner = ranked([ConfirmedConfiguration(key, {}, tuple(
+                    ConfirmationRun(str(other), other, by_seed[other][key].curve.best(), 0) for other in others))
+                    for key in top]).winner.trial_id
+            regrets.append((truth[best] - truth[winner]) * 100)
+        rows.append({"k": k, "extra_trainings": k * (RUNS_PER_CONFIGURATION - 1),
+                     "regret_points": round(statistics.fmean(regrets), 4), "searches": len(regrets)})
+    return rows
+
+
+def measure(outcome: Any, baseline: Any, truth: dict[str, float], best: str) -> dict[str, float]:
+    survived = any(t.configuration == best and t.epochs == FINAL_EPOCH for t in outcome.trials)
+    return {"epochs_fraction": outcome.epochs / baseline.epochs,
+            "cpu_fraction": outcome.cpu_seconds / baseline.cpu_seconds,
+            "regret_points": (truth[best] - truth[outcome.winner]) * 100,
+            "best_survives": float(survived)}
+
+
+def mean_of(measures: list[dict[str, float]]) -> dict[str, float]:
+    return {name: round(statistics.fmean(m[name] for m in measures), 4) for name in measures[0]}
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """The replay of one ground truth as a Markdown table (docs/pruning.md holds exactly this)."""
+    best = ", ".join(f"{name} {value}" for name, value in result["true_best"].items())
+    sd = result["true_best_seed_sd_points"]
+    lines = [f"`{result['space']}`, curves of seeds {', '.join(map(str, result['seeds']))}; true best: {best} "
+             f"({result['true_best_final_val_accuracy'] * 100:.2f}% final validation accuracy"
+             + (f", seed sd {sd:.2f} points" if sd is not None else "") + ").",
+             "",
+             "| strategy | pruner | epochs | CPU seconds | regret (points) | true best survives | replays |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for row in result["table"]:
+        lines.append(f"| {row['strategy']} | {row['pruner']} | {row['epochs_fraction']:.2f}x | "
+                     f"{row['cpu_fraction']:.2f}x | {row['regret_points']:.2f} | {row['best_survives'] * 100:.0f}% | "
+                     f"{row['replays']} |")
+    if result.get("confirmation"):
+        lines += ["", f"After the unpruned grid, `--confirm K` on the same curves (each of the {len(result['seeds'])} "
+                  "seeds in turn as the search's, the next seeds as the extra runs):", "",
+                  "| K | extra trainings | regret (points) |", "|---:|---:|---:|"]
+        lines += [f"| {row['k']} | {row['extra_trainings']} | {row['regret_points']:.2f} |"
+                  for row in result["confirmation"]]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]]) -> None:
+    """Cost against regret: one colour per pruner, one marker per strategy, the seed sd and 0.35x marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {"grid (space order)": "o", "grid (shuffled)": "s", "random (10 trials)": "^",
+               "Bayesian (10 trials)": "D", "Hyperband (factor 3)": "*"}
+    names = list(dict.fromkeys(row["pruner"] for result in results for row in result["table"]))
+    colours = {name: plt.get_cmap("tab10")(index % 10) for index, name in enumerate(names)}
+    figure, axes = plt.subplots(1, len(results), figsize=(6.4 * len(results) + 2.6, 4.8), squeeze=False)
+    for axis, result in zip(axes[0], results, strict=True):
+        for row in result["table"]:
+            axis.scatter(row["cpu_fraction"], row["regret_points"], marker=markers[row["strategy"]], s=40,
+                         color=colours[row["pruner"]], edgecolors="black", linewidths=0.3)
+        if result["true_best_seed_sd_points"] is not None:
+            axis.axhline(result["true_best_seed_sd_points"], color="grey", linestyle="--", linewidth=0.8)
+        axis.axvline(0.35, color="grey", linestyle=":", linewidth=0.8)
+        axis.set_xlabel("CPU seconds, fraction of the same search unpruned")
+        axis.set_ylabel("regret (points of final validation accuracy)")
+        axis.set_title(f"{result['space']} (dashed: the true best's seed sd; dotted: 0.35x)", fontsize=9)
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[name], label=name) for name in names]
+    handles += [plt.Line2D([], [], marker=marker, linestyle="", color="grey", label=strategy)
+                for strategy, marker in markers.items()]
+    figure.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1 - 2.6 / (6.4 * len(results) + 2.6), 1))
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(FIGURE, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", action="append", help="report-small, report (default: both that are recorded)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the record")
+    args = parser.parse_args()
+    if args.plot_only:
+        plot(read_record(RECORD)["results"])
+        return 0
+    results = []
+    for space_name in args.space or ["report-small", "report"]:
+        if not (OUT_DIR / f"{space_name}.csv").is_file():
+            continue
+        result = evaluate(space_name)
+        print(render_table(result) + "\n")
+        write_into(DOC, f"replay:{space_name}", render_table(result))
+        results.append(result)
+    if not args.plot_only:
+        write_record(RECORD, " ".join(["python benchmarks/replay_pruners.py", *sys.argv[1:]]), {"results": results})
+    plot(results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
