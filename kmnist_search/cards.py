@@ -77,10 +77,24 @@ def read_card(path: Path) -> dict[str, Any]:
         raise ModelFileError(f"{path} is {path.stat().st_size:,} bytes, too large for a model card: pass the .json "
                              f"written beside an exported .onnx")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        card = strict_json(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelFileError(f"{path} is not valid JSON ({error}): export the model again") from None
+    except (ValueError, RecursionError) as error:
+        raise ModelFileError(f"{path} is not a model card ({error}): export the model again") from None
     return validate_card(card, str(path))
+
+
+def strict_json(text: str) -> Any:
+    """Parse JSON as the standard defines it: NaN and Infinity (which Python accepts) are refused, since no
+    figure of a card may be one; so is nesting too deep to parse."""
+    def refuse(constant: str) -> None:
+        raise ValueError(f"it holds {constant}, not a number")
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
 
 
 def card_path_for(onnx_path: Path) -> Path:
@@ -93,9 +107,11 @@ def card_from_metadata(text: str, where: str) -> dict[str, Any]:
     if len(text) > MAX_CARD_BYTES:
         raise ModelFileError(f"{where} embeds a model card of {len(text):,} characters: not a kmnist-search model")
     try:
-        card = json.loads(text)
+        card = strict_json(text)
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{where} embeds a model card that is not valid JSON ({error}): export it again") from None
+    except ValueError as error:
+        raise ModelFileError(f"{where} embeds a model card that is not one ({error}): export it again") from None
     return validate_card(card, f"the model card embedded in {where}")
 
 

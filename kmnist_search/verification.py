@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kmnist_search.cards import parity_of
+from kmnist_search.cards import card_path_for, interface, parity_of
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.inference import Classifier
@@ -43,6 +43,19 @@ class Verification:
         return "\n".join(lines)
 
 
+def card_disagreement(card: dict[str, Any], classifier: Classifier, dataset: Dataset) -> str | None:
+    """How a card that matches its file's digest still contradicts the file or its dataset, if it does: the
+    file it names, the number of outputs, the classes."""
+    outputs = classifier.session.get_outputs()[0].shape[-1]
+    if card["onnx_file"] != classifier.path.name:
+        return f"it names {card['onnx_file']!r} as its file"
+    if isinstance(outputs, int) and outputs != len(card["classes"]):
+        return f"it lists {len(card['classes'])} classes for a model with {outputs} outputs"
+    if card["classes"] != interface(dataset.spec, card["name"])["classes"]:
+        return f"its classes are not {dataset.spec.name}'s"
+    return None
+
+
 def verify_export(classifier: Classifier, card: dict[str, Any], dataset: Dataset, keras_path: Path | None = None,
                   raise_on_failure: bool = True) -> Verification:
     """Compare an export, checked against its card by :func:`~kmnist_search.inference.checked_export`, with
@@ -53,6 +66,9 @@ def verify_export(classifier: Classifier, card: dict[str, Any], dataset: Dataset
     onnx_path = classifier.path
     if card["dataset"]["name"] != dataset.spec.name:
         raise ModelFileError(f"{onnx_path} classifies {card['dataset']['name']}, not {dataset.spec.name}")
+    problem = card_disagreement(card, classifier, dataset)
+    if problem:
+        raise ModelFileError(f"{card_path_for(onnx_path)} does not describe {onnx_path}: {problem}; export it again")
     keras_path = keras_path or onnx_path.with_name(card["keras_file"])
     report = measure_parity(classifier.session, load_keras_model(keras_path), dataset.test_images, dataset.test_labels)
     recorded, card_rule = parity_of(card)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from kmnist_search import onnx_export as export
 from kmnist_search import pipeline
 from kmnist_search.contract import OPSET
-from kmnist_search.errors import ParityError
+from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.files import PARTIAL_PREFIX, file_digest
 from kmnist_search.hypermodel import build_network
 from kmnist_search.inference import Classifier
@@ -184,3 +185,31 @@ def test_the_strictest_rule_wins() -> None:
     assert strictest(INT8, loose) == INT8
     assert strictest(INT8, tight) == tight
     assert strictest(EXACT, loose) == EXACT
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda card: card["metrics"].update(test_accuracy=float("nan")), "holds NaN, not a number"),
+    (lambda card: card["parity"].update({key: float("nan") for key in card["parity"]
+                                         if isinstance(card["parity"][key], float)}), "holds NaN, not a number"),
+    (lambda card: card.update(classes=card["classes"][:3]), "lists 3 classes for a model with 10 outputs"),
+    (lambda card: card.update(onnx_file="another.onnx"), "names 'another.onnx' as its file"),
+    (lambda card: card["classes"][0].update(character="<script>"), "its classes are not kmnist's"),
+])
+def test_verify_believes_no_card_that_contradicts_its_model(exported: Path, finished_run: FinishedRun,
+                                                            tmp_path: Path, edit: Any, message: str) -> None:
+    for suffix in (".onnx", ".json", ".keras"):
+        shutil.copy(exported.with_suffix(suffix), tmp_path / f"export-test{suffix}")
+    card = json.loads((tmp_path / "export-test.json").read_text())
+    edit(card)
+    (tmp_path / "export-test.json").write_text(json.dumps(card))  # Python writes NaN as the bare word
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        pipeline.verify(tmp_path / "export-test.onnx", dataset=finished_run[1])
+
+
+def test_a_card_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    from kmnist_search.cards import read_card
+
+    card = tmp_path / "deep.json"
+    card.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelFileError, match="is not a model card \\(it is nested too deeply\\)"):
+        read_card(card)
