@@ -120,9 +120,14 @@ def write_card(path: Path, card: dict[str, Any]) -> None:
     atomic_write_json(path, validate_card(card, str(path)))
 
 
+NOT_EMBEDDED = ("onnx_sha256", "created_at")  # the file's own digest, which it cannot know, and the time,
+# which would make two exports of the same weights differ
+
+
 def embedded_text(card: dict[str, Any]) -> str:
-    """The card as embedded in its ONNX file (without the file's own digest, which it cannot know)."""
-    return json.dumps({k: v for k, v in card.items() if k != "onnx_sha256"}, ensure_ascii=False)
+    """The card as embedded in its ONNX file: everything but the file's digest and the creation time, so
+    the same weights and settings always give the same bytes."""
+    return json.dumps({k: v for k, v in card.items() if k not in NOT_EMBEDDED}, ensure_ascii=False)
 
 
 def interface(spec: DatasetSpec, name: str) -> dict[str, Any]:

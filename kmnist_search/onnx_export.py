@@ -11,6 +11,7 @@ embedded, then the card with the file's sha256 (last, so a card on disk means a 
 from __future__ import annotations
 
 import platform
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -43,6 +44,7 @@ def convert_to_onnx(model: keras.Model, image_shape: tuple[int, int]) -> onnx.Mo
             model.export(str(path), format="onnx", input_signature=signature, opset_version=OPSET, verbose=False)
             proto = onnx.load(str(path))
         _name_graph_io(proto)
+        _number_inserted_names(proto)
         onnx.checker.check_model(proto, full_check=True)
     except Exception as error:  # tf2onnx and the checker raise many types
         gist = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
@@ -102,6 +104,36 @@ def _name_graph_io(proto: onnx.ModelProto) -> None:
     graph.output[0].name = OUTPUT_NAME
     for value in (graph.input[0], graph.output[0]):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+
+
+INSERTED_NAME = re.compile(r"__\d+")  # tf2onnx numbers the ops it inserts from a counter kept per process
+
+
+def _number_inserted_names(proto: onnx.ModelProto) -> None:
+    """Name the values and ops tf2onnx inserted (``NAME__COUNTER``) by where they are first used, list the
+    initializers by name, and drop the graph's note naming the traced TensorFlow function: the counters
+    behind those run on across conversions in one process, and the same network must always convert to
+    the same bytes."""
+    graph = proto.graph
+    graph.doc_string = ""
+    names: dict[str, str] = {}
+
+    def renamed(name: str) -> str:
+        if not INSERTED_NAME.search(name):
+            return name
+        return names.setdefault(name, f"inserted_{len(names) + 1}")
+
+    for node in graph.node:
+        node.input[:] = [renamed(name) for name in node.input]
+        node.output[:] = [renamed(name) for name in node.output]
+        node.name = renamed(node.name)
+    initializers = sorted(graph.initializer, key=lambda tensor: renamed(tensor.name))
+    for tensor in initializers:
+        tensor.name = renamed(tensor.name)
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+    for value in (*graph.value_info, *graph.input, *graph.output):
+        value.name = renamed(value.name)
 
 
 def onnx_probabilities(session: ort.InferenceSession, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

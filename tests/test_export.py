@@ -35,7 +35,7 @@ def test_export_writes_checked_self_describing_onnx(exported: Path) -> None:
     embedded = json.loads({p.key: p.value for p in proto.metadata_props}["model_card"])
     card = json.loads(exported.with_suffix(".json").read_text())
     assert card["onnx_sha256"] == file_digest(exported, "sha256")
-    assert embedded == {k: v for k, v in card.items() if k != "onnx_sha256"}
+    assert embedded == {k: v for k, v in card.items() if k not in ("onnx_sha256", "created_at")}
     assert [c["character"] for c in card["classes"]] == list("おきすつなはまやれを")
     assert card["input"]["value_range"] == [0, 255] and "inside the model" in card["input"]["scaling"]
     training = card["models"][0]["training"]
@@ -213,3 +213,12 @@ def test_a_card_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
     card.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ModelFileError, match="is not a model card \\(it is nested too deeply\\)"):
         read_card(card)
+
+
+def test_two_exports_of_the_same_weights_are_the_same_bytes(finished_run: FinishedRun, tmp_path: Path) -> None:
+    run_dir, dataset, _ = finished_run
+    copy = shutil.copytree(run_dir, tmp_path / "run")  # the session's run keeps its own export record
+    first = pipeline.export(copy, dataset=dataset, exports_dir=tmp_path / "a", name="again")
+    second = pipeline.export(copy, dataset=dataset, exports_dir=tmp_path / "b", name="again")
+    assert file_digest(first.onnx_path) == file_digest(second.onnx_path)
+    assert "created_at" in first.card and "created_at" not in Classifier(first.onnx_path).card
