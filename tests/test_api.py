@@ -15,6 +15,7 @@ from tests.conftest import FinishedRun
 from tests.test_cli import TINY_SPACE
 
 
+@pytest.mark.slow
 def test_the_whole_job_from_python(synthetic_data_dir: Path, tmp_path: Path) -> None:
     space_file = tmp_path / "api.toml"
     space_file.write_text(TINY_SPACE.replace('"tiny"', '"api"'))
@@ -47,6 +48,7 @@ def test_the_whole_job_from_python(synthetic_data_dir: Path, tmp_path: Path) -> 
     assert outcome.export.onnx_path.stat().st_mtime_ns == written
 
 
+@pytest.mark.slow
 def test_an_in_memory_space_and_a_loaded_dataset(synthetic_data_dir: Path, tmp_path: Path) -> None:
     from kmnist_search.datasets import load_dataset
 
@@ -66,6 +68,7 @@ def test_api_errors_are_the_packages_one_line_errors(synthetic_data_dir: Path, t
         ks.open_run(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_results_of_the_first_schema_are_read_with_their_settings_resolved(finished_run: FinishedRun,
                                                                           tmp_path: Path) -> None:
     run_dir = tmp_path / "old-run"

@@ -85,6 +85,7 @@ def zip_bomb(path: Path, shape: tuple[int, ...]) -> None:
         archive.writestr("arr_0.npy", buffer.getvalue())
 
 
+@pytest.mark.slow
 def test_a_zip_bomb_in_the_data_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
     data_dir = write_kmnist_files(tmp_path / "data")
     bomb = data_dir / KMNIST.files["train_images"].name

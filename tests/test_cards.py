@@ -84,6 +84,7 @@ def export_space(text: str, dataset: Dataset, tmp_path: Path) -> tuple[dict[str,
     return data, read_card(tmp_path / "exports" / f"{space.name}.json")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", ["preact_resnet", "cnn"])
 def test_every_hyperparameter_walks_from_the_space_file_to_the_card(network: str, dataset: Dataset,
                                                                     tmp_path: Path) -> None:
@@ -112,6 +113,7 @@ def test_every_hyperparameter_walks_from_the_space_file_to_the_card(network: str
     assert card["kind"] == "single" and card["precision"] == "float32" and training["teacher"] is None
 
 
+@pytest.mark.slow
 def test_defaults_are_resolved_in_the_card(dataset: Dataset, tmp_path: Path) -> None:
     _, card = export_space(DEFAULTS_SPACE, dataset, tmp_path)
     hyperparameters = card["models"][0]["training"]["hyperparameters"]
@@ -163,6 +165,7 @@ def test_invalid_cards_are_refused_in_one_line(change: Any, fragment: str, tmp_p
         validate_card(card, "memory")
 
 
+@pytest.mark.slow
 def test_verify_and_inference_refuse_a_card_that_does_not_validate(exported: Path, tmp_path: Path) -> None:
     copy = tmp_path / exported.name
     for suffix in (".onnx", ".json", ".keras"):

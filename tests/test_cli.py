@@ -45,6 +45,7 @@ def tiny_space_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_run_end_to_end_prints_summary_and_writes_results(synthetic_data_dir: Path, tiny_space_file: Path,
                                                           tmp_path: Path) -> None:
     result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", str(tiny_space_file), "--data-dir",
@@ -111,6 +112,7 @@ def test_max_trials_zero(tmp_path: Path) -> None:
                           "--max-trials 0")
 
 
+@pytest.mark.slow
 def test_download_offline_error_lists_both_fixes(tmp_path: Path) -> None:
     result = run_cli("kmnist_search.download", "kmnist", "--cache-dir", str(tmp_path / "cache"), "--base-url",
                      "http://127.0.0.1:9", cwd=tmp_path)
@@ -137,6 +139,7 @@ def test_users_exports_are_ignored_and_the_shipped_model_is_tracked() -> None:
         assert not ignored(f"exports/kmnist-reference.{suffix}")
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_search_says_so_and_trains_nothing(synthetic_data_dir: Path, tiny_space_file: Path,
                                                             tmp_path: Path) -> None:
     """The API test checks that the export is left byte for byte; here, what the command says."""

@@ -28,6 +28,7 @@ def steps_past_total(text: str) -> list[str]:
             if int(match.group(1)) > int(match.group(2))]
 
 
+@pytest.mark.slow
 def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, tmp_path: Path) -> None:
     result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", "quick", "--data-dir", str(quick_data),
                      "--no-checksum", "--no-export", "--epochs", "2", cwd=tmp_path)
@@ -44,6 +45,7 @@ def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, tmp
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_quiet_keeps_the_trial_lines_only(quick_data: Path, tmp_path: Path) -> None:
     result = run_cli("kmnist_search.run", "--space", "quick", "--data-dir", str(quick_data), "--no-checksum",
                      "--no-export", "--quiet", "--max-trials", "1", "--epochs", "1", cwd=tmp_path)
@@ -95,6 +97,7 @@ def test_run_help_lists_every_built_in_space(tmp_path: Path) -> None:
     assert all(name in text for name in builtin_space_names()) and len(builtin_space_names()) >= 9
 
 
+@pytest.mark.slow
 def test_json_output_survives_a_closed_pipe(exported: Path, tmp_path: Path) -> None:
     import numpy as np
 

@@ -117,6 +117,7 @@ FIXED_PARTIAL_NAMES = [".partial-checkpoint.weights.h5", "winner.partial.keras",
                        "export-test.partial.keras", "report/.confusion.partial.png", ".results.json.tmp"]
 
 
+@pytest.mark.slow
 def test_a_search_and_export_through_planted_links_leave_the_victim_untouched(tmp_path: Path,
                                                                               finished_run: FinishedRun) -> None:
     """Links planted, in the run folder and the exports folder, under every fixed name earlier versions
@@ -228,6 +229,7 @@ def test_a_finished_run_refuses_another_search_under_its_name(finished_run: Fini
                         name=run_dir.name, **arguments)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_a_finished_run_asked_for_another_exports_folder_says_how(finished_run: FinishedRun, tmp_path: Path) -> None:
     _, dataset, _ = finished_run
     kwargs = {"dataset": dataset, "project_dir": tmp_path / "runs", "name": "moved", "quantize_export": True}

@@ -32,6 +32,7 @@ def test_targets_blend_the_teacher_with_the_labels(exported: Path, finished_run:
     assert targets.dtype == np.float32 and not np.array_equal(targets, np.eye(10, dtype=np.float32)[labels])
 
 
+@pytest.mark.slow
 def test_a_distilled_search_trains_on_the_teacher_targets_and_records_it(
         exported: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dataset = load_dataset("kmnist", write_kmnist_files(tmp_path / "data"), verify_checksums=False)

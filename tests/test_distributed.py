@@ -41,6 +41,7 @@ def start(role: str, port: int, run_args: list[str], worker_id: str | None = Non
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+@pytest.mark.slow
 def test_chief_and_two_workers_run_every_configuration_once(tmp_path: Path) -> None:
     space_file = tmp_path / "four.toml"
     space_file.write_text(FOUR_CONFIGURATIONS)

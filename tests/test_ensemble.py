@@ -43,6 +43,7 @@ def member_probabilities(card_path: Path, images: np.ndarray) -> np.ndarray:
     return keras_probabilities(model, images)
 
 
+@pytest.mark.slow
 def test_ensemble_onnx_averages_its_members(two_members: tuple[Path, Path], finished_run: FinishedRun,
                                             tmp_path: Path) -> None:
     _, dataset, _ = finished_run
@@ -65,6 +66,7 @@ def test_ensemble_onnx_averages_its_members(two_members: tuple[Path, Path], fini
     assert [c.character for c in Classifier(onnx_path).classes] == list("おきすつなはまやれを")
 
 
+@pytest.mark.slow
 def test_ensemble_cli_then_verify(two_members: tuple[Path, Path], finished_run: FinishedRun, tmp_path: Path) -> None:
     _, _, data_dir = finished_run
     result = run_cli("kmnist_search.ensemble", *map(str, two_members), "--name", "pair", "--exports-dir",

@@ -69,6 +69,7 @@ def test_parity_failure_writes_nothing(finished_run: FinishedRun, tmp_path: Path
     assert not (tmp_path / "exports").exists() or not list((tmp_path / "exports").iterdir())
 
 
+@pytest.mark.slow
 def test_verify_cli_passes_then_catches_tampering(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
     _, _, data_dir = finished_run
     copy_dir = tmp_path / "copy"
@@ -86,6 +87,7 @@ def test_verify_cli_passes_then_catches_tampering(exported: Path, finished_run: 
     assert_one_line_error(run_cli("kmnist_search.verify", str(model), cwd=tmp_path), "not a readable ONNX model")
 
 
+@pytest.mark.slow
 def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> None:
     run_dir, _, data_dir = finished_run
     out = tmp_path / "out"
@@ -125,6 +127,7 @@ def test_augmented_models_export_without_their_random_layers(finished_run: Finis
     assert report.passes()
 
 
+@pytest.mark.slow
 def test_a_residual_network_with_augmentation_exports_exactly(finished_run: FinishedRun) -> None:
     """The augmentation layers are cut out of a non-sequential graph too, residual branches intact."""
     from kmnist_search.hypermodel import Architecture

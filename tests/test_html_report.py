@@ -39,6 +39,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
     return RunDir(root / "runs" / "two")
 
 
+@pytest.mark.slow
 def test_the_page_is_self_contained_and_complete(searched: RunDir) -> None:
     page = (searched.report_dir / "index.html").read_text(encoding="utf-8")
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", page)  # nothing fetched
@@ -58,6 +59,7 @@ def test_importance_comes_from_optunas_fanova_on_the_searched_hyperparameters(se
     assert result.epoch == min(t.epochs_run for t in searched.trials())
 
 
+@pytest.mark.slow
 def test_summary_html_prints_the_page_path(searched: RunDir, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(searched.path, copy)

@@ -102,6 +102,7 @@ def test_mixup_blends_images_and_labels_by_one_weight_per_batch(seeded: None) ->
     assert seen == set(range(10))  # every image is used in an epoch
 
 
+@pytest.mark.slow
 def test_mixup_trains_through_the_hypermodel(seeded: None) -> None:
     from kmnist_search.spaces import parse_space
 

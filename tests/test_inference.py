@@ -73,6 +73,7 @@ def test_predict_cli_on_pngs_and_arrays(exported: Path, finished_run: FinishedRu
     assert text.returncode == 0 and f"a.png: {rows[0]['character']} (" in text.stdout
 
 
+@pytest.mark.slow
 def test_bad_inputs_give_one_line_errors(exported: Path, tmp_path: Path) -> None:
     (tmp_path / "notes.png").write_text("not an image")
     np.save(tmp_path / "wide.npy", np.zeros((2, 28, 30), np.uint8))

@@ -45,6 +45,7 @@ def test_balanced_accuracy_metric_matches_scikit_learn() -> None:
     assert float(metric.result()) == 0.0
 
 
+@pytest.mark.slow
 def test_k49_search_maximises_balanced_accuracy_and_exports(tmp_path: Path) -> None:
     data_dir = write_dataset_files(tmp_path / "k49", K49, TRAIN_COUNTS, TEST_COUNTS)
     (tmp_path / "k49.toml").write_text(K49_SPACE)

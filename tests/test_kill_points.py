@@ -84,6 +84,7 @@ def training(monkeypatch: pytest.MonkeyPatch) -> Training:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 @pytest.mark.parametrize("strategy", ["grid", "random", "bayesian", "hyperband"])
 def test_a_kill_in_the_bookkeeping_loses_and_repeats_nothing(strategy: str, point: str, dataset: Dataset,
@@ -114,6 +115,7 @@ def test_a_kill_in_the_bookkeeping_loses_and_repeats_nothing(strategy: str, poin
     assert not list(run_dir.glob("trial_*/resume"))  # nothing left to resume
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset: Dataset, tmp_path: Path,
                                                                        training: Training) -> None:
     data = {**SPACE, "hyperparameters": {"learning_rate": [1.0, 1e-5], "batch_size": [64],  # the study's CNN
@@ -140,6 +142,7 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
 
 @pytest.mark.parametrize("instant", ["the ONNX file written, not its card",
                                      "the card written, not yet recorded in results.json"])
+@pytest.mark.slow
 def test_a_kill_during_the_export_is_completed_by_the_rerun_without_repeating_it(instant: str, dataset: Dataset,
                                                                                 tmp_path: Path) -> None:
     from kmnist_search import onnx_export, pipeline

@@ -35,6 +35,7 @@ def weights_after_training(optimizer: keras.optimizers.Optimizer, steps: int) ->
 # differences in near-zero gradients (still far below one step, 1e-3 here).
 @pytest.mark.parametrize(("name", "rate", "tolerance_after_16_steps"),
                          [("adadelta", 1.0, 1e-6), ("adam", 0.001, 5e-4), ("sgd", 0.01, 1e-6)])
+@pytest.mark.slow
 def test_fused_update_matches_keras(name: str, rate: float, tolerance_after_16_steps: float) -> None:
     assert isinstance(make_optimizer(name, rate), (FusedAdadelta, FusedAdam, FusedSGD))
     start = [np.asarray(w) for w in build_network().weights]

@@ -112,6 +112,7 @@ def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
             parse_space({**base, "pruning": table})
 
 
+@pytest.mark.slow
 def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synthetic_data_dir: Path,
                                                                            tmp_path: Path) -> None:
     dataset: Dataset = load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)

@@ -31,6 +31,7 @@ def quantized(exported: Path, finished_run: FinishedRun, tmp_path_factory: pytes
     return out / "small.onnx"
 
 
+@pytest.mark.slow
 def test_int8_model_is_quantized_smaller_and_faithful(quantized: Path, exported: Path,
                                                        finished_run: FinishedRun) -> None:
     _, dataset, _ = finished_run
@@ -103,6 +104,7 @@ def test_an_int8_model_that_strays_is_refused(exported: Path, finished_run: Fini
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_quantize_cli_then_verify(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
     _, _, data_dir = finished_run
     data = ("--data-dir", str(data_dir), "--no-checksum")

@@ -76,6 +76,7 @@ MOMENTS: dict[str, Callable[[Path], bool]] = {
     # an epoch are in test_resume.py, at those of the bookkeeping for every strategy in test_kill_points.py.
     ("grid", "export"), ("hyperband", "first-epoch"),
 ])
+@pytest.mark.slow
 def test_sigkill_then_rerun_completes_the_same_search(strategy: str, moment: str, synthetic_data_dir: Path,
                                                       tmp_path: Path) -> None:
     space = tmp_path / "four.toml"
@@ -119,6 +120,7 @@ def dataset(synthetic_data_dir: Path) -> Dataset:
     return load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
 
 
+@pytest.mark.slow
 def test_diverging_trial_is_failed_and_the_search_goes_on(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1e6, 0.01], optimizer="sgd"))  # SGD at lr 1e6 diverges to NaN
     results = run_search(dataset, space, SearchOptions("grid", tmp_path, "nan"))
@@ -128,12 +130,14 @@ def test_diverging_trial_is_failed_and_the_search_goes_on(dataset: Dataset, tmp_
     assert by_lr[0.01]["status"] == "COMPLETED" and results["winner"]["hyperparameters"]["learning_rate"] == 0.01
 
 
+@pytest.mark.slow
 def test_too_many_consecutive_failures_stop_the_search(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1e6, 1e7, 1e8, 0.01], optimizer="sgd"))
     with pytest.raises(RunError, match=r"3 consecutive failed trials \(last: loss became nan"):
         run_search(dataset, space, SearchOptions("grid", tmp_path, "nan"))
 
 
+@pytest.mark.slow
 def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from kmnist_search.hypermodel import KmnistHyperModel
@@ -151,6 +155,7 @@ def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
     assert len(failed) == 1 and failed[0]["message"] == "simulated: out of memory in this trial"
 
 
+@pytest.mark.slow
 def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1.0, 0.1]))
     first = run_search(dataset, space, SearchOptions("random", tmp_path, "a", seed=5, max_trials=2))
@@ -160,6 +165,7 @@ def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
         assert a["best_val_accuracy"] == pytest.approx(b["best_val_accuracy"], abs=0.02)
 
 
+@pytest.mark.slow
 def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dataset, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import kmnist_search.datasets as datasets
@@ -200,6 +206,7 @@ def test_keras_tuner_state_writes_are_atomic(tmp_path: Path, monkeypatch: pytest
     assert [p.name for p in tmp_path.iterdir()] == ["oracle.json"]
 
 
+@pytest.mark.slow
 def test_batch_size_larger_than_the_data(dataset: Dataset, tmp_path: Path) -> None:
     data = tiny(1, [1.0])
     data["hyperparameters"]["batch_size"] = [256]  # type: ignore[index]

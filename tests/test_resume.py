@@ -69,6 +69,7 @@ def uninterrupted(shared_dataset: Dataset, tmp_path_factory: pytest.TempPathFact
 
 @pytest.mark.parametrize("instant", ["after the state was committed", "between the weights file and the state",
                                      "after the log was written, before the weights file"])
+@pytest.mark.slow
 def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: str, shared_dataset: Dataset,
                                                                       tmp_path: Path,
                                                                       uninterrupted: dict[str, Any]) -> None:
@@ -94,6 +95,7 @@ def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: st
     assert not (trial_dir / "resume").exists()  # recorded trials keep no training state
 
 
+@pytest.mark.slow
 def test_a_killed_retraining_continues_from_its_last_epoch(dataset: Dataset, tmp_path: Path) -> None:
     data = {**RANDOM_RECIPE, "training": {**RANDOM_RECIPE["training"], "epochs": 1, "retrain_epochs": 3}}
     space = parse_space(data)
@@ -120,6 +122,7 @@ def test_a_killed_retraining_continues_from_its_last_epoch(dataset: Dataset, tmp
     assert not (tmp_path / "resumed" / "retrain_resume").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_rerun_keeps_the_finished_epochs(synthetic_data_dir: Path, tmp_path: Path) -> None:
     space_file = tmp_path / "long.toml"
     space_file.write_text("""

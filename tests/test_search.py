@@ -35,6 +35,7 @@ def options(tmp_path: Path, strategy: str, **kwargs: object) -> SearchOptions:
     return SearchOptions(strategy=strategy, project_dir=tmp_path / "runs", name=f"tiny-{strategy}", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["grid", "random", "bayesian", "hyperband"])
 def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace, dataset: Dataset,
                                          tmp_path: Path) -> None:
@@ -56,12 +57,14 @@ def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace,
         assert len(configurations) == len(trials) == 2
 
 
+@pytest.mark.slow
 def test_synthetic_classes_are_learnable(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     """The pipeline really trains: lr 1.0 learns the synthetic bars well above chance."""
     results = run_search(dataset, tiny_space.with_epochs(3), options(tmp_path, "grid", max_trials=1))
     assert results["winner"]["test_accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_grid_search_resumes_without_rerunning_trials(tiny_space: SearchSpace, dataset: Dataset,
                                                       tmp_path: Path) -> None:
     first = run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1))
@@ -77,6 +80,7 @@ def test_grid_search_resumes_without_rerunning_trials(tiny_space: SearchSpace, d
     assert [t["trial_id"] for t in again["trials"]] == [t["trial_id"] for t in resumed["trials"]]
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_space_is_refused(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     run_search(dataset, tiny_space.with_epochs(1), options(tmp_path, "grid", max_trials=1))
     with pytest.raises(RunError, match=r"different search \(epochs changed\).*--overwrite"):
@@ -118,6 +122,7 @@ def test_a_plan_of_one_reads_in_the_singular() -> None:
     assert "1 of 1 configuration, 1 epoch each," in plan and plan.endswith("(rough; 1 trial)")
 
 
+@pytest.mark.slow
 def test_tensorboard_logs_carry_hparams(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     run_search(dataset, tiny_space.with_epochs(1), options(tmp_path, "grid", max_trials=2, tensorboard=True))
     logs = tmp_path / "runs" / "tiny-grid" / "tensorboard"
@@ -129,6 +134,7 @@ def test_tensorboard_logs_carry_hparams(tiny_space: SearchSpace, dataset: Datase
     assert any(b"learning_rate" in p.read_bytes() for p in hparams)
 
 
+@pytest.mark.slow
 def test_winner_is_retrained_on_all_training_images(dataset: Dataset, tmp_path: Path) -> None:
     data = {**TINY, "training": {**TINY["training"], "retrain_epochs": 2, "lr_schedule": "cosine",
                                  "early_stopping_patience": 1}}

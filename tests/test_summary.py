@@ -76,6 +76,7 @@ def test_json_and_markdown(tmp_path: Path) -> None:
     assert "no winner yet" in render(summary, TRIALS, None, "table", None)
 
 
+@pytest.mark.slow
 def test_report_figures_and_page(finished_run: FinishedRun, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
@@ -96,6 +97,7 @@ def test_report_figures_and_page(finished_run: FinishedRun, tmp_path: Path) -> N
     assert "| 2 su | す | U+3059 |" in page and "test accuracy" in page
 
 
+@pytest.mark.slow
 def test_summary_of_an_interrupted_run(finished_run: FinishedRun, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run[0], run_dir)
