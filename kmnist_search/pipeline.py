@@ -344,8 +344,10 @@ def export_intact(card_path: Path) -> bool:
 def export_complete(result: SearchResult) -> bool:
     """True when the run's winner was exported and its files are still as written."""
     record = result.results.get("export")
-    return bool(record) and export_intact(Path(record["model_card"])) \
-        and read_card(Path(record["model_card"]))["onnx_sha256"] == record["onnx_sha256"]
+    if not record:
+        return False
+    card_path = Path(record["model_card"])
+    return export_intact(card_path) and read_card(card_path)["onnx_sha256"] == record["onnx_sha256"]
 
 
 def adopt_written_export(result: SearchResult, exports_dir: Path) -> bool:
