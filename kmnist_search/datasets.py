@@ -327,11 +327,16 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
-def check_validation_size(validation_images: int, training_set_images: int) -> None:
-    """A validation set must leave training images behind (checked before any work starts)."""
+def check_split_sizes(validation_images: int, training_set_images: int, train_images: int | None = None) -> None:
+    """A validation set must leave training images behind, and a training subset must fit in what it leaves
+    (checked before any work starts, so that no subset is silently cut to what exists)."""
     if not 0 < validation_images < training_set_images:
         raise DataError(f"validation_images={validation_images} must be between 1 and {training_set_images - 1} "
                         f"(the training set has {training_set_images} images)")
+    left = training_set_images - validation_images
+    if train_images is not None and train_images > left:
+        raise DataError(f"train_images={train_images} is more than the {left:,} training images left after "
+                        f"validation_images={validation_images}: lower it, or leave it out to train on all of them")
 
 
 def split_train_validation(
@@ -347,7 +352,7 @@ def split_train_validation(
     """
     from sklearn.model_selection import train_test_split
 
-    check_validation_size(validation_images, len(labels))
+    check_split_sizes(validation_images, len(labels), train_images)
     try:
         rest_x, val_x, rest_y, val_y = train_test_split(
             images, labels, test_size=validation_images, stratify=labels, random_state=seed

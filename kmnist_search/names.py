@@ -8,8 +8,9 @@ import re
 
 from kmnist_search.errors import BadNameError
 
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-NAME_RULE = "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+MAX_NAME_LENGTH = 100
+NAME_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}")
+NAME_RULE = f"1 to {MAX_NAME_LENGTH} letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 def check_name(value: str, what: str) -> str:

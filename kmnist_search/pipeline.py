@@ -23,16 +23,17 @@ from typing import Any
 
 from kmnist_search.cards import card_path_for, read_card, read_member_cards, read_quantizable_card
 from kmnist_search.confirm import DEFAULT_CONFIRM
-from kmnist_search.datasets import Dataset, check_validation_size, load_dataset
+from kmnist_search.datasets import Dataset, check_split_sizes, load_dataset
 from kmnist_search.errors import ModelFileError, RunError
 from kmnist_search.files import check_writable_directory, exclusive_lock
-from kmnist_search.names import check_name, check_seed
+from kmnist_search.names import MAX_NAME_LENGTH, check_name, check_seed
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
 from kmnist_search.rundir import RunDir, TrialRecord
 from kmnist_search.spaces import SearchSpace, load_space, parse_space
 
 DatasetLike = Dataset | str
 GLOB_CHARACTERS = "[]*?"
+INT8_SUFFIX = "-int8"  # the int8 copy of export NAME is NAME-int8
 SpaceLike = SearchSpace | str | Path | dict[str, Any]
 
 
@@ -161,7 +162,7 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
             run_dir.check_same_search(run_record(resolved_space, options))
             return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
         loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
-        check_validation_size(resolved_space.validation_images, len(loaded.train_labels))
+        check_split_sizes(resolved_space.validation_images, len(loaded.train_labels), resolved_space.train_images)
         results = run_search(loaded, resolved_space, options)
         if results is None:
             return None
@@ -172,7 +173,10 @@ def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name
     """The run directory of a search: ``--name`` (checked), else SPACE-STRATEGY, in the project directory
     (refused if its path holds a glob character: Keras Tuner finds trial folders by pattern, so a run
     there could never resume)."""
-    run_dir = RunDir(Path(project_dir) / check_name(name or f"{space.name}-{strategy}", "run name"))
+    run_name = (check_name(name, "run name") if name is not None else
+                check_name(f"{space.name}-{strategy}", f"the run name made of the space's name and the strategy "
+                                                       f"(too long for space {space.name[:20]}...? pass --name)"))
+    run_dir = RunDir(Path(project_dir) / run_name)
     special = sorted(set(GLOB_CHARACTERS) & set(str(run_dir.path.absolute())))
     if special:
         raise RunError(f"the run folder {run_dir.path.absolute()} contains {' '.join(special)}: Keras Tuner finds "
@@ -383,6 +387,10 @@ def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Dataset
     """
     run_dir = run_dir_for(resolve_space(space), strategy, search_options.get("project_dir", "runs"),
                           search_options.get("name"))
+    if quantize_export:  # the int8 copy's name, found out now rather than after the search
+        longest = MAX_NAME_LENGTH - len(INT8_SUFFIX)
+        check_name(f"{run_dir.name}{INT8_SUFFIX}", f"the int8 copy's name (the run's name and {INT8_SUFFIX}; use a "
+                                                   f"--name of at most {longest} characters)")
     if export_winner:  # found out now, not after the search
         refuse_overlap(run_dir, Path(exports_dir))
         check_writable_directory(Path(exports_dir), "exports directory")
@@ -412,10 +420,10 @@ def _run_held(space: SpaceLike, strategy: str, loaded: Dataset, exports: Path, e
         if on_step:
             on_step("exporting the winner to ONNX and verifying it on every test image")
         exported = export(result, dataset=loaded, exports_dir=exports, name=name)
-    if quantize_export and (exported is not None or not export_intact(exports / f"{name}-int8.json")):
+    if quantize_export and (exported is not None or not export_intact(exports / f"{name}{INT8_SUFFIX}.json")):
         if on_step:
             on_step("quantizing the export to int8 and verifying it")
-        quantized = quantize(exported or exports / f"{name}.json", f"{name}-int8", dataset=loaded,
+        quantized = quantize(exported or exports / f"{name}.json", f"{name}{INT8_SUFFIX}", dataset=loaded,
                              exports_dir=exports)
     report_path = None
     if report:

@@ -249,3 +249,21 @@ def test_a_project_folder_with_glob_characters_is_refused_before_anything_is_wri
     with pytest.raises(RunError, match=r"Keras Tuner finds trial folders by pattern and could never resume there"):
         pipeline.search(EXPORT_TEST_SPACE, "grid", dataset=finished_run[1], project_dir=tmp_path / folder, name="x")
     assert not (tmp_path / folder).exists()
+
+
+def test_names_and_sizes_that_would_fail_late_are_refused_before_the_search(finished_run: FinishedRun,
+                                                                            tmp_path: Path) -> None:
+    from kmnist_search.errors import BadNameError, DataError
+
+    _, dataset, _ = finished_run
+    with pytest.raises(BadNameError, match=r"the int8 copy's name .* use a --name of at most 95 characters"):
+        pipeline.run(EXPORT_TEST_SPACE, "grid", dataset=dataset, project_dir=tmp_path / "runs", name="n" * 96,
+                     exports_dir=tmp_path / "exports", quantize_export=True)
+    long_space = {**EXPORT_TEST_SPACE, "name": "s" * 100}
+    with pytest.raises(BadNameError, match=r"the run name made of the space's name and the strategy .* pass --name"):
+        pipeline.search(long_space, "grid", dataset=dataset, project_dir=tmp_path / "runs")
+    too_many = {**EXPORT_TEST_SPACE, "training": {**EXPORT_TEST_SPACE["training"], "train_images": 100_000}}
+    with pytest.raises(DataError, match=r"train_images=100000 is more than the 500 training images left after "
+                                        r"validation_images=100: lower it"):
+        pipeline.search(too_many, "grid", dataset=dataset, project_dir=tmp_path / "runs", name="too-many")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
