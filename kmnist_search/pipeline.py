@@ -157,12 +157,15 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_dir.name, seed=seed,
                             max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
                             init_seed=init_seed, progress=progress, deterministic=deterministic, confirm=confirm)
+    loaded = None
+    if overwrite or not run_dir.is_finished():  # inputs checked before anything is created
+        loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
+        check_split_sizes(resolved_space.validation_images, len(loaded.train_labels), resolved_space.train_images)
     with held(run_dir):
         if run_dir.is_finished() and not overwrite:
             run_dir.check_same_search(run_record(resolved_space, options))
             return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
-        loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
-        check_split_sizes(resolved_space.validation_images, len(loaded.train_labels), resolved_space.train_images)
+        loaded = loaded or resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
         results = run_search(loaded, resolved_space, options)
         if results is None:
             return None

@@ -23,14 +23,24 @@ def quick_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_kmnist_files(tmp_path_factory.mktemp("quick") / "kmnist", train_per_class=700, test_per_class=20)
 
 
+@pytest.fixture(scope="module")
+def quick_space(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The quick space with a training subset that fits quick_data's 1,000 images left after validation."""
+    from kmnist_search.spaces import BUILTIN_DIR
+
+    path = tmp_path_factory.mktemp("spaces") / "quick.toml"
+    path.write_text((BUILTIN_DIR / "quick.toml").read_text().replace("train_images = 10000", "train_images = 1000"))
+    return str(path)
+
+
 def steps_past_total(text: str) -> list[str]:
     return [match.group(0) for match in re.finditer(r"\b(\d+)/(\d+)\b", text)
             if int(match.group(1)) > int(match.group(2))]
 
 
 @pytest.mark.slow
-def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, tmp_path: Path) -> None:
-    result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", "quick", "--data-dir", str(quick_data),
+def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, quick_space: str, tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.run", "--strategy", "grid", "--space", quick_space, "--data-dir", str(quick_data),
                      "--no-checksum", "--no-export", "--epochs", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
@@ -46,8 +56,8 @@ def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, tmp
 
 
 @pytest.mark.slow
-def test_quiet_keeps_the_trial_lines_only(quick_data: Path, tmp_path: Path) -> None:
-    result = run_cli("kmnist_search.run", "--space", "quick", "--data-dir", str(quick_data), "--no-checksum",
+def test_quiet_keeps_the_trial_lines_only(quick_data: Path, quick_space: str, tmp_path: Path) -> None:
+    result = run_cli("kmnist_search.run", "--space", quick_space, "--data-dir", str(quick_data), "--no-checksum",
                      "--no-export", "--quiet", "--max-trials", "1", "--epochs", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert re.search(r"^trial 1/1 started", result.stdout, re.M) and "epoch 1/1:" not in result.stdout

@@ -23,7 +23,6 @@ from kmnist_search.files import check_writable_directory
 from kmnist_search.formatting import percent, trial_number
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.plan import STRATEGIES, describe_plan
-from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import PRUNERS, builtin_space_names, load_space
 
 DEFAULT_SPACE = "report"
@@ -107,7 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.oracle or args.worker_id:
         raise RunError(f"{'--oracle' if args.oracle else '--worker-id'} is for a distributed search: add "
                        f"--role chief or --role worker")
-    name = check_name(args.name or f"{space.name}-{args.strategy}", "--name")
+    if args.name is not None:
+        check_name(args.name, "--name")
+    run_dir = pipeline.run_dir_for(space, args.strategy, args.project_dir, args.name)
+    name = run_dir.name
     check_seed(args.seed, "--seed")
     if args.init_seed is not None:
         check_seed(args.init_seed, "--init-seed")
@@ -115,7 +117,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = get_spec(args.dataset)
         print_safely(describe_plan(space, args.strategy, args.max_trials, spec.train_size - space.validation_images))
         return 0
-    run_dir = RunDir(args.project_dir / name)
     # Check every input before TensorFlow loads, so mistakes are reported at once.
     if not args.no_export:
         check_writable_directory(args.exports_dir, "--exports-dir")
