@@ -40,6 +40,7 @@ DOC = ROOT / "docs" / "pruning.md"
 RECORD = OUT_DIR / "replay.json"
 ORDERS = 5  # shuffled grid orders, and seeds of random and Bayesian search
 FINAL_EPOCH = 12
+MAX_COST = 0.35  # the cost bound a default pruner must meet, as a fraction of the unpruned search
 
 
 @dataclass(frozen=True)
@@ -206,12 +207,21 @@ def render_table(result: dict[str, Any]) -> str:
         lines.append(f"| {row['strategy']} | {row['pruner']} | {row['epochs_fraction']:.2f}x | "
                      f"{row['cpu_fraction']:.2f}x | {row['regret_points']:.2f} | {row['best_survives'] * 100:.0f}% | "
                      f"{row['replays']} |")
+    if sd is not None:
+        for strategy in ("grid (space order)", "grid (shuffled)"):
+            within = [row["pruner"] for row in result["table"] if row["strategy"] == strategy
+                      and row["pruner"] != "none" and row["regret_points"] <= sd and row["cpu_fraction"] <= MAX_COST]
+            lines += ["", f"Within both bounds for the {strategy} (mean regret at most the true best's seed sd, at "
+                      f"most {MAX_COST}x the CPU seconds): {', '.join(within) or 'no pruner'}."]
     if result.get("confirmation"):
         lines += ["", f"After the unpruned grid, `--confirm K` on the same curves (each of the {len(result['seeds'])} "
                   "seeds in turn as the search's, the next seeds as the extra runs):", "",
                   "| K | extra trainings | regret (points) |", "|---:|---:|---:|"]
         lines += [f"| {row['k']} | {row['extra_trainings']} | {row['regret_points']:.2f} |"
                   for row in result["confirmation"]]
+        cleared = next((row["k"] for row in result["confirmation"] if row["k"] and row["regret_points"] == 0), None)
+        lines += ["", f"The smallest K that leaves no regret on these curves: {cleared}." if cleared is not None
+                  else "No K here leaves the regret at zero."]
     return "\n".join(lines)
 
 
@@ -233,7 +243,7 @@ def plot(results: list[dict[str, Any]]) -> None:
                          color=colours[row["pruner"]], edgecolors="black", linewidths=0.3)
         if result["true_best_seed_sd_points"] is not None:
             axis.axhline(result["true_best_seed_sd_points"], color="grey", linestyle="--", linewidth=0.8)
-        axis.axvline(0.35, color="grey", linestyle=":", linewidth=0.8)
+        axis.axvline(MAX_COST, color="grey", linestyle=":", linewidth=0.8)
         axis.set_xlabel("CPU seconds, fraction of the same search unpruned")
         axis.set_ylabel("regret (points of final validation accuracy)")
         axis.set_title(f"{result['space']} (dashed: the true best's seed sd; dotted: 0.35x)", fontsize=9)
