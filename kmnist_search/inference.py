@@ -68,6 +68,16 @@ class Prediction:
         }
 
 
+PROBABILITY_SUM_TOLERANCE = 1e-3  # softmax in float32, averaged over ensemble members, or behind int8 layers
+
+
+def are_probabilities(outputs: np.ndarray, images: int) -> bool:
+    """True for one row per image of finite values in [0, 1] that sum to 1 (within the tolerance)."""
+    return (outputs.ndim == 2 and len(outputs) == images and bool(np.isfinite(outputs).all())
+            and bool(((outputs >= 0) & (outputs <= 1 + PROBABILITY_SUM_TOLERANCE)).all())
+            and bool((np.abs(outputs.sum(axis=1) - 1) <= PROBABILITY_SUM_TOLERANCE).all()))
+
+
 class Classifier:
     """An exported kmnist-search model, run with onnxruntime."""
 
@@ -117,7 +127,12 @@ class Classifier:
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for raw-pixel images of the model's size: (H, W), (N, H, W) or (N, H, W, 1)."""
         batch = image_batch(images, self.image_size, "images")
-        return np.asarray(self.session.run(None, {self.input_name: batch.astype(np.float32)[..., np.newaxis]})[0])
+        outputs = np.asarray(self.session.run(None, {self.input_name: batch.astype(np.float32)[..., np.newaxis]})[0])
+        if not are_probabilities(outputs, len(batch)):
+            raise ModelFileError(f"{self.path} returned values that are not class probabilities (one row per image, "
+                                 f"each finite, from 0 to 1, summing to 1): it is not a kmnist-search classifier, or "
+                                 f"it is broken; export it again")
+        return outputs
 
     def predict(self, images: np.ndarray | list[Image.Image], sources: list[str] | None = None,
                 top_k: int = 3) -> list[Prediction]:

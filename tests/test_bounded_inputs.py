@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from kmnist_search import pipeline
 from kmnist_search.contract import MODEL_CARD_KEY
@@ -215,3 +215,18 @@ def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path) -> Non
     removed = run.remove_leftovers()
     assert sorted(removed) == sorted([*leftovers[:2], leftovers[2].parent, run.path / "trial_1"])
     assert all(path.exists() for path in kept) and not any(path.exists() for path in removed)
+
+
+def test_a_model_whose_outputs_are_not_probabilities_is_an_error_not_500_percent(tmp_path: Path) -> None:
+    pixels = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 28, 28, 1])
+    scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 10])
+    constants = [numpy_helper.from_array(np.array([value], dtype=np.int64), name)
+                 for name, value in (("starts", 0), ("ends", 10), ("axes", 1))]
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"], axis=1),
+             helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["scores"])]
+    model = helper.make_model(helper.make_graph(nodes, "raw", [pixels], [scores], initializer=constants),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "raw.onnx"))
+    classifier = Classifier(tmp_path / "raw.onnx")
+    with pytest.raises(ModelFileError, match="returned values that are not class probabilities"):
+        classifier.predict_proba(np.full((2, 28, 28), 5.0))
