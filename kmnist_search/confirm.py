@@ -13,9 +13,12 @@ after a kill, like a trial.
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass
 from typing import Any
+
+from kmnist_search.rundir import SCORED_STATUSES, TrialRecord
 
 RUNS_PER_CONFIGURATION = 3
 DEFAULT_CONFIRM = 0  # off unless asked: see the README for what it costs
@@ -92,6 +95,21 @@ class Confirmation:
 def ranked(configurations: list[ConfirmedConfiguration]) -> Confirmation:
     """The confirmation of these configurations: best mean first (ties in mean keep the search's order)."""
     return Confirmation(tuple(sorted(configurations, key=lambda c: -c.mean)))
+
+
+def top_configurations(trials: list[TrialRecord], k: int, epochs: int) -> list[tuple[TrialRecord, bool]]:
+    """The ``k`` best configurations, each by its best-scoring trial (Hyperband trains one configuration in
+    several trials), and whether that trial is a whole training that counts as one run: it completed
+    every planned epoch itself (not pruned, not continued from another trial's weights)."""
+    best: dict[str, TrialRecord] = {}
+    for trial in trials:
+        if trial.status not in SCORED_STATUSES or trial.score is None:
+            continue
+        key = json.dumps(trial.hyperparameters, sort_keys=True)
+        if key not in best or (trial.score or 0.0) > (best[key].score or 0.0):
+            best[key] = trial
+    ranked_trials = sorted(best.values(), key=lambda t: -(t.score or 0.0))[:k]
+    return [(trial, trial.status == "COMPLETED" and trial.epochs_run == epochs) for trial in ranked_trials]
 
 
 def extra_seeds(weights_seed: int, trial_id: str, search_trial_counts: bool) -> list[tuple[int, int]]:

@@ -28,6 +28,7 @@ from kmnist_search.confirm import (
     extra_seeds,
     ranked,
     run_folder_name,
+    top_configurations,
 )
 from kmnist_search.contract import to_model_input
 from kmnist_search.datasets import Dataset, Split, one_hot
@@ -337,11 +338,9 @@ def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[Tria
                 space: SearchSpace, run_dir: RunDir, options: SearchOptions) -> tuple[Confirmation, keras.Model]:
     """Train the ``options.confirm`` best configurations with extra seeds (see :mod:`kmnist_search.confirm`);
     the confirmation and the winner's model (its run with the best validation score)."""
-    top = sorted((t for t in trials if t.status in SCORED_STATUSES and t.score is not None),
-                 key=lambda t: -(t.score or 0.0))[:options.confirm]
+    top = top_configurations(trials, options.confirm, space.epochs)
     confirmed = []
-    for rank, trial in enumerate(top, start=1):
-        counts = trial.status == "COMPLETED"  # a pruned trial's score is not a whole training's
+    for rank, (trial, counts) in enumerate(top, start=1):
         runs = [ConfirmationRun("trial", options.weights_seed + int(trial.trial_id), float(trial.score or 0.0),
                                 int(trial.best_epoch or 0))] if counts else []
         for j, seed in extra_seeds(options.weights_seed, trial.trial_id, counts):

@@ -15,9 +15,11 @@ from kmnist_search.confirm import (
     ConfirmedConfiguration,
     extra_seeds,
     ranked,
+    top_configurations,
 )
 from kmnist_search.datasets import load_dataset
 from kmnist_search.errors import RunError
+from kmnist_search.rundir import TrialRecord
 from kmnist_search.search import SearchOptions
 from tests.kills import Killed, killed_when
 
@@ -51,6 +53,20 @@ def test_extra_seeds_fill_up_to_the_runs_per_configuration() -> None:
     assert len(extra_seeds(42, "03", search_trial_counts=False)) == RUNS_PER_CONFIGURATION
     with pytest.raises(RunError, match="--confirm -1: must be 0"):
         SearchOptions("grid", Path("runs"), "x", confirm=-1)
+
+
+def record(trial_id: str, status: str, score: float, epochs: int, learning_rate: float) -> TrialRecord:
+    return TrialRecord(trial_id, {"learning_rate": learning_rate}, status, score, None, epochs, epochs, None, None)
+
+
+def test_the_top_configurations_are_counted_once_and_only_whole_trainings_count_as_runs() -> None:
+    trials = [record("0", "COMPLETED", 0.90, 12, 0.1),
+              record("1", "PRUNED", 0.95, 2, 0.01),      # pruned: its score is no whole training's
+              record("2", "COMPLETED", 0.93, 4, 0.1),    # Hyperband's shorter trial of configuration 0.1
+              record("3", "COMPLETED", 0.80, 12, 1.0),
+              record("4", "FAILED", 0.99, 1, 2.0)]
+    top = top_configurations(trials, 3, epochs=12)
+    assert [(trial.trial_id, counts) for trial, counts in top] == [("1", False), ("2", False), ("3", True)]
 
 
 @pytest.mark.slow
