@@ -10,7 +10,10 @@ as ongoing is sent for retry). :func:`reconcile_oracle` settles each case by the
 
 - a trial the oracle never recorded starting is forgotten, so the oracle proposes it again;
 - a trial whose ``trial.json`` says it ended is recorded as ended, never retried;
-- a trial left RUNNING by a dead process is retried, continuing from its last saved epoch.
+- a trial left RUNNING by a dead process is retried, continuing from its last saved epoch;
+- a trial that failed for a reason outside its configuration (an ``OSError``: a full disk, a file
+  size limit, a damaged checkpoint) is retried on the rerun, from its last good epoch; a trial that
+  failed for its own reasons (diverged to NaN, out of memory at its size) stays failed.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from pathlib import Path
 import keras_tuner as kt
 
 from kmnist_search.resume import TrainingCheckpoint
-from kmnist_search.rundir import RunDir
+from kmnist_search.rundir import RunDir, failed_for_the_environment
 
 ENDED = (kt.engine.trial.TrialStatus.COMPLETED, kt.engine.trial.TrialStatus.FAILED)
+FAILED = (kt.engine.trial.TrialStatus.FAILED, kt.engine.trial.TrialStatus.INVALID)
 RUNNING = kt.engine.trial.TrialStatus.RUNNING
 
 
@@ -35,10 +39,11 @@ class Reconciliation:
     forgotten: list[str] = field(default_factory=list)  # created in trial.json only: proposed again
     ended: list[str] = field(default_factory=list)  # ended in trial.json, not yet in oracle.json
     retried: list[str] = field(default_factory=list)  # left running by a dead process
+    environment: list[str] = field(default_factory=list)  # failed for a reason outside its configuration
 
     @property
     def changed(self) -> bool:
-        return bool(self.forgotten or self.ended or self.retried)
+        return bool(self.forgotten or self.ended or self.retried or self.environment)
 
 
 def reconcile_oracle(oracle: kt.Oracle, run_dir: RunDir) -> Reconciliation:
@@ -60,7 +65,15 @@ def reconcile_oracle(oracle: kt.Oracle, run_dir: RunDir) -> Reconciliation:
         outcome.forgotten.append(trial_id)
     for trial_id, trial in oracle.trials.items():
         retrying = trial_id in oracle._retry_queue
-        if trial.status in ENDED:
+        if trial.status in FAILED and failed_for_the_environment(trial.message):
+            trial.status, trial.message = RUNNING, None
+            if trial_id in oracle.end_order:
+                oracle.end_order.remove(trial_id)
+            if not retrying:
+                oracle._retry_queue.append(trial_id)
+            oracle._save_trial(trial)
+            outcome.environment.append(trial_id)
+        elif trial.status in ENDED:
             unrecorded = trial_id not in oracle.end_order
             if retrying:
                 oracle._retry_queue.remove(trial_id)

@@ -67,7 +67,11 @@ class TrainingCheckpoint:
             return 0
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.directory / state["weights"])
+        try:
+            model.load_weights(self.directory / state["weights"])
+        except (OSError, ValueError, KeyError):  # a truncated or damaged weights file (h5py raises OSError)
+            self.clear()  # not the configuration's fault: its training starts again from the beginning
+            return 0
         generators = seed_generators(model)
         for name, value in state["seed_states"].items():
             generators[name].state.assign(np.asarray(value, dtype=generators[name].state.dtype))

@@ -21,6 +21,7 @@ version 1 in memory.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import re
@@ -131,6 +132,17 @@ class TrialRecord:
         if not with_history:
             data.pop("history")
         return data
+
+
+def failed_for_the_environment(message: str | None) -> bool:
+    """True when a failed trial's recorded traceback ends in an OSError (of any kind, h5py's included):
+    a full disk, a file size limit, a damaged file; not the configuration's own failure."""
+    if not message or not message.strip():
+        return False
+    last = message.strip().splitlines()[-1]
+    match = re.match(r"^(?:[\w.]*\.)?(\w+)(?::|$)", last)
+    error = getattr(builtins, match.group(1), None) if match else None
+    return isinstance(error, type) and issubclass(error, OSError)
 
 
 def message_gist(message: str | None) -> str | None:

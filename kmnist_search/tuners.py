@@ -30,7 +30,7 @@ from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
 from kmnist_search.pruners import Curve, Pruner, make_pruner
 from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
-from kmnist_search.rundir import SCORED_STATUSES, RunDir, read_json
+from kmnist_search.rundir import SCORED_STATUSES, RunDir, failed_for_the_environment, read_json
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
 
 HYPERBAND_FACTOR = 3
@@ -328,7 +328,8 @@ class TrialRecorder:
     def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
         super().on_trial_end(trial)  # type: ignore[misc]
         trial_dir = Path(self.get_trial_dir(trial.trial_id))  # type: ignore[attr-defined]
-        TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # the trial is recorded: nothing to resume
+        if not failed_for_the_environment(trial.message):  # such a trial is retried by the rerun, from here
+            TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # recorded: nothing to resume
         if self.progress is None:
             return
         run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]

@@ -1,0 +1,67 @@
+"""A trial that fails for a reason outside its configuration (a full disk, a file size limit, a damaged
+checkpoint) is retried by the rerun, from its last good epoch; only a configuration's own failure stays."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from kmnist_search import pipeline, resume
+from kmnist_search.errors import RunError
+from kmnist_search.rundir import RunDir
+from tests.conftest import FinishedRun
+
+SPACE = {
+    "name": "environment",
+    "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"]},
+    "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
+}
+
+
+def file_too_large_at_epoch(epoch: int) -> object:
+    original = resume.TrainingCheckpoint.save
+
+    def save(self: resume.TrainingCheckpoint, model: object, reached: int) -> None:
+        if reached == epoch:
+            raise OSError(errno.EFBIG, "File too large")
+        original(self, model, reached)
+
+    return save
+
+
+@pytest.mark.slow
+def test_a_trial_failed_by_the_disk_is_retried_by_the_rerun_from_its_last_good_epoch(
+        finished_run: FinishedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = finished_run[1]
+    kwargs = {"dataset": dataset, "project_dir": tmp_path, "name": "disk"}
+    with monkeypatch.context() as patch:
+        patch.setattr(resume.TrainingCheckpoint, "save", file_too_large_at_epoch(2))
+        with pytest.raises(RunError, match="no trial completed"):
+            pipeline.search(SPACE, "grid", **kwargs)
+    trial_dir = RunDir(tmp_path / "disk").trial_dirs()[0]
+    assert resume.TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).saved_epoch() == 1  # kept for the rerun
+    result = pipeline.search(SPACE, "grid", **kwargs)
+    assert result is not None
+    trial = result.trials[0]
+    assert trial.status == "COMPLETED" and trial.epochs_run == 3
+    assert [e["epoch"] for e in trial.history] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_a_damaged_checkpoint_restarts_the_trial_instead_of_failing_it(
+        finished_run: FinishedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.kills import Killed, killed_when
+
+    dataset = finished_run[1]
+    kwargs = {"dataset": dataset, "project_dir": tmp_path, "name": "damaged"}
+    with killed_when(resume.SaveTrainingState, "on_epoch_end", lambda self, epoch, logs=None: epoch == 1,
+                     after=True), pytest.raises(Killed):
+        pipeline.search(SPACE, "grid", **kwargs)
+    resume_dir = RunDir.trial_resume_dir(RunDir(tmp_path / "damaged").trial_dirs()[0])
+    weights = next(resume_dir.glob("*.weights.h5"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as `truncate -s 1000` leaves it
+    result = pipeline.search(SPACE, "grid", **kwargs)
+    assert result is not None and result.trials[0].status == "COMPLETED"
+    assert [e["epoch"] for e in result.trials[0].history] == [1, 2, 3]
