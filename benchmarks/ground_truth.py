@@ -26,8 +26,6 @@ import argparse
 import csv
 import gc
 import io
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -37,7 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from records import ROOT, machine
+
 OUT_DIR = ROOT / "benchmarks" / "ground_truth"
 SPLIT_SEED = 42
 SEEDS = (42, 1042, 2042, 3042, 4042)  # replicate seeds; a unit adds its configuration's grid index
@@ -107,10 +106,6 @@ def commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")
-
-
-def machine() -> str:
-    return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0,

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    """The machine a figure was measured on: architecture, cores and Python."""
+    return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def write_record(path: Path, command: str, figures: dict[str, Any]) -> dict[str, Any]:

@@ -317,6 +317,11 @@ def train_fully(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameter
     return model, logger.epochs
 
 
+def best_epoch(epochs: list[dict[str, float]], monitor: str) -> dict[str, float]:
+    """The logged epoch with the best ``monitor`` value."""
+    return max(epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+
+
 def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, space: SearchSpace,
             run_dir: RunDir, options: SearchOptions) -> tuple[keras.Model, dict[str, Any]]:
     """Train the winning configuration afresh on every training image (the search may have used a
@@ -326,7 +331,7 @@ def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, s
     files = TrainingFiles(run_dir.retrain_log_path, run_dir.retrain_best_weights_path, run_dir.retrain_resume_dir)
     model, epochs = train_fully(hypermodel, hyperparameters, split, space.retrain_epochs, files,
                                 options.weights_seed, options)
-    best = max(epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+    best = best_epoch(epochs, monitor)
     return model, {"epochs_planned": space.retrain_epochs, "epochs_trained": len(epochs),
                    "best_epoch": int(best["epoch"]), "train_images": len(split.train_labels),
                    "validation_accuracy": float(best["val_accuracy"]),
@@ -345,7 +350,8 @@ def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[Tria
                                 int(trial.best_epoch or 0))] if counts else []
         for j, seed in extra_seeds(options.weights_seed, trial.trial_id, counts):
             folder = run_dir.path / CONFIRM_DIR / run_folder_name(trial.trial_id, j)
-            runs.append(confirmation_run(hypermodel, tuner, trial, split, space, folder, seed, options,
+            hyperparameters = tuner.oracle.get_trial(trial.trial_id).hyperparameters
+            runs.append(confirmation_run(hypermodel, hyperparameters, split, space, folder, seed, options,
                                          f"confirming trial {trial_number(trial.trial_id)} ({rank} of {len(top)}) "
                                          f"with seed {seed}"))
         confirmed.append(ConfirmedConfiguration(trial.trial_id, trial.hyperparameters, tuple(runs)))
@@ -362,20 +368,19 @@ def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[Tria
     return confirmation, model
 
 
-def confirmation_run(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trial: TrialRecord, split: Split,
+def confirmation_run(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split,
                      space: SearchSpace, folder: Path, seed: int, options: SearchOptions,
                      announcement: str) -> ConfirmationRun:
-    """One extra training of a trial's configuration, read from its folder if it has ended before."""
+    """One extra training of a configuration, read from its folder if it has ended before."""
     ended = folder / "ended.json"
     record = read_json(ended)
     files = TrainingFiles.in_folder(folder)
     if record is None:
         if options.progress is not None:
             options.progress.step(announcement)
-        _, epochs = train_fully(hypermodel, tuner.oracle.get_trial(trial.trial_id).hyperparameters, split,
-                                space.epochs, files, seed, options, "confirming")
+        _, epochs = train_fully(hypermodel, hyperparameters, split, space.epochs, files, seed, options, "confirming")
         monitor = f"val_{hypermodel.objective}"
-        best = max(epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+        best = best_epoch(epochs, monitor)
         record = {"weights_seed": seed, "val_accuracy": float(best[monitor]), "best_epoch": int(best["epoch"])}
         atomic_write_json(ended, record)
     TrainingCheckpoint(files.resume).clear()  # the training is recorded: nothing to resume

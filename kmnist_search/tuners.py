@@ -28,7 +28,7 @@ from kmnist_search.files import atomic_write_json, atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
-from kmnist_search.pruners import Curve, Pruner, make_pruner
+from kmnist_search.pruners import Curve, NoPruning, Pruner, make_pruner
 from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
 from kmnist_search.rundir import SCORED_STATUSES, RunDir, failed_for_the_environment, read_json
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
@@ -307,21 +307,20 @@ class TrialRecorder:
         # Keras Tuner deep-copies callbacks per execution, so the copies write the files.
         steps_per_epoch = steps_in_an_epoch(len(args[0]), int(trial.hyperparameters.get("batch_size")))
         extra: list[keras.callbacks.Callback] = [EpochLogger(log_path, checkpoint, steps_per_epoch)]
-        if self.pruning is not None:
-            extra.insert(0, PruningCallback(trial_dir, self.monitor, make_pruner(self.pruning), checkpoint,
-                                            steps_per_epoch))
+        pruner = make_pruner(self.pruning) if self.pruning is not None else NoPruning()
+        if not isinstance(pruner, NoPruning):  # no rule: no reading every other trial's log after each epoch
+            extra.insert(0, PruningCallback(trial_dir, self.monitor, pruner, checkpoint, steps_per_epoch))
         if self.progress is not None:
-            extra.append(self._report_trial_start(trial, len(args[0]), int(kwargs.get("epochs", self.epochs))))
+            extra.append(self._report_trial_start(trial, int(kwargs.get("epochs", self.epochs)), steps_per_epoch))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         kwargs.update(checkpoint=checkpoint, shuffle_seed=self.trial_seed_base + int(trial.trial_id))
         histories = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
         return [whole_history(history, log_path) for history in histories]
 
-    def _report_trial_start(self, trial: kt.engine.trial.Trial, train_images: int, epochs: int) -> ProgressReporter:
+    def _report_trial_start(self, trial: kt.engine.trial.Trial, epochs: int, steps: int) -> ProgressReporter:
         assert self.progress is not None
         values = {k: bool(v) if k in BOOLEAN_HYPERPARAMETERS else v
                   for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
-        steps = steps_in_an_epoch(train_images, int(trial.hyperparameters.get("batch_size")))
         self.progress.trial_started(TrialStart(int(trial.trial_id) + 1, self.total_trials, values, epochs, steps))
         return ProgressReporter(self.progress, self.clock, values, steps)
 
