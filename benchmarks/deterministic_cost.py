@@ -34,7 +34,7 @@ space = {"name": "determinism", "hyperparameters": {"learning_rate": [1.0], "bat
          "train_images": 10000}, "pruning": {"strategy": "none"}}
 result = pipeline.search(space, "grid", data_dir=sys.argv[1], project_dir=sys.argv[2], name="unit",
                          deterministic=sys.argv[3] == "on")
-print(json.dumps(result.trials[0].history))
+print(json.dumps([epoch.model_dump() for epoch in result.trials[0].history]))
 """
 
 

@@ -149,14 +149,15 @@ def train(unit: Unit, dataset: Any, project_dir: Path) -> tuple[list[dict[str, A
                              seed=SPLIT_SEED, init_seed=unit.weights_seed, prune="none")
     assert result is not None
     trial = result.trials[0]
-    train_images = int(result.results["dataset"]["train_images"])
+    train_images = result.results.dataset.train_images
     steps_per_epoch = -(-train_images // int(unit.configuration["batch_size"]))
     epochs = []
     for entry in trial.history:
+        logged = entry.model_dump()
         epochs.append({"space": unit.space, **unit.configuration, "seed": unit.seed, "repeat": unit.repeat,
-                       "epoch": int(entry["epoch"]),
-                       **{column: _rounded(entry.get(name)) for column, name in METRIC_NAMES.items()},
-                       "train_images": train_images, "steps": steps_per_epoch * int(entry["epoch"]),
+                       "epoch": entry.epoch,
+                       **{column: _rounded(logged.get(name)) for column, name in METRIC_NAMES.items()},
+                       "train_images": train_images, "steps": steps_per_epoch * entry.epoch,
                        "weights_seed": unit.weights_seed, "run": unit.run_name, "trial_id": trial.trial_id})
     final = epochs[-1]
     summary = {"space": unit.space, **unit.configuration, "seed": unit.seed, "repeat": unit.repeat,
@@ -166,7 +167,7 @@ def train(unit: Unit, dataset: Any, project_dir: Path) -> tuple[list[dict[str, A
                "test_accuracy_at_best_epoch": _rounded(result.winner.test_accuracy),
                "wall_seconds": round(sum(float(e["wall_seconds"] or 0) for e in epochs), 2),
                "cpu_seconds": round(sum(float(e["cpu_seconds"] or 0) for e in epochs), 2),
-               "commit": commit(), "finished_at": result.results["finished_at"], "machine": machine()}
+               "commit": commit(), "finished_at": result.results.finished_at, "machine": machine()}
     for heavy in [*result.run_dir.path.rglob("*.h5"), *result.run_dir.path.rglob("*.keras"),
                   *result.run_dir.path.rglob("*.npz")]:
         heavy.unlink()  # the record stays; the weights are not needed again (about 30 MB a unit)

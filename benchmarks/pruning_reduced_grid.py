@@ -28,6 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kmnist_search.record import RunRecord
+from kmnist_search.rundir import RunDir
+
 MAX_COST_RATIO = 0.4
 
 
@@ -41,12 +44,9 @@ def start_search(prune: str, space: str, data_dir: Path, project_dir: Path) -> s
 
 def trial_costs(run_dir: Path) -> dict[str, tuple[list[float], float]]:
     """Configuration (JSON) -> (seconds of each epoch its trial ran, the trial's whole wall time)."""
-    costs = {}
-    for trial_json in run_dir.glob("trial_*/trial.json"):
-        values = json.loads(trial_json.read_text())["hyperparameters"]["values"]
-        log = json.loads((trial_json.parent / "trial_log.json").read_text())
-        costs[json.dumps(values, sort_keys=True)] = ([epoch["seconds"] for epoch in log["epochs"]], log["wall_time_s"])
-    return costs
+    return {json.dumps(trial.hyperparameters, sort_keys=True):
+            ([epoch.seconds or 0.0 for epoch in trial.history], trial.wall_time_s or 0.0)
+            for trial in RunDir(run_dir).trials()}
 
 
 def priced_cost_ratio(unpruned_dir: Path, pruned_dir: Path) -> float:
@@ -61,17 +61,17 @@ def priced_cost_ratio(unpruned_dir: Path, pruned_dir: Path) -> float:
     return priced / sum(wall for _, wall in unpruned.values())
 
 
-def describe(results: dict[str, Any], wall_s: float) -> dict[str, Any]:
-    trials = results["trials"]
+def describe(results: RunRecord, wall_s: float) -> dict[str, Any]:
+    trials = results.trials
     return {
         "wall_s": round(wall_s, 1),
-        "trial_seconds": round(sum(t["wall_time_s"] or 0.0 for t in trials), 1),
-        "epochs_trained": sum(t["epochs_run"] for t in trials),
+        "trial_seconds": round(sum(t.wall_time_s or 0.0 for t in trials), 1),
+        "epochs_trained": sum(t.epochs_run for t in trials),
         "trials": len(trials),
-        "pruned": sum(t["status"] == "PRUNED" for t in trials),
-        "top": results["winner"]["hyperparameters"],
-        "top_val_accuracy": results["winner"]["val_accuracy"],
-        "top_test_accuracy": results["winner"]["test_accuracy"],
+        "pruned": sum(t.status == "PRUNED" for t in trials),
+        "top": results.winner.hyperparameters,
+        "top_val_accuracy": results.winner.val_accuracy,
+        "top_test_accuracy": results.winner.test_accuracy,
     }
 
 
@@ -100,8 +100,7 @@ def main() -> int:
                     return 1
         time.sleep(1)
 
-    figures = {prune: describe(json.loads((project_dir / f"prune-{prune}" / "results.json").read_text()),
-                               wall.get(prune, float("nan")))
+    figures = {prune: describe(RunDir(project_dir / f"prune-{prune}").require_results(), wall.get(prune, float("nan")))
                for prune in ("none", "median")}
     for prune, figure in figures.items():
         print(f"prune {prune:>6}: {json.dumps(figure)}")

@@ -17,8 +17,9 @@ from typing import Any
 
 from kmnist_search.formatting import duration, format_value, percent, trial_number
 from kmnist_search.html_report import importance
+from kmnist_search.record import RunRecord, Trial
 from kmnist_search.reports import hyperparameter_effects
-from kmnist_search.rundir import RunDir, TrialRecord
+from kmnist_search.rundir import RunDir
 from kmnist_search.summaries import to_csv, write_report
 
 # The study's reported validation accuracy (measured on the test set) per setting, varied one at a time
@@ -38,18 +39,18 @@ STUDY = {
 }
 
 
-def key(trial: TrialRecord) -> tuple[Any, ...]:
+def key(trial: Trial) -> tuple[Any, ...]:
     values = trial.hyperparameters
     return float(values["learning_rate"]), int(values["batch_size"]), str(values["loss"])
 
 
-def status_text(trial: TrialRecord) -> str:
+def status_text(trial: Trial) -> str:
     if trial.status == "PRUNED":
         return f"pruned {trial.message}"
     return trial.status.lower() + (f": {trial.message}" if trial.message and trial.status != "COMPLETED" else "")
 
 
-def grid_table(trials: list[TrialRecord]) -> list[str]:
+def grid_table(trials: list[Trial]) -> list[str]:
     lines = ["| trial | learning rate | batch | loss | best val acc | best epoch | epochs | time | status |",
              "|---|---|---|---|---|---|---|---|---|"]
     for t in sorted(trials, key=lambda t: int(t.trial_id)):
@@ -60,7 +61,7 @@ def grid_table(trials: list[TrialRecord]) -> list[str]:
     return lines
 
 
-def side_by_side(trials: list[TrialRecord]) -> list[str]:
+def side_by_side(trials: list[Trial]) -> list[str]:
     by_key = {key(t): t for t in trials}
     lines = ["| study varied | learning rate | batch | loss | study: train / val (on the test set), 12 epochs "
              "| this search: best val (held out of training), epochs run | status here |",
@@ -74,7 +75,7 @@ def side_by_side(trials: list[TrialRecord]) -> list[str]:
     return lines
 
 
-def effects_table(trials: list[TrialRecord]) -> list[str]:
+def effects_table(trials: list[Trial]) -> list[str]:
     lines = ["| factor | value | trials | best val acc | mean val acc |", "|---|---|---|---|---|"]
     for name, rows in hyperparameter_effects(trials).items():
         for row in rows:
@@ -83,8 +84,8 @@ def effects_table(trials: list[TrialRecord]) -> list[str]:
     return lines
 
 
-def dates(results: dict[str, Any]) -> str:
-    started, finished = results["started_at"][:10], results["finished_at"][:10]
+def dates(results: RunRecord) -> str:
+    started, finished = results.started_at[:10], results.finished_at[:10]
     return started if started == finished else f"{started} to {finished}"
 
 
@@ -104,7 +105,7 @@ def main() -> None:
         if page.suffix in (".png", ".html"):
             shutil.copy(page, args.out_dir / page.name)
     (args.out_dir / "trials.csv").write_text(to_csv(trials), encoding="utf-8")
-    winner = results["winner"]
+    winner = results.winner
     counts = {s: sum(t.status == s for t in trials) for s in ("COMPLETED", "PRUNED", "FAILED")}
     measured = importance(trials)
     lines = [
@@ -112,16 +113,16 @@ def main() -> None:
         "",
         f"`python -m kmnist_search.run --strategy grid --space report --data-dir ../shared/data/kmnist` "
         f"(the default space: the study's 4 learning rates x 5 batch sizes x 2 losses, Adadelta, 12 epochs, all "
-        f"{results['dataset']['train_images']:,} training images, {results['dataset']['validation_images']:,} held "
+        f"{results.dataset.train_images:,} training images, {results.dataset.validation_images:,} held "
         f"out for validation; median pruning on), {dates(results)}, on a 2-core CPU. {args.timing}",
         "",
         f"- Trials: {len(trials)}: {counts['COMPLETED']} ran all 12 epochs, {counts['PRUNED']} were pruned, "
         f"{counts['FAILED']} failed. Epochs trained: {sum(t.epochs_run for t in trials)} of the "
         f"{len(trials) * 12} an unpruned grid trains.",
-        f"- Winner: trial {trial_number(winner['trial_id'])}, learning rate "
-        f"{format_value(winner['hyperparameters']['learning_rate'])}, batch {winner['hyperparameters']['batch_size']}, "
-        f"{winner['hyperparameters']['loss']}: validation {percent(winner['val_accuracy'])}, **test "
-        f"{percent(winner['test_accuracy'])}** (the test set used once, for the winner). The study's best: 91.67%.",
+        f"- Winner: trial {trial_number(winner.trial_id)}, learning rate "
+        f"{format_value(winner.hyperparameters['learning_rate'])}, batch {winner.hyperparameters['batch_size']}, "
+        f"{winner.hyperparameters['loss']}: validation {percent(winner.val_accuracy)}, **test "
+        f"{percent(winner.test_accuracy)}** (the test set used once, for the winner). The study's best: 91.67%.",
         "- The report page: [index.html](index.html) (open it in a browser; it works offline); the trials as "
         "[trials.csv](trials.csv).",
         "",

@@ -29,6 +29,7 @@ from kmnist_search.errors import ModelFileError
 from kmnist_search.files import atomic_write_json, file_digest
 from kmnist_search.names import check_name
 from kmnist_search.parity import ParityReport, ParityRule
+from kmnist_search.record import RunRecord
 from kmnist_search.spaces import used_by_network
 
 if TYPE_CHECKING:
@@ -156,18 +157,18 @@ def parity_of(card: dict[str, Any]) -> tuple[ParityReport, ParityRule]:
     return ParityReport(**figures), ParityRule(**card["parity"]["rule"])
 
 
-def model_entry(results: dict[str, Any]) -> dict[str, Any]:
+def model_entry(results: RunRecord) -> dict[str, Any]:
     """One trained network as a card lists it: the run it came from and its effective settings, with the
     hyperparameters its network uses (also when the run's results.json lists every hyperparameter)."""
-    winner = results["winner"]
+    winner = results.winner
     return {
-        "run_name": results["run_name"],
-        "strategy": results["strategy"],
-        "training": {**winner["settings"], "hyperparameters": used_by_network(winner["settings"]["hyperparameters"])},
-        "metrics": {"validation_accuracy": winner["val_accuracy"], "test_accuracy": winner["test_accuracy"],
-                    "test_balanced_accuracy": winner.get("test_balanced_accuracy"),
-                    "test_images": results["dataset"]["test_images"]},
-        **({"confirmation": winner["confirmed"]} if winner.get("confirmed") else {}),
+        "run_name": results.run_name,
+        "strategy": results.strategy,
+        "training": {**winner.settings.to_dict(), "hyperparameters": used_by_network(winner.settings.hyperparameters)},
+        "metrics": {"validation_accuracy": winner.val_accuracy, "test_accuracy": winner.test_accuracy,
+                    "test_balanced_accuracy": winner.test_balanced_accuracy,
+                    "test_images": results.dataset.test_images},
+        **({"confirmation": winner.confirmed.to_dict()} if winner.confirmed else {}),
     }
 
 
@@ -196,15 +197,15 @@ def _card(spec: DatasetSpec, name: str, kind: str, models: list[dict[str, Any]],
     }
 
 
-def single_model_card(results: dict[str, Any], spec: DatasetSpec, parity: ParityReport, rule: ParityRule,
+def single_model_card(results: RunRecord, spec: DatasetSpec, parity: ParityReport, rule: ParityRule,
                       name: str, versions: dict[str, str]) -> dict[str, Any]:
     """The card of a search's winner exported on its own."""
     entry = model_entry(results)
     settings = entry["training"]
     return _card(spec, name, "distilled" if settings["teacher"] else "single", [entry], None,
                  {"seed": settings["seeds"]["split"], "validation_images": settings["validation_images"]},
-                 {"name": spec.name, "checksums": results["dataset"]["checksums"], "licence": LICENCE},
-                 dict(entry["metrics"]), parity_section(parity, rule), {**results.get("versions", {}), **versions})
+                 {"name": spec.name, "checksums": results.dataset.checksums, "licence": LICENCE},
+                 dict(entry["metrics"]), parity_section(parity, rule), {**results.versions, **versions})
 
 
 def ensemble_card(members: list[tuple[Path, dict[str, Any]]], spec: DatasetSpec, validation_accuracy: float,

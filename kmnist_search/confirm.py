@@ -18,7 +18,14 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from kmnist_search.rundir import SCORED_STATUSES, TrialRecord
+from kmnist_search.record import (
+    SCORED_STATUSES,
+    ConfirmationRecord,
+    ConfirmationRunRecord,
+    ConfirmedRecord,
+    Trial,
+    WinnerConfirmation,
+)
 
 RUNS_PER_CONFIGURATION = 3
 DEFAULT_CONFIRM = 0  # off unless asked: see the README for what it costs
@@ -34,6 +41,10 @@ class ConfirmationRun:
     weights_seed: int
     val_accuracy: float
     best_epoch: int
+
+    def to_record(self) -> ConfirmationRunRecord:
+        return ConfirmationRunRecord(source=self.source, weights_seed=self.weights_seed,
+                                     val_accuracy=self.val_accuracy, best_epoch=self.best_epoch)
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,10 @@ class ConfirmedConfiguration:
     def best_run(self) -> ConfirmationRun:
         return max(self.runs, key=lambda run: run.val_accuracy)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"trial_id": self.trial_id, "hyperparameters": self.hyperparameters, "mean_val_accuracy": self.mean,
-                "sd_val_accuracy": self.sd, "runs": [run.__dict__ for run in self.runs]}
+    def to_record(self) -> ConfirmedRecord:
+        return ConfirmedRecord(trial_id=self.trial_id, hyperparameters=self.hyperparameters,
+                               mean_val_accuracy=self.mean, sd_val_accuracy=self.sd,
+                               runs=[run.to_record() for run in self.runs])
 
 
 @dataclass(frozen=True)
@@ -80,16 +92,16 @@ class Confirmation:
         """The other configurations whose interval overlaps the winner's."""
         return tuple(c for c in self.configurations[1:] if c.overlaps(self.winner))
 
-    def winner_summary(self) -> dict[str, Any]:
+    def winner_summary(self) -> WinnerConfirmation:
         """What results.json's winner records of its confirmation."""
-        return {"mean_val_accuracy": self.winner.mean, "sd_val_accuracy": self.winner.sd, "runs": len(self.winner.runs),
-                "tied_trial_ids": [c.trial_id for c in self.tied], "shipped_run": self.winner.best_run().__dict__}
+        return WinnerConfirmation(mean_val_accuracy=self.winner.mean, sd_val_accuracy=self.winner.sd,
+                                  runs=len(self.winner.runs), tied_trial_ids=[c.trial_id for c in self.tied],
+                                  shipped_run=self.winner.best_run().to_record())
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"runs_per_configuration": RUNS_PER_CONFIGURATION,
-                "configurations": [c.to_dict() for c in self.configurations],
-                "winner_trial_id": self.winner.trial_id,
-                "tied_trial_ids": [c.trial_id for c in self.tied]}
+    def to_record(self) -> ConfirmationRecord:
+        return ConfirmationRecord(runs_per_configuration=RUNS_PER_CONFIGURATION,
+                                  configurations=[c.to_record() for c in self.configurations],
+                                  winner_trial_id=self.winner.trial_id, tied_trial_ids=[c.trial_id for c in self.tied])
 
 
 def ranked(configurations: list[ConfirmedConfiguration]) -> Confirmation:
@@ -97,11 +109,11 @@ def ranked(configurations: list[ConfirmedConfiguration]) -> Confirmation:
     return Confirmation(tuple(sorted(configurations, key=lambda c: -c.mean)))
 
 
-def top_configurations(trials: list[TrialRecord], k: int, epochs: int) -> list[tuple[TrialRecord, bool]]:
+def top_configurations(trials: list[Trial], k: int, epochs: int) -> list[tuple[Trial, bool]]:
     """The ``k`` best configurations, each by its best-scoring trial (Hyperband trains one configuration in
     several trials), and whether that trial is a whole training that counts as one run: it completed
     every planned epoch itself (not pruned, not continued from another trial's weights)."""
-    best: dict[str, TrialRecord] = {}
+    best: dict[str, Trial] = {}
     for trial in trials:
         if trial.status not in SCORED_STATUSES or trial.score is None:
             continue

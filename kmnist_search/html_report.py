@@ -16,7 +16,6 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -25,8 +24,9 @@ from plotly.offline import get_plotlyjs
 from kmnist_search.datasets import DatasetSpec, get_spec
 from kmnist_search.files import atomic_write_text
 from kmnist_search.formatting import duration, format_value, percent, settings_text, trial_number
+from kmnist_search.record import SCORED_STATUSES, RunRecord, Trial
 from kmnist_search.reports import STATUS_NAMES, format_winner_markdown, hyperparameter_effects, rank_trials
-from kmnist_search.rundir import HTML_PAGE, SCORED_STATUSES, RunDir, TestPredictions, TrialRecord
+from kmnist_search.rundir import HTML_PAGE, RunDir, TestPredictions
 
 STATUS_COLOURS = {"COMPLETED": "#1f77b4", "PRUNED": "#ff7f0e", "FAILED": "#d62728"}
 
@@ -41,7 +41,7 @@ class Importance:
     method: str
 
 
-def importance(trials: list[TrialRecord], seed: int = 0) -> Importance | None:
+def importance(trials: list[Trial], seed: int = 0) -> Importance | None:
     """Hyperparameter importance by Optuna's fANOVA evaluator, fed with the scored trials.
 
     Pruned trials stopped early, so every trial is scored by its best validation accuracy up to the
@@ -62,7 +62,7 @@ def importance(trials: list[TrialRecord], seed: int = 0) -> Importance | None:
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     choices = {n: sorted({t.hyperparameters[n] for t in scored}, key=lambda v: (str(type(v)), v)) for n in names}
     for trial in scored:
-        value = max(float(e.get("val_accuracy", 0.0)) for e in trial.history[:epoch])
+        value = max(e.value("val_accuracy", 0.0) for e in trial.history[:epoch])
         study.add_trial(optuna.trial.create_trial(
             params={n: trial.hyperparameters[n] for n in names},
             distributions={n: CategoricalDistribution(choices[n]) for n in names}, value=value))
@@ -76,7 +76,7 @@ def _figure_json(figure: go.Figure) -> str:
     return str(figure.to_json())
 
 
-def parallel_coordinates(trials: list[TrialRecord]) -> go.Figure | None:
+def parallel_coordinates(trials: list[Trial]) -> go.Figure | None:
     """One line per scored trial across every hyperparameter and its validation accuracy."""
     scored = [t for t in trials if t.score is not None]
     names = sorted({n for t in scored for n in t.hyperparameters})
@@ -101,7 +101,7 @@ def _is_number(text: str) -> bool:
     return re.fullmatch(r"-?\d+(\.\d*)?(e[-+]?\d+)?", text) is not None
 
 
-def learning_curves(trials: list[TrialRecord]) -> go.Figure | None:
+def learning_curves(trials: list[Trial]) -> go.Figure | None:
     """Validation accuracy per epoch for every trial; pruned trials dashed and failed ones dotted."""
     figure = go.Figure()
     for trial in trials:
@@ -110,7 +110,7 @@ def learning_curves(trials: list[TrialRecord]) -> go.Figure | None:
         status = STATUS_NAMES.get(trial.status, trial.status.lower())
         marked = {"color": STATUS_COLOURS[trial.status]} if trial.status in ("PRUNED", "FAILED") else {}
         figure.add_trace(go.Scatter(
-            x=[e["epoch"] for e in trial.history], y=[float(e.get("val_accuracy", 0.0)) * 100 for e in trial.history],
+            x=[e.epoch for e in trial.history], y=[e.value("val_accuracy", 0.0) * 100 for e in trial.history],
             mode="lines+markers", name=f"trial {trial_number(trial.trial_id)} ({status})",
             line={"dash": {"PRUNED": "dash", "FAILED": "dot"}.get(trial.status, "solid"), "width": 1.5},
             marker={"size": 4, **marked},
@@ -122,7 +122,7 @@ def learning_curves(trials: list[TrialRecord]) -> go.Figure | None:
     return figure
 
 
-def effects_figure(trials: list[TrialRecord]) -> go.Figure | None:
+def effects_figure(trials: list[Trial]) -> go.Figure | None:
     """Every scored trial's validation accuracy at each value of each hyperparameter, with the mean."""
     effects = hyperparameter_effects(trials)
     if not effects:
@@ -187,7 +187,7 @@ def classification_table(predictions: TestPredictions, spec: DatasetSpec) -> str
     return f"<table class=report>{''.join(rows)}</table><p>Test accuracy {percent(report['accuracy'])}.</p>"
 
 
-def trial_table(trials: list[TrialRecord]) -> str:
+def trial_table(trials: list[Trial]) -> str:
     """The sortable trial table: one row per trial, ranked, every status and reason."""
     names = sorted({n for t in trials for n in t.hyperparameters})
     numeric = {n for n in names if all(isinstance(t.hyperparameters.get(n), (int, float)) for t in trials)}
@@ -285,7 +285,7 @@ def kana_font_face(characters: str) -> str:
     return f"@font-face {{ font-family: {KANA_FAMILY}; src: url(data:font/ttf;base64,{encoded}); }}"
 
 
-def render_page(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, Any] | None) -> str:
+def render_page(run_dir: RunDir, trials: list[Trial], results: RunRecord | None) -> str:
     """The whole page as text."""
     figures: list[tuple[str, go.Figure]] = []
     sections = [f"<h1>Search report: {html.escape(run_dir.name)}</h1>"]
@@ -294,9 +294,9 @@ def render_page(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, A
     summary = (f"{len(trials)} trials: {counts['COMPLETED']} completed, {counts['PRUNED']} pruned, "
                f"{counts['FAILED']} failed; {epochs} epochs trained.")
     if results:
-        summary = (f"Strategy <b>{html.escape(results['strategy'])}</b> over space "
-                   f"<b>{html.escape(results['space']['name'])}</b>, seed {results['seed']}. {summary} "
-                   f"Planned without pruning: {len(trials) * int(results['space']['epochs'])} epochs.")
+        summary = (f"Strategy <b>{html.escape(results.strategy)}</b> over space "
+                   f"<b>{html.escape(results.space.name)}</b>, seed {results.seed}. {summary} "
+                   f"Planned without pruning: {len(trials) * results.space.epochs} epochs.")
         sections.append(f"<p>{summary}</p><p>{_markdown_bold(format_winner_markdown(results))}</p>")
     else:
         sections.append(f"<p>{summary} The search has not finished: this page shows the trials so far.</p>")
@@ -324,9 +324,9 @@ def render_page(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, A
                         f"best validation accuracy up to epoch {measured.epoch}, the last every scored trial reached "
                         f"(pruned trials stopped early).</p><div id=figure-importance></div>")
     predictions = run_dir.read_test_predictions()
-    characters = "".join(get_spec(results["dataset"]["name"]).characters) if results else ""
+    characters = "".join(get_spec(results.dataset.name).characters) if results else ""
     if results and predictions is not None:
-        spec = get_spec(results["dataset"]["name"])
+        spec = get_spec(results.dataset.name)
         figures.append(("confusion", confusion_figure(predictions, spec)))
         grid = base64.b64encode(prediction_grid_png(run_dir, predictions, spec)).decode("ascii")
         sections.append(f"<h2 id=winner>The winner on the test set</h2><div id=figure-confusion></div>"
@@ -351,7 +351,7 @@ def _markdown_bold(text: str) -> str:
     return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
 
 
-def write_html_report(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, Any] | None) -> Path:
+def write_html_report(run_dir: RunDir, trials: list[Trial], results: RunRecord | None) -> Path:
     """Write ``RUN_DIR/report/index.html``; return its path."""
     run_dir.report_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir.report_dir / HTML_PAGE

@@ -28,6 +28,7 @@ from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.files import atomic_write_bytes, file_digest, remove_leftovers_of, staged_path
 from kmnist_search.parity import EXACT, ParityReport, compare_probabilities
+from kmnist_search.record import ExportRecord
 from kmnist_search.rundir import RunDir
 
 
@@ -194,7 +195,7 @@ def export_winner(run_dir: RunDir | Path, dataset: Dataset, exports_dir: Path,
     """
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
     results = run_dir.require_results()
-    name = name or results["run_name"]
+    name = name or results.run_name
     trained = load_keras_model(run_dir.winner_model_path)
     model = without_augmentation(trained)
     proto = convert_to_onnx(model, dataset.spec.image_shape)
@@ -203,10 +204,10 @@ def export_winner(run_dir: RunDir | Path, dataset: Dataset, exports_dir: Path,
         raise ParityError(f"the ONNX export does not reproduce Keras ({parity.describe(EXACT)}): nothing was "
                           f"written to {exports_dir}; report this with --debug output")
     card = single_model_card(results, dataset.spec, parity, EXACT, name, export_versions())
-    card = publish(proto, card, model, exports_dir, f"run {results['run_name']}")
-    run_dir.record_export({"onnx": str(exports_dir / card["onnx_file"]),
-                           "model_card": str(card_path_for(exports_dir / card["onnx_file"])),
-                           "onnx_sha256": card["onnx_sha256"]})
+    card = publish(proto, card, model, exports_dir, f"run {results.run_name}")
+    run_dir.record_export(ExportRecord(onnx=str(exports_dir / card["onnx_file"]),
+                                       model_card=str(card_path_for(exports_dir / card["onnx_file"])),
+                                       onnx_sha256=card["onnx_sha256"]))
     return card
 
 

@@ -28,7 +28,8 @@ from kmnist_search.errors import ModelFileError, RunError
 from kmnist_search.files import check_writable_directory, exclusive_lock
 from kmnist_search.names import MAX_NAME_LENGTH, check_name, check_seed
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
-from kmnist_search.rundir import RunDir, TrialRecord
+from kmnist_search.record import ExportRecord, RunRecord, TrainingSettings, Trial
+from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import SearchSpace, load_space, parse_space
 
 DatasetLike = Dataset | str
@@ -43,7 +44,7 @@ class Winner:
 
     trial_id: str
     hyperparameters: dict[str, Any]
-    settings: dict[str, Any]  # how it was trained, every default resolved (as in the model card)
+    settings: TrainingSettings  # how it was trained, every default resolved (as in the model card)
     validation_accuracy: float
     test_accuracy: float
     model_path: Path
@@ -51,12 +52,12 @@ class Winner:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """A finished search: its directory, trials and winner (``results`` is results.json as read)."""
+    """A finished search: its directory, trials and winner (``results`` is its whole record, results.json)."""
 
     run_dir: RunDir
-    trials: list[TrialRecord]
+    trials: list[Trial]
     winner: Winner
-    results: dict[str, Any] = field(repr=False)
+    results: RunRecord = field(repr=False)
     resumed_finished: bool = False  # True when the run had already finished and nothing was trained
 
 
@@ -114,14 +115,14 @@ def resolve_dataset(dataset: DatasetLike, data_dir: Path | str | None = None, ca
                         verify_checksums=verify_checksums)
 
 
-def search_result(run_dir: RunDir, results: dict[str, Any], resumed_finished: bool = False) -> SearchResult:
-    """Typed view of a finished run's results."""
-    winner = results["winner"]
+def search_result(run_dir: RunDir, results: RunRecord, resumed_finished: bool = False) -> SearchResult:
+    """A finished run's record, with its winner's headline figures."""
+    winner = results.winner
     return SearchResult(
-        run_dir=run_dir, trials=run_dir.trials(), results=results, resumed_finished=resumed_finished,
-        winner=Winner(trial_id=winner["trial_id"], hyperparameters=winner["hyperparameters"],
-                      settings=winner["settings"], validation_accuracy=winner["val_accuracy"],
-                      test_accuracy=winner["test_accuracy"], model_path=Path(winner["model_path"])))
+        run_dir=run_dir, trials=results.trials, results=results, resumed_finished=resumed_finished,
+        winner=Winner(trial_id=winner.trial_id, hyperparameters=winner.hyperparameters, settings=winner.settings,
+                      validation_accuracy=winner.val_accuracy or 0.0, test_accuracy=winner.test_accuracy,
+                      model_path=run_dir.winner_model_path))
 
 
 def open_run(run_dir: Path | str) -> SearchResult:
@@ -169,7 +170,7 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
         results = run_search(loaded, resolved_space, options)
         if results is None:
             return None
-        return search_result(run_dir, run_dir.require_results())
+        return search_result(run_dir, results)
 
 
 def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name: str | None) -> RunDir:
@@ -204,7 +205,7 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
     result = run if isinstance(run, SearchResult) else open_run(run)
     refuse_overlap(result.run_dir, Path(exports_dir))
     check_writable_directory(Path(exports_dir), "exports directory")
-    loaded = resolve_dataset(dataset or result.results["dataset"]["name"], data_dir, cache_dir, verify_checksums)
+    loaded = resolve_dataset(dataset or result.results.dataset.name, data_dir, cache_dir, verify_checksums)
     from kmnist_search.onnx_export import export_winner
 
     with held(result.run_dir), export_lock(Path(exports_dir), name or result.run_dir.name):
@@ -350,11 +351,11 @@ def export_intact(card_path: Path) -> bool:
 
 def export_complete(result: SearchResult) -> bool:
     """True when the run's winner was exported and its files are still as written."""
-    record = result.results.get("export")
+    record = result.results.export
     if not record:
         return False
-    card_path = Path(record["model_card"])
-    return export_intact(card_path) and read_card(card_path)["onnx_sha256"] == record["onnx_sha256"]
+    card_path = Path(record.model_card)
+    return export_intact(card_path) and read_card(card_path)["onnx_sha256"] == record.onnx_sha256
 
 
 def adopt_written_export(result: SearchResult, exports_dir: Path) -> bool:
@@ -369,12 +370,12 @@ def adopt_written_export(result: SearchResult, exports_dir: Path) -> bool:
     card = read_card(card_path)
     onnx_path = card_path.with_name(card["onnx_file"])
     models = card.get("models") or [{}]
-    if (card["kind"] == "ensemble" or models[0].get("run_name") != result.results["run_name"]
+    if (card["kind"] == "ensemble" or models[0].get("run_name") != result.results.run_name
             or models[0].get("metrics", {}).get("test_accuracy") != result.winner.test_accuracy
             or not onnx_path.is_file() or file_digest(onnx_path) != card["onnx_sha256"]):
         return False
-    result.run_dir.record_export({"onnx": str(onnx_path), "model_card": str(card_path),
-                                  "onnx_sha256": card["onnx_sha256"]})
+    result.run_dir.record_export(ExportRecord(onnx=str(onnx_path), model_card=str(card_path),
+                                              onnx_sha256=card["onnx_sha256"]))
     return True
 
 
@@ -412,10 +413,10 @@ def _run_held(space: SpaceLike, strategy: str, loaded: Dataset, exports: Path, e
         raise RunError("a distributed worker does not finish the run: the chief exports and reports")
     exported = quantized = None
     name = result.run_dir.name
-    recorded = result.results.get("export")
-    if export_winner and result.resumed_finished and recorded and Path(recorded["onnx"]).parent.resolve() != \
+    recorded = result.results.export
+    if export_winner and result.resumed_finished and recorded and Path(recorded.onnx).parent.resolve() != \
             exports.resolve():
-        raise RunError(f"run {name} had finished and was exported to {Path(recorded['onnx']).parent}, not {exports}: "
+        raise RunError(f"run {name} had finished and was exported to {Path(recorded.onnx).parent}, not {exports}: "
                        f"export it again there with `python -m kmnist_search.export {result.run_dir.path} "
                        f"--exports-dir {exports}`")
     if export_winner and not (result.resumed_finished

@@ -9,7 +9,6 @@ package ships; without it (matplotlib's default font has no kana) they fall back
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -29,8 +28,9 @@ from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
 from kmnist_search.datasets import DatasetSpec, get_spec
 from kmnist_search.files import atomic_write_text, staged_path
+from kmnist_search.record import RunRecord, Trial
 from kmnist_search.reports import format_winner_markdown, hyperparameter_effects
-from kmnist_search.rundir import RunDir, TrialRecord
+from kmnist_search.rundir import RunDir
 
 PREDICTION_GRID_FILE = "prediction_grid.png"
 CURVE_PANELS = (("accuracy", "training accuracy"), ("val_accuracy", "validation accuracy"),
@@ -56,10 +56,10 @@ def _save(figure: plt.Figure, path: Path) -> None:
         plt.close(figure)
 
 
-def plot_learning_curves(trials: list[TrialRecord], hyperparameter: str, path: Path) -> bool:
+def plot_learning_curves(trials: list[Trial], hyperparameter: str, path: Path) -> bool:
     """Training and validation accuracy and loss per epoch, one line per value of ``hyperparameter``
     (the best trial that used it). Returns False if no trial has a history yet."""
-    best_by_value: dict[str, TrialRecord] = {}
+    best_by_value: dict[str, Trial] = {}
     for trial in trials:
         if not trial.history or hyperparameter not in trial.hyperparameters:
             continue
@@ -72,8 +72,8 @@ def plot_learning_curves(trials: list[TrialRecord], hyperparameter: str, path: P
     figure, axes = plt.subplots(1, 4, figsize=(17, 4), layout="constrained")
     for (metric, title), axis in zip(CURVE_PANELS, axes, strict=True):
         for value, trial in best_by_value.items():
-            epochs = [e["epoch"] for e in trial.history if metric in e]
-            values = [e[metric] for e in trial.history if metric in e]
+            epochs = [e.epoch for e in trial.history if e.metric(metric) is not None]
+            values = [e.metric(metric) for e in trial.history if e.metric(metric) is not None]
             axis.plot(epochs, values, marker="o", markersize=3, label=f"{hyperparameter}={value}")
         axis.set_title(title)
         axis.set_xlabel("epoch")
@@ -87,7 +87,7 @@ def plot_learning_curves(trials: list[TrialRecord], hyperparameter: str, path: P
     return True
 
 
-def plot_effects(trials: list[TrialRecord], path: Path) -> bool:
+def plot_effects(trials: list[Trial], path: Path) -> bool:
     """Mean (bar) and best (dot) validation accuracy at each value of each hyperparameter."""
     effects = hyperparameter_effects(trials)
     if not effects:
@@ -163,15 +163,15 @@ def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) ->
     return "\n".join(lines)
 
 
-def write_report(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, Any] | None,
+def write_report(run_dir: RunDir, trials: list[Trial], results: RunRecord | None,
                  tables_markdown: str) -> Path:
     """Write every figure that the run's state allows, and report/README.md embedding them."""
     report_dir = run_dir.report_dir
     report_dir.mkdir(exist_ok=True)
     sections = [f"# Search report: {run_dir.name}", ""]
     if results:
-        sections += [f"Strategy **{results['strategy']}** over space **{results['space']['name']}** "
-                     f"({len(trials)} trials, seed {results['seed']}).", "", format_winner_markdown(results), ""]
+        sections += [f"Strategy **{results.strategy}** over space **{results.space.name}** "
+                     f"({len(trials)} trials, seed {results.seed}).", "", format_winner_markdown(results), ""]
     else:
         sections += ["The search has not finished: this report shows the trials so far.", ""]
     sections += ["## Trials and effects", "", tables_markdown, ""]
@@ -184,7 +184,7 @@ def write_report(run_dir: RunDir, trials: list[TrialRecord], results: dict[str, 
                                                    for n in curves] + [""]
     predictions = run_dir.read_test_predictions()
     if results and predictions is not None:
-        spec = get_spec(results["dataset"]["name"])
+        spec = get_spec(results.dataset.name)
         labels, probabilities, first_images = predictions.labels, predictions.probabilities, predictions.first_images
         predicted = probabilities.argmax(axis=1)
         plot_confusion_matrix(labels, predicted, spec, report_dir / "confusion_matrix.png")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kmnist_search.plan import estimate_epoch_seconds
-from kmnist_search.rundir import TrialRecord
+from kmnist_search.record import Trial
 from kmnist_search.spaces import SearchSpace
 
 
@@ -28,8 +28,8 @@ class TrialStart:
 class TrialEnd:
     index: int
     total: int
-    record: TrialRecord
-    best: TrialRecord | None  # the best scored trial so far, this one included
+    record: Trial
+    best: Trial | None  # the best scored trial so far, this one included
     seconds_left: float | None  # the search's estimated remaining time
 
 

@@ -26,7 +26,7 @@ import keras_tuner as kt
 from sklearn.exceptions import ConvergenceWarning
 
 from kmnist_search.pruners import Curve, Pruner, Stop
-from kmnist_search.rundir import HYPERBAND_BOOKKEEPING
+from kmnist_search.record import HYPERBAND_BOOKKEEPING
 from kmnist_search.spaces import SearchSpace
 from kmnist_search.tuners import make_oracle
 

@@ -11,18 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from kmnist_search.formatting import duration, format_value, percent, settings_text, trial_number
-from kmnist_search.rundir import SCORED_STATUSES, TrialRecord
+from kmnist_search.record import SCORED_STATUSES, ConfirmationRecord, RunRecord, Trial
 
 STATUS_NAMES = {"PRUNED": "pruned", "COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid",
                 "STOPPED": "stopped", "RUNNING": "running", "IDLE": "idle"}
 
 
-def rank_trials(records: list[TrialRecord]) -> list[TrialRecord]:
+def rank_trials(records: list[Trial]) -> list[Trial]:
     """Best validation accuracy first; trials without one last."""
     return sorted(records, key=lambda r: (r.score is None, -(r.score or 0.0)))
 
 
-def format_trials_table(records: list[TrialRecord], top: int | None = None) -> str:
+def format_trials_table(records: list[Trial], top: int | None = None) -> str:
     """A ranked, fixed-width table of trials for the terminal."""
     ranked = rank_trials(records)[:top]
     names = sorted({name for r in ranked for name in r.hyperparameters})
@@ -47,7 +47,7 @@ def format_trials_table(records: list[TrialRecord], top: int | None = None) -> s
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _status_text(record: TrialRecord) -> str:
+def _status_text(record: Trial) -> str:
     status = STATUS_NAMES.get(record.status, record.status.lower())
     return f"{status}: {record.message}" if record.message and record.status != "COMPLETED" else status
 
@@ -56,53 +56,51 @@ def _format_loss(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def format_winner(results: dict[str, Any]) -> str:
+def format_winner(results: RunRecord) -> str:
     """Two lines naming the winner and its single test-set evaluation."""
-    winner = results["winner"]
-    values = settings_text(winner["hyperparameters"])
-    text = (f"winner: trial {trial_number(winner['trial_id'])} ({values})\n"
-            f"  validation accuracy {winner['val_accuracy'] * 100:.2f}%, "
-            f"test accuracy {winner['test_accuracy'] * 100:.2f}% (evaluated once, on "
-            f"{results['dataset']['test_images']:,} test images)")
-    if winner.get("objective") == "val_balanced_accuracy":
-        text += (f"; balanced accuracy: validation {winner['val_balanced_accuracy'] * 100:.2f}%, "
-                 f"test {winner['test_balanced_accuracy'] * 100:.2f}%")
-    confirmation = results.get("confirmation")
-    if confirmation:
-        text += "\n" + format_confirmation(confirmation)
-    retraining = (winner.get("settings") or {}).get("retraining")
+    winner = results.winner
+    text = (f"winner: trial {trial_number(winner.trial_id)} ({settings_text(winner.hyperparameters)})\n"
+            f"  validation accuracy {percent(winner.val_accuracy)}, "
+            f"test accuracy {percent(winner.test_accuracy)} (evaluated once, on "
+            f"{results.dataset.test_images:,} test images)")
+    if winner.objective == "val_balanced_accuracy":
+        text += (f"; balanced accuracy: validation {percent(winner.val_balanced_accuracy)}, "
+                 f"test {percent(winner.test_balanced_accuracy)}")
+    if results.confirmation:
+        text += "\n" + format_confirmation(results.confirmation)
+    retraining = winner.settings.retraining
     if retraining:
-        text += (f"\n  retrained on {retraining['train_images']:,} images for {retraining['epochs_trained']} epochs "
-                 f"(best epoch {retraining['best_epoch']}); search trial's validation accuracy "
-                 f"{winner['search_val_accuracy'] * 100:.2f}%")
+        text += (f"\n  retrained on {retraining.train_images:,} images for {retraining.epochs_trained} epochs "
+                 f"(best epoch {retraining.best_epoch}); search trial's validation accuracy "
+                 f"{percent(winner.search_val_accuracy)}")
     return text
 
 
-def format_confirmation(confirmation: dict[str, Any]) -> str:
+def format_confirmation(confirmation: ConfirmationRecord) -> str:
     """The confirmed configurations as mean ± sd, the winner first, with the tie verdict."""
-    lines = [f"  confirmed with {confirmation['runs_per_configuration']} runs per configuration (different seeds), "
+    lines = [f"  confirmed with {confirmation.runs_per_configuration} runs per configuration (different seeds), "
              f"validation accuracy mean ± sd:"]
-    tied = set(confirmation["tied_trial_ids"])
-    for entry in confirmation["configurations"]:
-        mark = ("winner" if entry["trial_id"] == confirmation["winner_trial_id"]
-                else "tied with the winner" if entry["trial_id"] in tied else "")
-        line = (f"    trial {trial_number(entry['trial_id'])}: {entry['mean_val_accuracy'] * 100:.2f}% ± "
-                f"{entry['sd_val_accuracy'] * 100:.2f} ({settings_text(entry['hyperparameters'])}) {mark}")
+    tied = set(confirmation.tied_trial_ids)
+    for entry in confirmation.configurations:
+        mark = ("winner" if entry.trial_id == confirmation.winner_trial_id
+                else "tied with the winner" if entry.trial_id in tied else "")
+        line = (f"    trial {trial_number(entry.trial_id)}: {entry.mean_val_accuracy * 100:.2f}% ± "
+                f"{entry.sd_val_accuracy * 100:.2f} ({settings_text(entry.hyperparameters)}) {mark}")
         lines.append(line.rstrip())
     if tied:
         lines.append("  the intervals overlap: the data cannot tell the tied configurations apart")
     return "\n".join(lines)
 
 
-def format_winner_markdown(results: dict[str, Any]) -> str:
+def format_winner_markdown(results: RunRecord) -> str:
     """The winner and its single test-set evaluation as one Markdown paragraph."""
-    winner = results["winner"]
-    text = (f"Winner: trial {trial_number(winner['trial_id'])} ({settings_text(winner['hyperparameters'])}), "
-            f"validation accuracy {percent(winner['val_accuracy'])}, **test accuracy "
-            f"{percent(winner['test_accuracy'])}** (evaluated once, on {results['dataset']['test_images']:,} test "
+    winner = results.winner
+    text = (f"Winner: trial {trial_number(winner.trial_id)} ({settings_text(winner.hyperparameters)}), "
+            f"validation accuracy {percent(winner.val_accuracy)}, **test accuracy "
+            f"{percent(winner.test_accuracy)}** (evaluated once, on {results.dataset.test_images:,} test "
             f"images).")
-    if results.get("export"):
-        text += f" ONNX model: `{results['export']['onnx']}` (verified with onnxruntime)."
+    if results.export:
+        text += f" ONNX model: `{results.export.onnx}` (verified with onnxruntime)."
     return text
 
 
@@ -117,7 +115,7 @@ class ValueEffect:
     mean_val_accuracy: float
 
 
-def hyperparameter_effects(records: list[TrialRecord]) -> dict[str, list[ValueEffect]]:
+def hyperparameter_effects(records: list[Trial]) -> dict[str, list[ValueEffect]]:
     """The study's one-factor analysis over a real search: for each hyperparameter and value, the best
     and mean validation accuracy of the trials that used it (trials without a score are left out)."""
     scored = [r for r in records if r.score is not None and r.status in SCORED_STATUSES]

@@ -35,22 +35,31 @@ from kmnist_search.datasets import Dataset, Split, one_hot
 from kmnist_search.distillation import Teacher, training_targets
 from kmnist_search.distributed import current_role
 from kmnist_search.errors import RunError, SpaceError
-from kmnist_search.files import atomic_write_json, staged_path
+from kmnist_search.files import staged_path
 from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.reconcile import reconcile_oracle
-from kmnist_search.resume import TrainingCheckpoint
-from kmnist_search.rundir import (
-    RESULTS_SCHEMA_VERSION,
+from kmnist_search.record import (
+    ENDED_FILE,
     SCORED_STATUSES,
-    RunDir,
-    TrialRecord,
+    TRIAL_LOG_FILE,
+    DatasetRecord,
+    Epoch,
+    RunRecord,
+    SpaceRecord,
+    TrainingEnded,
+    TrainingRun,
+    TrainingSettings,
+    Trial,
+    Winner,
     message_gist,
-    read_json,
-    training_settings,
+    read_training_ended,
+    write,
 )
+from kmnist_search.resume import TrainingCheckpoint
+from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import SearchSpace
 from kmnist_search.tuners import (
     BestEpochWeights,
@@ -113,7 +122,7 @@ def search_callbacks(run_dir: RunDir, options: SearchOptions) -> list[keras.call
     return callbacks
 
 
-def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> dict[str, Any] | None:
+def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> RunRecord | None:
     """Run or resume a search, evaluate the winner once on the test set and write results.json.
 
     In a distributed search (see :mod:`kmnist_search.distributed`) a worker only runs the trials the
@@ -139,7 +148,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     keras.utils.set_random_seed(options.weights_seed)
     started_at = datetime.now(timezone.utc)
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
-                       options.max_trials, options.overwrite)
+                       options.max_trials)
     if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded
         reconcile_oracle(tuner.oracle, run_dir)
     if role is None:  # no other process writes here now
@@ -197,56 +206,50 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         retraining = None
     if options.progress is not None:
         options.progress.step("evaluating the winner once on the test set")
-    settings = training_settings(
+    settings = TrainingSettings.resolve(
         space, winner_record.hyperparameters,
         optimizer=optimizer_config(str(hypermodel.value(best_trial.hyperparameters, "optimizer")),
                                    hypermodel.build(best_trial.hyperparameters).optimizer),
-        search_trial={"trial_id": winner_record.trial_id, "epochs_planned": space.epochs,
-                      "epochs_trained": winner_record.epochs_run, "best_epoch": winner_record.best_epoch,
-                      "train_images": len(split.train_labels),
-                      "validation_accuracy": winner_record.best_val_accuracy,
-                      "wall_time_s": winner_record.wall_time_s},
+        search_trial=TrainingRun(trial_id=winner_record.trial_id, epochs_planned=space.epochs,
+                                 epochs_trained=winner_record.epochs_run, best_epoch=winner_record.best_epoch,
+                                 train_images=len(split.train_labels),
+                                 validation_accuracy=winner_record.best_val_accuracy,
+                                 wall_time_s=winner_record.wall_time_s),
         retraining=retraining, seed=options.seed, init_seed=options.init_seed,
         teacher=options.teacher.describe() if options.teacher else None)
-    shipped_val_accuracy = (retraining["validation_accuracy"] if retraining
+    shipped_val_accuracy = (retraining.validation_accuracy if retraining
                             else confirmation.winner.best_run().val_accuracy if confirmation
                             else winner_record.best_val_accuracy)
-    winner = {
-        "trial_id": best_trial.trial_id,
-        "hyperparameters": winner_record.hyperparameters,
-        "settings": settings,
-        "objective": f"val_{dataset.spec.objective}",
-        "val_accuracy": shipped_val_accuracy,
-        "val_balanced_accuracy": (retraining or {}).get("validation_balanced_accuracy",
-                                                        winner_record.best_val_balanced_accuracy),
-        "best_epoch": retraining["best_epoch"] if retraining else winner_record.best_epoch,
-        "search_val_accuracy": winner_record.best_val_accuracy,
-        **({"confirmed": confirmation.winner_summary()} if confirmation else {}),
+    winner = Winner(
+        trial_id=best_trial.trial_id,
+        hyperparameters=winner_record.hyperparameters,
+        settings=settings,
+        objective=f"val_{dataset.spec.objective}",
+        val_accuracy=shipped_val_accuracy,
+        val_balanced_accuracy=(retraining.validation_balanced_accuracy if retraining
+                               else winner_record.best_val_balanced_accuracy),
+        best_epoch=retraining.best_epoch if retraining else winner_record.best_epoch,
+        search_val_accuracy=winner_record.best_val_accuracy,
+        confirmed=confirmation.winner_summary() if confirmation else None,
         **evaluate_winner(model, dataset, run_dir),
-    }
-    results = {
-        "schema_version": RESULTS_SCHEMA_VERSION,
-        "run_name": options.name,
-        "run_dir": str(run_dir.path),
-        "strategy": options.strategy,
-        "seed": options.seed,
-        "init_seed": options.init_seed,
-        "teacher": options.teacher.describe() if options.teacher else None,
-        "space": {"name": space.name, "source": space.source, **space.fingerprint()},
-        "dataset": {
-            "name": dataset.spec.name,
-            "checksums": dataset.checksums,
-            "train_images": len(split.train_labels),
-            "validation_images": len(split.validation_labels),
-            "test_images": len(dataset.test_labels),
-        },
-        "started_at": started_at.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "trials": [t.to_dict() for t in trials],
-        **({"confirmation": confirmation.to_dict()} if confirmation else {}),
-        "winner": winner,
-        "versions": library_versions(),
-    }
+    )
+    results = RunRecord(
+        run_name=options.name,
+        strategy=options.strategy,
+        seed=options.seed,
+        init_seed=options.init_seed,
+        teacher=options.teacher.describe() if options.teacher else None,
+        space=SpaceRecord.model_validate({"name": space.name, "source": space.source, **space.fingerprint()}),
+        dataset=DatasetRecord(name=dataset.spec.name, checksums=dataset.checksums,
+                              train_images=len(split.train_labels), validation_images=len(split.validation_labels),
+                              test_images=len(dataset.test_labels)),
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        trials=trials,
+        confirmation=confirmation.to_record() if confirmation else None,
+        winner=winner,
+        versions=library_versions(),
+    )
     run_dir.write_results(results)
     TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
     return results
@@ -271,8 +274,8 @@ def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_i
     clock = SearchClock(space, total_trials, train_images, retrain_images)
     for record in run_dir.trials():
         for epoch in record.history:
-            if "seconds" in epoch:
-                clock.observe(record.hyperparameters, float(epoch["seconds"]))
+            if epoch.seconds is not None:
+                clock.observe(record.hyperparameters, epoch.seconds)
     return clock
 
 
@@ -286,12 +289,12 @@ class TrainingFiles:
 
     @classmethod
     def in_folder(cls, folder: Path) -> TrainingFiles:
-        return cls(folder / "trial_log.json", folder / "best.weights.h5", folder / "resume")
+        return cls(folder / TRIAL_LOG_FILE, folder / "best.weights.h5", folder / "resume")
 
 
 def train_fully(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, epochs: int,
                 files: TrainingFiles, seed: int, options: SearchOptions,
-                label: str = "retraining") -> tuple[keras.Model, list[dict[str, float]]]:
+                label: str = "retraining") -> tuple[keras.Model, list[Epoch]]:
     """Train a configuration afresh for ``epochs`` with weights and batch-order ``seed``, keeping the epoch
     with the best validation score; a training killed part-way continues from its last completed epoch
     when called again. Returns the model at its best epoch and every epoch's log line."""
@@ -317,13 +320,13 @@ def train_fully(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameter
     return model, logger.epochs
 
 
-def best_epoch(epochs: list[dict[str, float]], monitor: str) -> dict[str, float]:
+def best_epoch(epochs: list[Epoch], monitor: str) -> Epoch:
     """The logged epoch with the best ``monitor`` value."""
-    return max(epochs, key=lambda entry: entry.get(monitor, float("-inf")))
+    return max(epochs, key=lambda entry: entry.value(monitor))
 
 
 def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, split: Split, space: SearchSpace,
-            run_dir: RunDir, options: SearchOptions) -> tuple[keras.Model, dict[str, Any]]:
+            run_dir: RunDir, options: SearchOptions) -> tuple[keras.Model, TrainingRun]:
     """Train the winning configuration afresh on every training image (the search may have used a
     subset) for ``retrain_epochs``, keeping the epoch with the best validation accuracy. A retraining
     killed part-way continues from its last completed epoch when the search is run again."""
@@ -332,14 +335,14 @@ def retrain(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameters, s
     model, epochs = train_fully(hypermodel, hyperparameters, split, space.retrain_epochs, files,
                                 options.weights_seed, options)
     best = best_epoch(epochs, monitor)
-    return model, {"epochs_planned": space.retrain_epochs, "epochs_trained": len(epochs),
-                   "best_epoch": int(best["epoch"]), "train_images": len(split.train_labels),
-                   "validation_accuracy": float(best["val_accuracy"]),
-                   **({"validation_balanced_accuracy": float(best[monitor])} if monitor != "val_accuracy" else {}),
-                   "wall_time_s": round(sum(e["seconds"] for e in epochs), 2)}
+    return model, TrainingRun(
+        epochs_planned=space.retrain_epochs, epochs_trained=len(epochs), best_epoch=best.epoch,
+        train_images=len(split.train_labels), validation_accuracy=best.metric("val_accuracy"),
+        validation_balanced_accuracy=best.metric(monitor) if monitor != "val_accuracy" else None,
+        wall_time_s=round(sum(e.seconds or 0.0 for e in epochs), 2))
 
 
-def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[TrialRecord], split: Split,
+def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[Trial], split: Split,
                 space: SearchSpace, run_dir: RunDir, options: SearchOptions) -> tuple[Confirmation, keras.Model]:
     """Train the ``options.confirm`` best configurations with extra seeds (see :mod:`kmnist_search.confirm`);
     the confirmation and the winner's model (its run with the best validation score)."""
@@ -372,8 +375,8 @@ def confirmation_run(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperPara
                      space: SearchSpace, folder: Path, seed: int, options: SearchOptions,
                      announcement: str) -> ConfirmationRun:
     """One extra training of a configuration, read from its folder if it has ended before."""
-    ended = folder / "ended.json"
-    record = read_json(ended)
+    ended = folder / ENDED_FILE
+    record = read_training_ended(ended)
     files = TrainingFiles.in_folder(folder)
     if record is None:
         if options.progress is not None:
@@ -381,11 +384,10 @@ def confirmation_run(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperPara
         _, epochs = train_fully(hypermodel, hyperparameters, split, space.epochs, files, seed, options, "confirming")
         monitor = f"val_{hypermodel.objective}"
         best = best_epoch(epochs, monitor)
-        record = {"weights_seed": seed, "val_accuracy": float(best[monitor]), "best_epoch": int(best["epoch"])}
-        atomic_write_json(ended, record)
+        record = TrainingEnded(weights_seed=seed, val_accuracy=best.value(monitor), best_epoch=best.epoch)
+        write(ended, record)
     TrainingCheckpoint(files.resume).clear()  # the training is recorded: nothing to resume
-    return ConfirmationRun(folder.name, int(record["weights_seed"]), float(record["val_accuracy"]),
-                           int(record["best_epoch"]))
+    return ConfirmationRun(folder.name, record.weights_seed, record.val_accuracy, record.best_epoch)
 
 
 def evaluate_winner(model: keras.Model, dataset: Dataset, run_dir: RunDir) -> dict[str, Any]:
@@ -401,7 +403,6 @@ def evaluate_winner(model: keras.Model, dataset: Dataset, run_dir: RunDir) -> di
         "test_accuracy": float(metrics["accuracy"]),
         "test_balanced_accuracy": float(balanced_accuracy_score(dataset.test_labels, probabilities.argmax(axis=1))),
         "test_loss": float(metrics["loss"]),
-        "model_path": str(run_dir.winner_model_path),
     }
 
 

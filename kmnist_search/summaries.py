@@ -20,6 +20,7 @@ from typing import Any
 
 from kmnist_search.errors import RunError
 from kmnist_search.formatting import duration, format_value, percent, trial_number
+from kmnist_search.record import RunRecord, Trial
 from kmnist_search.reports import (
     format_effects,
     format_trials_table,
@@ -29,7 +30,7 @@ from kmnist_search.reports import (
     most_important,
     rank_trials,
 )
-from kmnist_search.rundir import RunDir, TrialRecord
+from kmnist_search.rundir import RunDir
 
 SUMMARY_SCHEMA_VERSION = 1
 CSV_FIELDS = ("rank", "trial_id", "status", "best_val_accuracy", "best_val_balanced_accuracy", "best_val_loss",
@@ -37,7 +38,7 @@ CSV_FIELDS = ("rank", "trial_id", "status", "best_val_accuracy", "best_val_balan
 FORMATS = ("table", "markdown", "csv", "json")
 
 
-def load_run(run_dir: RunDir | Path) -> tuple[list[TrialRecord], dict[str, Any] | None]:
+def load_run(run_dir: RunDir | Path) -> tuple[list[Trial], RunRecord | None]:
     """The run's trials and, if it finished, its results."""
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.existing(run_dir)
     run_dir.check_state_files()
@@ -48,7 +49,7 @@ def load_run(run_dir: RunDir | Path) -> tuple[list[TrialRecord], dict[str, Any] 
     return trials, results
 
 
-def build_summary(run_dir: Path, trials: list[TrialRecord], results: dict[str, Any] | None,
+def build_summary(run_dir: Path, trials: list[Trial], results: RunRecord | None,
                   top: int | None = None) -> dict[str, Any]:
     """The summary as data (the JSON format)."""
     effects = hyperparameter_effects(trials)
@@ -60,12 +61,12 @@ def build_summary(run_dir: Path, trials: list[TrialRecord], results: dict[str, A
         "effects": {name: [{k: v for k, v in asdict(e).items() if k != "hyperparameter"} for e in rows]
                     for name, rows in effects.items()},
         "most_important": {"hyperparameter": verdict[0], "spread": verdict[1]} if verdict else None,
-        "winner": results["winner"] if results else None,
-        "export": results.get("export") if results else None,
+        "winner": results.winner.to_dict() if results else None,
+        "export": results.export.to_dict() if results and results.export else None,
     }
 
 
-def to_csv(trials: list[TrialRecord], top: int | None = None) -> str:
+def to_csv(trials: list[Trial], top: int | None = None) -> str:
     """One row per ranked trial; hyperparameters as ``hp.NAME`` columns holding plain values (``0.1``,
     ``categorical_crossentropy``, ``true``), as a spreadsheet reads them."""
     ranked = rank_trials(trials)[:top]
@@ -80,21 +81,13 @@ def to_csv(trials: list[TrialRecord], top: int | None = None) -> str:
     return buffer.getvalue()
 
 
-def from_csv(text: str) -> list[TrialRecord]:
+def from_csv(text: str) -> list[Trial]:
     """Read :func:`to_csv` output back into trial records (without per-epoch history)."""
     records = []
     for row in csv.DictReader(io.StringIO(text)):
-        def number(key: str, kind: type = float, row: dict[str, str] = row) -> Any:
-            return kind(row[key]) if row[key] != "" else None
-
-        records.append(TrialRecord(
-            trial_id=row["trial_id"], status=row["status"],
-            hyperparameters={k[3:]: _cell_value(v) for k, v in row.items() if k.startswith("hp.") and v != ""},
-            best_val_accuracy=number("best_val_accuracy"), best_val_loss=number("best_val_loss"),
-            best_val_balanced_accuracy=number("best_val_balanced_accuracy"),
-            best_epoch=number("best_epoch", int), epochs_run=int(row["epochs_run"]),
-            wall_time_s=number("wall_time_s"), message=row["message"] or None,
-        ))
+        fields = {k: v if v != "" else None for k, v in row.items() if k in CSV_FIELDS and k != "rank"}
+        hyperparameters = {k[3:]: _cell_value(v) for k, v in row.items() if k.startswith("hp.") and v != ""}
+        records.append(Trial.model_validate({**fields, "hyperparameters": hyperparameters}))
     return records
 
 
@@ -106,7 +99,7 @@ def _cell_value(text: str) -> Any:
         return text
 
 
-def to_markdown(summary: dict[str, Any], trials: list[TrialRecord], top: int | None = None) -> str:
+def to_markdown(summary: dict[str, Any], trials: list[Trial], top: int | None = None) -> str:
     """The ranked trials and effects as Markdown tables."""
     ranked = rank_trials(trials)[:top]
     names = sorted({name for t in ranked for name in t.hyperparameters})
@@ -119,10 +112,10 @@ def to_markdown(summary: dict[str, Any], trials: list[TrialRecord], top: int | N
         lines.append(f"| {rank} | {trial_number(t.trial_id)} | {values} | {percent(t.best_val_accuracy)} | {loss} | "
                      f"{t.epochs_run} | {duration(t.wall_time_s)} | {status} |")
     lines += ["", "| hyperparameter | value | trials | best val acc | mean val acc |", "|---|---|---|---|---|"]
-    for name, rows in summary["effects"].items():
-        for row in rows:
-            lines.append(f"| {name} | {format_value(row['value'])} | {row['trials']} | "
-                         f"{percent(row['best_val_accuracy'])} | {percent(row['mean_val_accuracy'])} |")
+    for name, effects in hyperparameter_effects(trials).items():
+        for effect in effects:
+            lines.append(f"| {name} | {format_value(effect.value)} | {effect.trials} | "
+                         f"{percent(effect.best_val_accuracy)} | {percent(effect.mean_val_accuracy)} |")
     if summary["most_important"]:
         verdict = summary["most_important"]
         lines += ["", f"**Matters most: `{verdict['hyperparameter']}`** (its values' mean validation "
@@ -130,7 +123,7 @@ def to_markdown(summary: dict[str, Any], trials: list[TrialRecord], top: int | N
     return "\n".join(lines)
 
 
-def render(summary: dict[str, Any], trials: list[TrialRecord], results: dict[str, Any] | None, fmt: str,
+def render(summary: dict[str, Any], trials: list[Trial], results: RunRecord | None, fmt: str,
            top: int | None) -> str:
     """The summary in one of FORMATS."""
     if fmt == "json":
@@ -144,8 +137,8 @@ def render(summary: dict[str, Any], trials: list[TrialRecord], results: dict[str
              "per-hyperparameter effects (validation accuracy):", format_effects(hyperparameter_effects(trials))]
     if results:
         parts += ["", format_winner(results)]
-        if results.get("export"):
-            parts.append(f"  ONNX: {results['export']['onnx']}")
+        if results.export:
+            parts.append(f"  ONNX: {results.export.onnx}")
     else:
         parts += ["", "no winner yet: the search has not finished (rerun its command to resume)"]
     return "\n".join(parts)

@@ -24,13 +24,14 @@ from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
 
 from kmnist_search.distributed import PatientOracleClient, current_role, tuner_id
 from kmnist_search.errors import RunError
-from kmnist_search.files import atomic_write_json, atomic_write_text
+from kmnist_search.files import atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
 from kmnist_search.pruners import Curve, NoPruning, Pruner, make_pruner
+from kmnist_search.record import SCORED_STATUSES, Epoch, PruneRecord, TrainingLog, read_training_log, write
 from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
-from kmnist_search.rundir import SCORED_STATUSES, RunDir, failed_for_the_environment, read_json
+from kmnist_search.rundir import RunDir, failed_for_the_environment
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
 
 HYPERBAND_FACTOR = 3
@@ -55,9 +56,10 @@ class ResumableSaveBestEpoch(kt_tuner_utils.SaveBestEpoch):
         trial_dir = Path(self.filepath).parent
         kept, _ = kept_epochs(RunDir.trial_log_path(trial_dir), TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)))
         for entry in kept:
-            if self.objective.has_value(entry) and self.objective.better_than(self.objective.get_value(entry),
-                                                                               self.best_value):
-                self.best_value = self.objective.get_value(entry)
+            metrics = entry.metrics
+            if self.objective.has_value(metrics) and self.objective.better_than(self.objective.get_value(metrics),
+                                                                                 self.best_value):
+                self.best_value = self.objective.get_value(metrics)
 
     def _save_model(self) -> None:
         save_weights_atomically(self.model, Path(self.filepath))
@@ -151,7 +153,7 @@ class EpochLogger(keras.callbacks.Callback):
         self.started = time.monotonic()
         self.epoch_started = self.started
         self.epoch_cpu_started = time.process_time()
-        self.epochs: list[dict[str, float]] = []
+        self.epochs: list[Epoch] = []
         self.earlier_wall_time_s = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -163,26 +165,22 @@ class EpochLogger(keras.callbacks.Callback):
         self.epoch_cpu_started = time.process_time()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        entry = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-                 "seconds": round(time.monotonic() - self.epoch_started, 2),
-                 "cpu_seconds": round(time.process_time() - self.epoch_cpu_started, 2)}
-        self.epochs.append(entry)
-        self.write()
-
-    def write(self) -> None:
-        atomic_write_json(self.log_path, {
-            "epochs": self.epochs, "tuner_id": tuner_id(), "steps_per_epoch": self.steps_per_epoch,
-            "wall_time_s": round(self.earlier_wall_time_s + time.monotonic() - self.started, 2)})
+        self.epochs.append(Epoch.model_validate({
+            "epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+            "seconds": round(time.monotonic() - self.epoch_started, 2),
+            "cpu_seconds": round(time.process_time() - self.epoch_cpu_started, 2)}))
+        write(self.log_path, TrainingLog(
+            epochs=self.epochs, tuner_id=tuner_id(), steps_per_epoch=self.steps_per_epoch,
+            wall_time_s=round(self.earlier_wall_time_s + time.monotonic() - self.started, 2)))
 
 
-def kept_epochs(log_path: Path, checkpoint: TrainingCheckpoint | None) -> tuple[list[dict[str, float]], float]:
+def kept_epochs(log_path: Path, checkpoint: TrainingCheckpoint | None) -> tuple[list[Epoch], float]:
     """The logged epochs a resumed run keeps (those its checkpoint holds) and the wall time they took."""
     saved = checkpoint.saved_epoch() if checkpoint is not None else 0
-    log = read_json(log_path) if saved else None
+    log = read_training_log(log_path) if saved else None
     if not log:
         return [], 0.0
-    epochs = [e for e in log.get("epochs", []) if e.get("epoch", 0) <= saved]
-    return epochs, float(log.get("wall_time_s", 0.0))
+    return [e for e in log.epochs if e.epoch <= saved], log.wall_time_s
 
 
 class BestSoFar(keras.callbacks.Callback):
@@ -198,7 +196,7 @@ class BestSoFar(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         kept, _ = kept_epochs(self.log_path, self.checkpoint)
-        self.best = max((float(e.get(self.monitor, float("-inf"))) for e in kept), default=float("-inf"))
+        self.best = max((e.value(self.monitor) for e in kept), default=float("-inf"))
 
 
 class BestEpochWeights(BestSoFar):
@@ -233,19 +231,18 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         kept, _ = kept_epochs(self.log_path, self.checkpoint)
-        self.values = [float(e.get(self.monitor, float("-inf"))) for e in kept]
+        self.values = list(TrainingLog(epochs=kept).curve(self.monitor))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.values = [*self.values[:epoch], float((logs or {}).get(self.monitor, float("-inf")))]
-        others = [Curve(tuple(float(e.get(self.monitor, float("-inf"))) for e in log["epochs"]),
-                        int(log.get("steps_per_epoch", 1)))
+        others = [Curve(log.curve(self.monitor), log.steps_per_epoch)
                   for log in RunDir(self.trial_dir.parent).trial_logs(except_dir=self.trial_dir)]
         stop = self.pruner.decide(Curve(tuple(self.values), self.steps_per_epoch), others)
         if stop is not None:
             self.model.stop_training = True
-            atomic_write_json(RunDir.pruned_path(self.trial_dir), {
-                "epoch": stop.epoch, "value": stop.value, "threshold": stop.threshold,
-                "trials_compared": stop.trials_compared, "rule": stop.rule})
+            write(RunDir.pruned_path(self.trial_dir), PruneRecord(
+                epoch=stop.epoch, value=stop.value, threshold=stop.threshold,
+                trials_compared=stop.trials_compared, rule=stop.rule))
 
 
 class ProgressReporter(keras.callbacks.Callback):
@@ -348,16 +345,14 @@ def steps_in_an_epoch(train_images: int, batch_size: int) -> int:
     return max(math.ceil(train_images / batch_size), 1)
 
 
-EPOCH_BOOKKEEPING = ("epoch", "seconds", "cpu_seconds")  # a logged epoch's entries that are not metrics
-
-
 def whole_history(history: Any, log_path: Path) -> Any:
     """A trial's history with the epochs trained before a resume put back (from its log), so Keras
     Tuner scores the trial on all its epochs."""
-    log = read_json(log_path)
-    if isinstance(history, keras.callbacks.History) and log and log.get("epochs"):
-        names = [k for k in log["epochs"][-1] if k not in EPOCH_BOOKKEEPING]
-        history.history = {name: [float(e[name]) for e in log["epochs"] if name in e] for name in names}
+    log = read_training_log(log_path)
+    if isinstance(history, keras.callbacks.History) and log and log.epochs:
+        names = list(log.epochs[-1].metrics)
+        history.history = {name: [e.value(name, math.nan) for e in log.epochs if name in e.metrics]
+                           for name in names}
     return history
 
 
@@ -396,10 +391,12 @@ def make_oracle(strategy: str, space: SearchSpace, objective: str, seed: int, ma
 
 
 def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, strategy: str, run_dir: RunDir, seed: int,
-               weights_seed: int, max_trials: int | None, overwrite: bool) -> kt.Tuner:
+               weights_seed: int, max_trials: int | None) -> kt.Tuner:
     """Build the Keras Tuner tuner for a strategy name, maximising the dataset's validation metric."""
     oracle = make_oracle(strategy, space, f"val_{hypermodel.objective}", seed, max_trials)
-    project = {"directory": str(run_dir.path.parent), "project_name": run_dir.name, "overwrite": overwrite}
+    # RunDir.prepare has emptied the folder for an overwrite and recorded the search in it: Keras Tuner's own
+    # overwrite would delete that record too, and a later run of another search would not be refused.
+    project = {"directory": str(run_dir.path.parent), "project_name": run_dir.name, "overwrite": False}
     tuner: kt.Tuner
     with contextlib.redirect_stdout(io.StringIO()):  # Keras Tuner prints "Reloading Tuner from ..."
         tuner = (KmnistHyperband if strategy == "hyperband" else KmnistTuner)(

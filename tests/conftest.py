@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from kmnist_search.datasets import DATA_DIR_ENV, KMNIST, Dataset, DatasetSpec, load_dataset
+from kmnist_search.record import RunRecord
 
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
 
@@ -98,3 +100,9 @@ def exported(finished_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory
 
     export_winner(run_dir, dataset, exports_dir)
     return exports_dir / "export-test.onnx"
+
+
+def as_dict(record: RunRecord | None, folder: Path | None = None) -> dict[str, Any]:
+    """A finished search's record as results.json holds it (plus ``folder``, the run folder, if given)."""
+    assert record is not None, "a chief's search returns its record"
+    return {**record.to_dict(), **({"folder": folder} if folder else {})}

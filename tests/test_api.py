@@ -10,7 +10,8 @@ import pytest
 
 from kmnist_search import pipeline as ks
 from kmnist_search.errors import RunError
-from kmnist_search.rundir import RESULTS_SCHEMA_VERSION, RunDir
+from kmnist_search.record import RECORD_SCHEMA_VERSION
+from kmnist_search.rundir import RunDir
 from tests.conftest import FinishedRun
 from tests.test_cli import TINY_SPACE
 
@@ -25,7 +26,7 @@ def test_the_whole_job_from_python(synthetic_data_dir: Path, tmp_path: Path) -> 
     assert isinstance(outcome, ks.RunOutcome) and isinstance(outcome.search, ks.SearchResult)
     winner = outcome.search.winner
     assert isinstance(winner, ks.Winner) and winner.hyperparameters["learning_rate"] in (1.0, 0.1)
-    assert winner.settings["hyperparameters"]["learning_rate"] == winner.hyperparameters["learning_rate"]
+    assert winner.settings.hyperparameters["learning_rate"] == winner.hyperparameters["learning_rate"]
     assert len(outcome.search.trials) == 2 and winner.model_path.is_file()
     assert outcome.export is not None and outcome.export.onnx_path == tmp_path / "exports" / "api-grid.onnx"
     assert outcome.export.test_accuracy == pytest.approx(winner.test_accuracy, abs=1e-6)
@@ -80,9 +81,9 @@ def test_results_of_the_first_schema_are_read_with_their_settings_resolved(finis
     old["winner"]["retrained"] = None
     (run_dir / "results.json").write_text(json.dumps(old))
     upgraded = RunDir(run_dir).read_results()
-    assert upgraded is not None and upgraded["schema_version"] == RESULTS_SCHEMA_VERSION
-    settings, expected = upgraded["winner"]["settings"], current["winner"]["settings"]
+    assert upgraded is not None and upgraded.schema_version == RECORD_SCHEMA_VERSION
+    settings, expected = upgraded.winner.settings.to_dict(), current["winner"]["settings"]
     assert settings["hyperparameters"] == expected["hyperparameters"]
     assert settings["optimizer"]["learning_rate"] == expected["optimizer"]["learning_rate"]
     assert settings["search_trial"]["epochs_trained"] == expected["search_trial"]["epochs_trained"]
-    assert ks.open_run(run_dir).winner.settings == settings
+    assert ks.open_run(run_dir).winner.settings.to_dict() == settings

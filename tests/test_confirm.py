@@ -19,7 +19,7 @@ from kmnist_search.confirm import (
 )
 from kmnist_search.datasets import load_dataset
 from kmnist_search.errors import RunError
-from kmnist_search.rundir import TrialRecord
+from kmnist_search.record import Trial
 from kmnist_search.search import SearchOptions
 from tests.kills import Killed, killed_when
 
@@ -42,8 +42,8 @@ def test_the_winner_is_the_best_mean_and_overlapping_intervals_are_ties() -> Non
                            configuration("2", 0.80, 0.81, 0.79)])
     assert confirmation.winner.trial_id == "1"
     assert [c.trial_id for c in confirmation.tied] == ["0"]  # 0.93 - 0.92 <= 0 + sd(0.95, 0.90, 0.91)
-    assert confirmation.winner_summary()["tied_trial_ids"] == ["0"]
-    assert confirmation.to_dict()["configurations"][2]["sd_val_accuracy"] == pytest.approx(0.01)
+    assert confirmation.winner_summary().tied_trial_ids == ["0"]
+    assert confirmation.to_record().configurations[2].sd_val_accuracy == pytest.approx(0.01)
     clear = ranked([configuration("0", 0.95, 0.95, 0.95), configuration("1", 0.90, 0.91, 0.92)])
     assert clear.tied == ()
 
@@ -55,8 +55,10 @@ def test_extra_seeds_fill_up_to_the_runs_per_configuration() -> None:
         SearchOptions("grid", Path("runs"), "x", confirm=-1)
 
 
-def record(trial_id: str, status: str, score: float, epochs: int, learning_rate: float) -> TrialRecord:
-    return TrialRecord(trial_id, {"learning_rate": learning_rate}, status, score, None, epochs, epochs, None, None)
+def record(trial_id: str, status: str, score: float, epochs: int, learning_rate: float) -> Trial:
+    return Trial.model_validate(dict(trial_id=trial_id, hyperparameters={"learning_rate": learning_rate},
+                                     status=status, best_val_accuracy=score, best_val_loss=None, best_epoch=epochs,
+                                     epochs_run=epochs, wall_time_s=None, message=None))
 
 
 def test_the_top_configurations_are_counted_once_and_only_whole_trainings_count_as_runs() -> None:
@@ -84,7 +86,7 @@ def test_confirm_end_to_end_with_a_kill_in_a_confirmation(synthetic_data_dir: Pa
     first_ended = (confirm_dir / ended_before[0] / "ended.json").read_text()
     outcome = pipeline.run(SPACE, "grid", **kwargs)
     assert (confirm_dir / ended_before[0] / "ended.json").read_text() == first_ended  # not trained again
-    results = outcome.search.results
+    results = outcome.search.results.to_dict()
     confirmation = results["confirmation"]
     assert len(confirmation["configurations"]) == 2
     for entry in confirmation["configurations"]:

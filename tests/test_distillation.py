@@ -49,7 +49,7 @@ def test_a_distilled_search_trains_on_the_teacher_targets_and_records_it(
     options = SearchOptions("grid", tmp_path / "runs", "distilled", teacher=teacher)
     results = run_search(dataset, space, options)
     assert results is not None
-    assert results["teacher"] == {"file": exported.name, "sha256": file_digest(exported, "sha256"), "weight": 0.5,
+    assert results.teacher == {"file": exported.name, "sha256": file_digest(exported, "sha256"), "weight": 0.5,
                                   "temperature": 1.0}
     (targets,) = seen_targets
     assert targets.shape == (500, 10) and np.allclose(targets.sum(axis=1), 1.0, atol=1e-5)
@@ -57,7 +57,7 @@ def test_a_distilled_search_trains_on_the_teacher_targets_and_records_it(
     expected = 0.5 * np.eye(10)[split.train_labels] + 0.5 * Classifier(exported).predict_proba(split.train_images)
     assert np.allclose(targets, expected, atol=1e-6)
     card = export_winner(tmp_path / "runs" / "distilled", dataset, tmp_path / "exports")
-    assert card["kind"] == "distilled" and card["models"][0]["training"]["teacher"] == results["teacher"]
+    assert card["kind"] == "distilled" and card["models"][0]["training"]["teacher"] == results.teacher
     with pytest.raises(RunError, match="teacher changed"):
         run_search(dataset, space, SearchOptions("grid", tmp_path / "runs", "distilled",
                                                  teacher=load_teacher(exported, 0.5, 3.0, KMNIST)))

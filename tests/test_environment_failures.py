@@ -46,7 +46,7 @@ def test_a_trial_failed_by_the_disk_is_retried_by_the_rerun_from_its_last_good_e
     assert result is not None
     trial = result.trials[0]
     assert trial.status == "COMPLETED" and trial.epochs_run == 3
-    assert [e["epoch"] for e in trial.history] == [1, 2, 3]
+    assert [e.epoch for e in trial.history] == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -64,4 +64,4 @@ def test_a_damaged_checkpoint_restarts_the_trial_instead_of_failing_it(
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as `truncate -s 1000` leaves it
     result = pipeline.search(SPACE, "grid", **kwargs)
     assert result is not None and result.trials[0].status == "COMPLETED"
-    assert [e["epoch"] for e in result.trials[0].history] == [1, 2, 3]
+    assert [e.epoch for e in result.trials[0].history] == [1, 2, 3]

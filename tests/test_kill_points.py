@@ -13,6 +13,7 @@ from kmnist_search import tuners
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.conftest import as_dict
 from tests.kills import Killed, killed_when
 
 SPACE = {
@@ -102,7 +103,7 @@ def test_a_kill_in_the_bookkeeping_loses_and_repeats_nothing(strategy: str, poin
                     if json.loads((log.parent / "trial.json").read_text())["status"] == "COMPLETED"}
     training.trials_run.clear()
 
-    results = run_search(dataset, space, options)
+    results = as_dict(run_search(dataset, space, options))
     trials = results["trials"]
     assert all(t["status"] == "COMPLETED" for t in trials), [(t["trial_id"], t["status"]) for t in trials]
     if strategy != "hyperband":
@@ -134,7 +135,7 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
         tuners.apply_keras_tuner_patches()
     stop = json.loads((tmp_path / "pruned" / "trial_1" / "pruned.json").read_text())  # saved, not yet recorded
     assert stop["epoch"] < 4
-    results = run_search(dataset, space, options)
+    results = as_dict(run_search(dataset, space, options))
     pruned = next(t for t in results["trials"] if t["hyperparameters"]["learning_rate"] == 1e-5)
     assert pruned["status"] == "PRUNED" and pruned["epochs_run"] == stop["epoch"]
     assert training.epochs == sum(t["epochs_run"] for t in results["trials"])

@@ -14,6 +14,7 @@ from kmnist_search.pruners import Curve, PercentilePruner, SuccessiveHalvingPrun
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import Pruning, load_space, parse_space
 from kmnist_search.tuners import PruningCallback
+from tests.conftest import as_dict
 
 
 def write_log(run_dir: Path, trial: str, accuracies: list[float]) -> None:
@@ -122,7 +123,7 @@ def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synth
         "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
         "pruning": {"warmup_epochs": 1, "min_trials": 2},
     })
-    results = run_search(dataset, space, SearchOptions("grid", tmp_path, "pruned"))
+    results = as_dict(run_search(dataset, space, SearchOptions("grid", tmp_path, "pruned")))
     trials = {t["hyperparameters"]["learning_rate"]: t for t in results["trials"]}
     assert sorted(trials) == [0.0001, 0.001, 0.3, 1.0]
     pruned = [t for t in results["trials"] if t["status"] == "PRUNED"]

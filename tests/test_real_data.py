@@ -10,6 +10,7 @@ import pytest
 from kmnist_search.datasets import KMNIST, load_dataset, verify_file
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.conftest import as_dict
 
 pytestmark = pytest.mark.real_data
 
@@ -31,6 +32,6 @@ def test_short_search_on_real_images_learns(real_data_dir: Path, tmp_path: Path)
         "training": {"epochs": 1, "validation_images": 1000, "train_images": 4000},
     })
     data = load_dataset("kmnist", real_data_dir)
-    results = run_search(data, space, SearchOptions("grid", tmp_path, "real-smoke"))
+    results = as_dict(run_search(data, space, SearchOptions("grid", tmp_path, "real-smoke")))
     assert results["winner"]["val_accuracy"] > 0.6  # chance is 0.1
     assert results["winner"]["test_accuracy"] > 0.5

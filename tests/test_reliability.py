@@ -21,6 +21,7 @@ from kmnist_search.datasets import Dataset, load_dataset, split_train_validation
 from kmnist_search.errors import RunError
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.conftest import as_dict
 
 REPO = Path(__file__).resolve().parents[1]
 FOUR_CONFIGURATIONS = """
@@ -123,7 +124,7 @@ def dataset(synthetic_data_dir: Path) -> Dataset:
 @pytest.mark.slow
 def test_diverging_trial_is_failed_and_the_search_goes_on(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1e6, 0.01], optimizer="sgd"))  # SGD at lr 1e6 diverges to NaN
-    results = run_search(dataset, space, SearchOptions("grid", tmp_path, "nan"))
+    results = as_dict(run_search(dataset, space, SearchOptions("grid", tmp_path, "nan")))
     by_lr = {t["hyperparameters"]["learning_rate"]: t for t in results["trials"]}
     assert by_lr[1e6]["status"] == "FAILED"
     assert by_lr[1e6]["message"].startswith("loss became nan at epoch 1")
@@ -150,7 +151,7 @@ def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
         return real_fit(self, hp, model, *args, **kwargs)
 
     monkeypatch.setattr(KmnistHyperModel, "fit", flaky_fit)
-    results = run_search(dataset, parse_space(tiny(1, [1.0, 0.1])), SearchOptions("grid", tmp_path, "x"))
+    results = as_dict(run_search(dataset, parse_space(tiny(1, [1.0, 0.1])), SearchOptions("grid", tmp_path, "x")))
     failed = [t for t in results["trials"] if t["status"] == "FAILED"]
     assert len(failed) == 1 and failed[0]["message"] == "simulated: out of memory in this trial"
 
@@ -158,8 +159,8 @@ def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
 @pytest.mark.slow
 def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1.0, 0.1]))
-    first = run_search(dataset, space, SearchOptions("random", tmp_path, "a", seed=5, max_trials=2))
-    second = run_search(dataset, space, SearchOptions("random", tmp_path, "b", seed=5, max_trials=2))
+    first = as_dict(run_search(dataset, space, SearchOptions("random", tmp_path, "a", seed=5, max_trials=2)))
+    second = as_dict(run_search(dataset, space, SearchOptions("random", tmp_path, "b", seed=5, max_trials=2)))
     assert [t["hyperparameters"] for t in first["trials"]] == [t["hyperparameters"] for t in second["trials"]]
     for a, b in zip(first["trials"], second["trials"], strict=True):
         assert a["best_val_accuracy"] == pytest.approx(b["best_val_accuracy"], abs=0.02)
@@ -178,10 +179,12 @@ def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dat
 
     monkeypatch.setattr(datasets, "split_train_validation", recording_split)
     space = parse_space(tiny(1, [1.0]))
-    base = run_search(dataset, space, SearchOptions("grid", tmp_path, "a", seed=5))
-    member = run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=9))
+    base = as_dict(run_search(dataset, space, SearchOptions("grid", tmp_path, "a", seed=5)), tmp_path / "a")
+    member = as_dict(run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=9)),
+                     tmp_path / "b")
     assert split_seeds == [5, 5] and (base["init_seed"], member["init_seed"]) == (None, 9)
-    weights = [keras.models.load_model(r["winner"]["model_path"], compile=False).get_weights() for r in (base, member)]
+    weights = [keras.models.load_model(r["folder"] / "winner.keras", compile=False).get_weights()
+               for r in (base, member)]
     assert max(float(np.abs(a - b).max()) for a, b in zip(*weights, strict=True)) > 1e-3
     with pytest.raises(RunError, match="init_seed changed"):
         run_search(dataset, space, SearchOptions("grid", tmp_path, "b", seed=5, init_seed=10))

@@ -25,9 +25,9 @@ SPACE = {
 
 def recorded_from(result: pipeline.SearchResult, train_images: int) -> dict[str, RecordedRun]:
     return {configuration_key(t.hyperparameters): RecordedRun(
-        Curve(tuple(e["val_accuracy"] for e in t.history),
+        Curve(tuple(e.value("val_accuracy") for e in t.history),
               steps_in_an_epoch(train_images, t.hyperparameters["batch_size"])),
-        tuple(e["cpu_seconds"] for e in t.history)) for t in result.trials}
+        tuple(e.cpu_seconds or 0.0 for e in t.history)) for t in result.trials}
 
 
 @pytest.mark.slow
@@ -42,7 +42,7 @@ def test_the_replay_reproduces_a_live_pruned_search_exactly(synthetic_data_dir: 
     recorded = recorded_from(unpruned, 400)
     for trial in pruned.trials:  # determinism: the pruned run trained the unpruned run's epochs exactly
         full = recorded[configuration_key(trial.hyperparameters)].curve.values
-        assert tuple(e["val_accuracy"] for e in trial.history) == full[:trial.epochs_run]
+        assert tuple(e.value("val_accuracy") for e in trial.history) == full[:trial.epochs_run]
     replayed = replay(space, "grid", recorded, make_pruner(space.pruning), seed=42)
     live = [(configuration_key(t.hyperparameters), t.epochs_run, t.message) for t in pruned.trials]
     assert [(t.configuration, t.epochs, t.stop.describe() if t.stop else None) for t in replayed.trials] == live

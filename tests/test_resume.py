@@ -19,6 +19,7 @@ from kmnist_search import resume
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.conftest import as_dict
 from tests.kills import Killed, killed_when
 
 TIMINGS = ("seconds", "cpu_seconds")  # a logged epoch's times, which differ from run to run
@@ -39,7 +40,8 @@ def dataset(synthetic_data_dir: Path) -> Dataset:
 
 
 def weights_of(results: dict[str, Any]) -> list[np.ndarray]:
-    return keras.models.load_model(results["winner"]["model_path"], compile=False).get_weights()
+    """The winner's weights, from the run folder (as_dict's ``folder``)."""
+    return keras.models.load_model(results["folder"] / "winner.keras", compile=False).get_weights()
 
 
 def assert_same_training(resumed: dict[str, Any], whole: dict[str, Any]) -> None:
@@ -63,8 +65,9 @@ def shared_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 @pytest.fixture(scope="module")
 def uninterrupted(shared_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The recipe trained once without interruption, for every interrupted run to be compared with."""
-    return run_search(shared_dataset, parse_space(RANDOM_RECIPE),
-                      SearchOptions("grid", tmp_path_factory.mktemp("whole"), "whole"))
+    folder = tmp_path_factory.mktemp("whole") / "whole"
+    return as_dict(run_search(shared_dataset, parse_space(RANDOM_RECIPE),
+                              SearchOptions("grid", folder.parent, folder.name)), folder)
 
 
 @pytest.mark.parametrize("instant", ["after the state was committed", "between the weights file and the state",
@@ -88,7 +91,7 @@ def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: st
     log_before = json.loads((trial_dir / "trial_log.json").read_text())["epochs"]
     saved = resume.TrainingCheckpoint(trial_dir / "resume").saved_epoch()
     assert saved == (2 if instant == "after the state was committed" else 1)
-    resumed = run_search(dataset, space, options)
+    resumed = as_dict(run_search(dataset, space, options), tmp_path / "resumed")
     assert_same_training(resumed, uninterrupted)
     history = resumed["trials"][0]["history"]
     assert history[:saved] == log_before[:saved]  # the saved epochs were kept, not trained again
@@ -99,7 +102,7 @@ def test_a_trial_killed_mid_way_ends_where_an_uninterrupted_one_does(instant: st
 def test_a_killed_retraining_continues_from_its_last_epoch(dataset: Dataset, tmp_path: Path) -> None:
     data = {**RANDOM_RECIPE, "training": {**RANDOM_RECIPE["training"], "epochs": 1, "retrain_epochs": 3}}
     space = parse_space(data)
-    whole = run_search(dataset, space, SearchOptions("grid", tmp_path, "whole"))
+    whole = as_dict(run_search(dataset, space, SearchOptions("grid", tmp_path, "whole")), tmp_path / "whole")
     options = SearchOptions("grid", tmp_path, "resumed")
     with killed_when(resume.SaveTrainingState, "on_epoch_end",
                      lambda self, epoch, logs=None: epoch == 1 and "retrain" in str(self.checkpoint.directory)), \
@@ -108,7 +111,7 @@ def test_a_killed_retraining_continues_from_its_last_epoch(dataset: Dataset, tmp
     log_before = json.loads((tmp_path / "resumed" / "retrain_log.json").read_text())["epochs"]
     saved = resume.TrainingCheckpoint(tmp_path / "resumed" / "retrain_resume").saved_epoch()
     assert len(log_before) == 2 and saved == 1
-    resumed = run_search(dataset, space, options)
+    resumed = as_dict(run_search(dataset, space, options), tmp_path / "resumed")
     retraining = resumed["winner"]["settings"]["retraining"]
     assert retraining["epochs_trained"] == 3 and retraining == pytest.approx(
         {**whole["winner"]["settings"]["retraining"], "wall_time_s": retraining["wall_time_s"]}, rel=1e-4)

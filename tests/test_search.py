@@ -40,20 +40,21 @@ def options(tmp_path: Path, strategy: str, **kwargs: object) -> SearchOptions:
 def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace, dataset: Dataset,
                                          tmp_path: Path) -> None:
     results = run_search(dataset, tiny_space, options(tmp_path, strategy, max_trials=2))
+    assert results is not None
     run_dir = tmp_path / "runs" / f"tiny-{strategy}"
-    assert json.loads((run_dir / "results.json").read_text()) == results
-    trials = results["trials"]
-    assert trials and all(t["status"] == "COMPLETED" for t in trials)
-    assert all(t["epochs_run"] >= 1 and t["wall_time_s"] > 0 for t in trials)
-    assert all(len(t["history"]) == t["epochs_run"] for t in trials)
-    winner = results["winner"]
-    assert winner["val_accuracy"] == max(t["best_val_accuracy"] for t in trials)
-    assert 0.0 <= winner["test_accuracy"] <= 1.0 and Path(winner["model_path"]).is_file()
-    assert results["dataset"] | {"checksums": None} == {
+    assert json.loads((run_dir / "results.json").read_text()) == results.to_dict()
+    trials = results.trials
+    assert trials and all(t.status == "COMPLETED" for t in trials)
+    assert all(t.epochs_run >= 1 and (t.wall_time_s or 0) > 0 for t in trials)
+    assert all(len(t.history) == t.epochs_run for t in trials)
+    winner = results.winner
+    assert winner.val_accuracy == max(t.best_val_accuracy or 0 for t in trials)
+    assert 0.0 <= winner.test_accuracy <= 1.0 and (run_dir / "winner.keras").is_file()
+    assert results.dataset.to_dict() | {"checksums": None} == {
         "name": "kmnist", "checksums": None, "train_images": 400, "validation_images": 100, "test_images": 200}
-    assert all(set(t["hyperparameters"]) == {"learning_rate", "batch_size", "loss"} for t in trials)
+    assert all(set(t.hyperparameters) == {"learning_rate", "batch_size", "loss"} for t in trials)
     if strategy != "hyperband":
-        configurations = {json.dumps(t["hyperparameters"], sort_keys=True) for t in trials}
+        configurations = {json.dumps(t.hyperparameters, sort_keys=True) for t in trials}
         assert len(configurations) == len(trials) == 2
 
 
@@ -61,23 +62,24 @@ def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace,
 def test_synthetic_classes_are_learnable(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     """The pipeline really trains: lr 1.0 learns the synthetic bars well above chance."""
     results = run_search(dataset, tiny_space.with_epochs(3), options(tmp_path, "grid", max_trials=1))
-    assert results["winner"]["test_accuracy"] > 0.5
+    assert results is not None and results.winner.test_accuracy > 0.5
 
 
 @pytest.mark.slow
 def test_grid_search_resumes_without_rerunning_trials(tiny_space: SearchSpace, dataset: Dataset,
                                                       tmp_path: Path) -> None:
     first = run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1))
-    assert len(first["trials"]) == 1
+    assert first is not None and len(first.trials) == 1
     (first_log_path,) = (tmp_path / "runs" / "tiny-grid").glob("trial_*/trial_log.json")
     first_log = first_log_path.read_text()
     # A new process reloading the grid (keras-tuner 1.4.8 crashes here, upstream #1055).
     resumed = run_search(dataset, tiny_space, options(tmp_path, "grid"))
-    values = [t["hyperparameters"]["learning_rate"] for t in resumed["trials"]]
+    assert resumed is not None
+    values = [t.hyperparameters["learning_rate"] for t in resumed.trials]
     assert sorted(values) == [0.1, 1.0]
     assert first_log_path.read_text() == first_log
     again = run_search(dataset, tiny_space, options(tmp_path, "grid"))
-    assert [t["trial_id"] for t in again["trials"]] == [t["trial_id"] for t in resumed["trials"]]
+    assert again is not None and [t.trial_id for t in again.trials] == [t.trial_id for t in resumed.trials]
 
 
 @pytest.mark.slow
@@ -86,7 +88,9 @@ def test_resume_with_a_changed_space_is_refused(tiny_space: SearchSpace, dataset
     with pytest.raises(RunError, match=r"different search \(epochs changed\).*--overwrite"):
         run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1))
     results = run_search(dataset, tiny_space, options(tmp_path, "grid", max_trials=1, overwrite=True))
-    assert results["trials"][0]["epochs_run"] == 2
+    assert results is not None and results.trials[0].epochs_run == 2
+    with pytest.raises(RunError, match=r"different search \(epochs changed\)"):  # the overwrite kept its record
+        run_search(dataset, tiny_space.with_epochs(1), options(tmp_path, "grid", max_trials=1))
 
 
 def test_unwritable_project_dir(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
@@ -139,10 +143,11 @@ def test_winner_is_retrained_on_all_training_images(dataset: Dataset, tmp_path: 
     data = {**TINY, "training": {**TINY["training"], "retrain_epochs": 2, "lr_schedule": "cosine",
                                  "early_stopping_patience": 1}}
     results = run_search(dataset, parse_space(data), options(tmp_path, "grid", max_trials=1))
-    retrained = results["winner"]["settings"]["retraining"]
-    assert retrained["train_images"] == 500 and results["dataset"]["train_images"] == 400  # all vs the subset
-    assert 1 <= retrained["epochs_trained"] <= 2 and retrained["best_epoch"] <= retrained["epochs_trained"]
-    assert retrained["epochs_planned"] == 2
+    assert results is not None
+    retrained = results.winner.settings.retraining
+    assert retrained is not None and retrained.train_images == 500 and results.dataset.train_images == 400
+    assert 1 <= (retrained.epochs_trained or 0) <= 2 and (retrained.best_epoch or 0) <= (retrained.epochs_trained or 0)
+    assert retrained.epochs_planned == 2
     log = json.loads((tmp_path / "runs" / "tiny-grid" / "retrain_log.json").read_text())
-    assert results["winner"]["val_accuracy"] == max(e["val_accuracy"] for e in log["epochs"])
+    assert results.winner.val_accuracy == max(e["val_accuracy"] for e in log["epochs"])
     assert log["epochs"][0]["learning_rate"] == pytest.approx(1.0)  # cosine starts at the full rate

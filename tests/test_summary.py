@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from kmnist_search.errors import RunError
+from kmnist_search.record import Trial
 from kmnist_search.reports import format_trials_table, hyperparameter_effects, most_important
-from kmnist_search.rundir import TrialRecord
 from kmnist_search.summaries import (
     build_summary,
     from_csv,
@@ -27,9 +27,11 @@ from tests.test_cli import assert_one_line_error, run_cli
 
 
 def record(trial_id: str, lr: float, loss: str, accuracy: float | None, status: str = "COMPLETED",
-           message: str | None = None) -> TrialRecord:
-    return TrialRecord(trial_id, {"learning_rate": lr, "loss": loss}, status, accuracy,
-                       None if accuracy is None else 1 - accuracy, 3 if accuracy else None, 3, 12.5, message)
+           message: str | None = None) -> Trial:
+    return Trial.model_validate(dict(
+        trial_id=trial_id, hyperparameters={"learning_rate": lr, "loss": loss}, status=status,
+        best_val_accuracy=accuracy, best_val_loss=None if accuracy is None else 1 - accuracy,
+        best_epoch=3 if accuracy else None, epochs_run=3, wall_time_s=12.5, message=message))
 
 
 TRIALS = [
