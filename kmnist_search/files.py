@@ -159,6 +159,18 @@ def exclusive_lock(lock_path: Path, what: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+@contextmanager
+def waiting_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` for the block, waiting for any other holder: for short
+    critical sections that processes of one run take in turn. Released when the process ends."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
     """Hex digest of a file, read in chunks."""
     digest = hashlib.new(algorithm)

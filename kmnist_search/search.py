@@ -38,6 +38,7 @@ from kmnist_search.errors import RunError, SpaceError
 from kmnist_search.files import staged_path
 from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
+from kmnist_search.journal import sync_journal
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.reconcile import reconcile_oracle
@@ -151,6 +152,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
                        options.max_trials)
     if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded
         reconcile_oracle(tuner.oracle, run_dir)
+        sync_journal(run_dir)  # the journal says what the settled trial files say
     if role is None:  # no other process writes here now
         run_dir.remove_leftovers()
     if options.progress is not None:
@@ -251,6 +253,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         versions=library_versions(),
     )
     run_dir.write_results(results)
+    sync_journal(run_dir)
     TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
     return results
 

@@ -26,6 +26,7 @@ from kmnist_search.distributed import PatientOracleClient, current_role, tuner_i
 from kmnist_search.errors import RunError
 from kmnist_search.files import atomic_write_text
 from kmnist_search.hypermodel import KmnistHyperModel, search_hyperparameters
+from kmnist_search.journal import sync_journal
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
 from kmnist_search.pruners import Curve, NoPruning, Pruner, make_pruner
@@ -245,6 +246,20 @@ class PruningCallback(keras.callbacks.Callback):
                 trials_compared=stop.trials_compared, rule=stop.rule))
 
 
+class JournalSync(keras.callbacks.Callback):
+    """Bring the run's Optuna journal up to date when a trial starts and after each of its epochs."""
+
+    def __init__(self, run_dir: RunDir) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        sync_journal(self.run_dir)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        sync_journal(self.run_dir)
+
+
 class ProgressReporter(keras.callbacks.Callback):
     """Tell a :class:`~kmnist_search.progress.SearchProgress` about steps and epochs as a model trains.
 
@@ -307,6 +322,7 @@ class TrialRecorder:
         pruner = make_pruner(self.pruning) if self.pruning is not None else NoPruning()
         if not isinstance(pruner, NoPruning):  # no rule: no reading every other trial's log after each epoch
             extra.insert(0, PruningCallback(trial_dir, self.monitor, pruner, checkpoint, steps_per_epoch))
+        extra.append(JournalSync(RunDir(self.project_dir)))  # type: ignore[attr-defined]
         if self.progress is not None:
             extra.append(self._report_trial_start(trial, int(kwargs.get("epochs", self.epochs)), steps_per_epoch))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
@@ -326,9 +342,10 @@ class TrialRecorder:
         trial_dir = Path(self.get_trial_dir(trial.trial_id))  # type: ignore[attr-defined]
         if not failed_for_the_environment(trial.message):  # such a trial is retried by the rerun, from here
             TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # recorded: nothing to resume
+        run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]
+        sync_journal(run_dir)
         if self.progress is None:
             return
-        run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]
         records = run_dir.trials()
         record = next((r for r in records if r.trial_id == trial.trial_id), None)
         if record is None:
