@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from kmnist_search.datasets import DATA_DIR_ENV, KMNIST, Dataset, DatasetSpec, load_dataset
+from kmnist_search.journal import STATES
 from kmnist_search.record import RunRecord
 
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
@@ -106,3 +108,27 @@ def as_dict(record: RunRecord | None, folder: Path | None = None) -> dict[str, A
     """A finished search's record as results.json holds it (plus ``folder``, the run folder, if given)."""
     assert record is not None, "a chief's search returns its record"
     return {**record.to_dict(), **({"folder": folder} if folder else {})}
+
+
+def load_journal(run: Path) -> Any:
+    """The run's Optuna journal, opened as Optuna opens it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run / "optuna.log")))
+    return optuna.load_study(study_name=run.name, storage=storage)
+
+
+def assert_journal_is_the_record(run: Path) -> None:
+    """The journal holds exactly the trials of results.json: values, epochs, states, scores."""
+    results = json.loads((run / "results.json").read_text())
+    journal = {t.user_attrs["trial_id"]: t for t in load_journal(run).trials}
+    assert sorted(journal) == sorted(t["trial_id"] for t in results["trials"])
+    for trial in results["trials"]:
+        entry = journal[trial["trial_id"]]
+        assert entry.params == trial["hyperparameters"] and entry.state.name == STATES[trial["status"]]
+        assert entry.intermediate_values == {e["epoch"]: e["val_accuracy"] for e in trial["history"]}
+        assert entry.user_attrs["epochs"] == trial["epochs_run"] and entry.user_attrs["trial"] == int(
+            trial["trial_id"]) + 1
+        if trial["status"] in ("COMPLETED", "PRUNED"):
+            assert entry.value == trial["best_val_accuracy"]

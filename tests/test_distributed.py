@@ -21,7 +21,7 @@ from kmnist_search.distributed import (
 )
 from kmnist_search.errors import RunError
 from kmnist_search.spaces import load_space
-from tests.conftest import write_kmnist_files
+from tests.conftest import assert_journal_is_the_record, write_kmnist_files
 from tests.test_reliability import FOUR_CONFIGURATIONS
 
 PROCESS_TIMEOUT_S = 600
@@ -72,6 +72,7 @@ def test_chief_and_two_workers_run_every_configuration_once(tmp_path: Path) -> N
     assert all(t["status"] == "COMPLETED" and t["epochs_run"] == 1 for t in results["trials"])
     runners = {json.loads(log.read_text())["tuner_id"] for log in run_dir.glob("trial_*/trial_log.json")}
     assert runners and runners <= {"worker-a", "worker-b"}  # the chief only serves the oracle
+    assert_journal_is_the_record(run_dir)  # three processes wrote it in turn
 
     summary = subprocess.run([sys.executable, "-m", "kmnist_search.summary", str(run_dir), "--format", "json"],
                              capture_output=True, text=True, check=True)

@@ -12,15 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import optuna
 import pytest
 
 from kmnist_search import tuners
 from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.journal import JOURNAL_FILE, STATES, journal_path, sync_journal
+from kmnist_search.journal import JOURNAL_FILE, journal_path, sync_journal
 from kmnist_search.rundir import RunDir
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.conftest import assert_journal_is_the_record, load_journal
 from tests.kills import Killed, killed_when
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,12 +28,6 @@ SPACE = {"name": "journal", "hyperparameters": {"learning_rate": [1.0, 0.1], "ba
                                                 "loss": ["categorical_crossentropy"]},
          "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
          "pruning": {"strategy": "none"}}
-
-
-def load(run: Path) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run / JOURNAL_FILE)))
-    return optuna.load_study(study_name=run.name, storage=storage)
 
 
 def write_trial(run: Path, trial_id: int, status: str, epochs: int, learning_rate: float) -> None:
@@ -68,7 +62,7 @@ def test_the_journal_follows_the_trial_files_appending_only_what_is_new(run: Pat
     write_trial(run, 1, "RUNNING", 2, 0.1)
     sync_journal(RunDir(run))
     assert journal_path(RunDir(run)).read_bytes().startswith(first)  # a reader that has read `first` follows on
-    study = load(run)
+    study = load_journal(run)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "RUNNING"]
     done, running = study.trials
     assert done.params == {"learning_rate": 1.0, "batch_size": 64} and done.value == pytest.approx(0.8)
@@ -87,27 +81,12 @@ def test_a_line_cut_by_a_kill_is_dropped_and_a_contradicted_journal_is_rewritten
         journal.write(b'{"op_code": 6, "worker_id": "x", "trial_id": 0, "ste')  # a write killed mid-line
     write_trial(run, 1, "COMPLETED", 3, 0.1)
     sync_journal(RunDir(run))
-    assert [t.user_attrs["trial_id"] for t in load(run).trials] == ["0", "1"]
+    assert [t.user_attrs["trial_id"] for t in load_journal(run).trials] == ["0", "1"]
     write_trial(run, 0, "RUNNING", 1, 1.0)  # a trial failed by its environment, retried by the rerun
     sync_journal(RunDir(run))
-    study = load(run)
+    study = load_journal(run)
     assert [(t.user_attrs["trial_id"], t.state.name) for t in study.trials] == [("0", "RUNNING"), ("1", "COMPLETE")]
     assert not [p for p in run.iterdir() if p.name.startswith(".kmnist-search-partial")]
-
-
-def assert_journal_is_the_record(run: Path) -> None:
-    """The journal holds exactly the trials of results.json: values, epochs, states, scores."""
-    results = json.loads((run / "results.json").read_text())
-    journal = {t.user_attrs["trial_id"]: t for t in load(run).trials}
-    assert sorted(journal) == sorted(t["trial_id"] for t in results["trials"])
-    for trial in results["trials"]:
-        entry = journal[trial["trial_id"]]
-        assert entry.params == trial["hyperparameters"] and entry.state.name == STATES[trial["status"]]
-        assert entry.intermediate_values == {e["epoch"]: e["val_accuracy"] for e in trial["history"]}
-        assert entry.user_attrs["epochs"] == trial["epochs_run"] and entry.user_attrs["trial"] == int(
-            trial["trial_id"]) + 1
-        if trial["status"] in ("COMPLETED", "PRUNED"):
-            assert entry.value == trial["best_val_accuracy"]
 
 
 @pytest.fixture
@@ -127,7 +106,7 @@ def test_a_search_killed_between_an_epoch_and_the_journal_ends_with_the_journal_
 
     with killed_when(tuners, "sync_journal", second_epoch_logged), pytest.raises(Killed):
         run_search(dataset, space, options)
-    study = load(tmp_path / "killed")
+    study = load_journal(tmp_path / "killed")
     assert [len(t.intermediate_values) for t in study.trials] == [1]  # the journal lags the trial's log
     with journal_path(RunDir(tmp_path / "killed")).open("ab") as journal:
         journal.write(b'{"op_code": 4')  # and a later write was cut by the kill
@@ -211,7 +190,8 @@ def test_optuna_dashboard_shows_a_search_while_it_runs(synthetic_data_dir: Path,
     run = tmp_path / "live"
     try:
         deadline = time.monotonic() + 300
-        while not ((run / JOURNAL_FILE).is_file() and any(len(t.intermediate_values) >= 2 for t in load(run).trials)):
+        while not ((run / JOURNAL_FILE).is_file()
+                   and any(len(t.intermediate_values) >= 2 for t in load_journal(run).trials)):
             assert search.poll() is None, search.stderr.read().decode() if search.stderr else ""
             assert time.monotonic() < deadline, "the search logged no epochs to its journal"
             time.sleep(0.5)
@@ -226,5 +206,5 @@ def test_optuna_dashboard_shows_a_search_while_it_runs(synthetic_data_dir: Path,
 def test_the_journal_is_readable_by_trials_dataframe(run: Path) -> None:
     write_trial(run, 0, "COMPLETED", 2, 1.0)
     sync_journal(RunDir(run))
-    frame: Any = load(run).trials_dataframe()
+    frame: Any = load_journal(run).trials_dataframe()
     assert list(frame["params_learning_rate"]) == [1.0] and list(frame["user_attrs_trial"]) == [1]
