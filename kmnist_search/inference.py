@@ -16,13 +16,14 @@ scaled to fill the 28x28 frame keeping its aspect ratio, centred by mass). Each 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kmnist_search.arrays import read_bounded_array
 from kmnist_search.cards import card_from_metadata, card_path_for, read_card
@@ -34,6 +35,10 @@ MAX_IMAGE_PIXELS = 4096 * 4096  # larger inputs are refused as possible decompre
 MAX_IMAGE_FILE_BYTES = 64 * 2**20
 MAX_MODEL_BYTES = 256 * 2**20  # kmnist-search's exports are a few MB
 MAX_ARRAY_BYTES = 256 * 2**20  # an .npy/.npz input: 42,000 float64 28x28 images, 342,000 uint8 ones
+BATCH = 256  # images per onnxruntime call: memory stays flat however many images are passed
+ARRAY_SUFFIXES = (".npy", ".npz")
+BLANK_NOTE = "blank (no ink to read): the prediction means nothing"
+ImageInput = Union[np.ndarray, Image.Image, str, Path]  # noqa: UP007 (a runtime alias)
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,18 @@ class Prediction:
     def character(self) -> str:
         return self.label.character
 
+    @property
+    def blank(self) -> bool:
+        """True for an image with no ink: the model answers anyway, but the answer means nothing."""
+        return BLANK_NOTE in self.notes
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "index": self.label.index, "character": self.label.character,
             "codepoint": self.label.codepoint, "romanized": self.label.romanized, "probability": self.probability,
             "top": [{"index": c.index, "character": c.character, "codepoint": c.codepoint, "romanized": c.romanized,
                      "probability": p} for c, p in self.top],
-            "notes": self.notes,
+            "notes": self.notes, "blank": self.blank,
         }
 
 
@@ -125,8 +135,12 @@ class Classifier:
         return card_from_metadata(text, str(self.path)) if text else {}
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for raw-pixel images of the model's size: (H, W), (N, H, W) or (N, H, W, 1)."""
+        """Class probabilities for raw-pixel images of the model's size: (H, W), (N, H, W) or (N, H, W, 1),
+        run :data:`BATCH` images at a time."""
         batch = image_batch(images, self.image_size, "images")
+        return np.concatenate([self._run(batch[start:start + BATCH]) for start in range(0, len(batch), BATCH)])
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
         outputs = np.asarray(self.session.run(None, {self.input_name: batch.astype(np.float32)[..., np.newaxis]})[0])
         if not are_probabilities(outputs, len(batch)):
             raise ModelFileError(f"{self.path} returned values that are not class probabilities (one row per image, "
@@ -134,41 +148,109 @@ class Classifier:
                                  f"it is broken; export it again")
         return outputs
 
-    def predict(self, images: np.ndarray | list[Image.Image], sources: list[str] | None = None,
+    def predict(self, images: ImageInput | Sequence[ImageInput], sources: Sequence[str] | None = None,
                 top_k: int = 3) -> list[Prediction]:
-        """Predict classes for raw-pixel arrays (N, H, W) or a list of PIL images (converted first)."""
-        notes: list[list[str]]
-        if isinstance(images, list):
-            prepared = [prepare_image(image, self.image_size) for image in images]
-            array = np.stack([p[0] for p in prepared]) if prepared else np.zeros((0, *self.image_size), np.uint8)
-            notes = [p[1] for p in prepared]
-        else:
-            array = image_batch(images, self.image_size, "images")
-            notes = [[] for _ in range(len(array))]
-        probabilities = self.predict_proba(array)
-        names = sources or [f"image {i}" for i in range(len(probabilities))]
+        """Predict the class of each image, however it is given: a PIL image, an image file's path, a raw-pixel
+        array ((H, W), (N, H, W) or (N, H, W, 1)) or an .npy/.npz file of them, or a list mixing these.
+        Every image goes through :func:`prepare_inputs`, as the CLI's do."""
+        if top_k < 1:
+            raise InputImageError(f"top_k={top_k}: must be at least 1")
+        prepared = prepare_inputs(images, self.image_size)
+        if sources is not None and len(sources) != len(prepared):
+            raise InputImageError(f"{len(sources)} source names for {len(prepared)} images: pass one name per image")
+        probabilities = self.predict_proba(np.stack([p.pixels for p in prepared]))
         predictions = []
-        for name, row, row_notes in zip(names, probabilities, notes, strict=True):
-            order = np.argsort(row)[::-1][:top_k]
+        for index, (item, row) in enumerate(zip(prepared, probabilities, strict=True)):
+            order = np.argsort(row)[::-1][:min(top_k, len(self.classes))]
             top = [(self.classes[i], float(row[i])) for i in order]
-            predictions.append(Prediction(name, top[0][0], top[0][1], top, row_notes))
+            name = sources[index] if sources is not None else item.source
+            predictions.append(Prediction(name, top[0][0], top[0][1], top, item.notes))
         return predictions
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image as the model takes it (uint8, white ink on black, the model's size) and what was done to it."""
+
+    source: str
+    pixels: np.ndarray
+    notes: list[str]
+
+
+def prepare_inputs(images: ImageInput | Sequence[ImageInput], size: tuple[int, int]) -> list[PreparedImage]:
+    """Every image of ``images`` (see :meth:`Classifier.predict`) as the model's input, in order."""
+    items: Sequence[ImageInput] = [images] if isinstance(images, (np.ndarray, Image.Image, str, Path)) else images
+    prepared: list[PreparedImage] = []
+    for index, item in enumerate(items):
+        if isinstance(item, Image.Image):
+            pixels, notes = prepare_image(item, size)
+            prepared.append(_flagged(PreparedImage(f"image {len(prepared)}", pixels, notes)))
+        elif isinstance(item, (str, Path)):
+            prepared.extend(_flagged(p) for p in prepare_file(Path(item), size))
+        elif isinstance(item, np.ndarray):
+            prepared.extend(_flagged(p) for p in prepare_array(item, size, f"image {index}", len(prepared)))
+        else:
+            raise InputImageError(f"item {index} is a {type(item).__name__}: pass PIL images, image file paths or "
+                                  f"raw-pixel numpy arrays")
+    if not prepared:
+        raise InputImageError("no images: pass at least one")
+    return prepared
+
+
+def _flagged(image: PreparedImage) -> PreparedImage:
+    """The image, with the blank note if it has no ink (every pixel the same)."""
+    if int(image.pixels.max()) - int(image.pixels.min()) < 1:
+        return PreparedImage(image.source, image.pixels, [*image.notes, BLANK_NOTE])
+    return image
+
+
+def prepare_file(path: Path, size: tuple[int, int]) -> list[PreparedImage]:
+    """An image file, or every image of an .npy/.npz array file."""
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        return prepare_array(read_array(path, size), size, f"{path} holds an array that", 0, str(path))
+    pixels, notes = prepare_image(read_image(path), size)
+    return [PreparedImage(str(path), pixels, notes)]
+
+
+def prepare_array(array: np.ndarray, size: tuple[int, int], what: str, first: int,
+                  source: str | None = None) -> list[PreparedImage]:
+    """Raw-pixel images of the model's size (KMNIST's convention: white ink on black, 0..255); an array of
+    fractions (floats, none above 1) is scaled to 0..255 and said so."""
+    batch = image_batch(array, size, what)
+    notes = []
+    if batch.dtype == np.bool_ or (np.issubdtype(batch.dtype, np.floating) and float(batch.max()) <= 1.0):
+        batch = batch.astype(np.float64) * 255
+        notes.append("scaled from 0..1 to 0..255")
+    pixels = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+    if source is not None:
+        names = [f"{source}[{i}]" for i in range(len(pixels))] if len(pixels) > 1 else [source]
+    else:
+        names = [f"image {first + i}" for i in range(len(pixels))]
+    return [PreparedImage(name, image, list(notes)) for name, image in zip(names, pixels, strict=True)]
 
 
 def prepare_image(image: Image.Image, size: tuple[int, int] = (28, 28)) -> tuple[np.ndarray, list[str]]:
     """Convert any PIL image to the model's input: 8-bit grayscale, white ink on black, H x W.
 
-    An image of the model's size is taken as it is (it is already a KMNIST-style image). A photo or a
-    scan of another size is framed the way KMNIST's images were made: its contrast stretched from the
-    paper to the darkest ink, cropped to the character, scaled to fill the frame keeping its aspect
-    ratio, and centred by its centre of mass. Returns the uint8 array and a list of the
-    conversions made, to tell the user.
+    The image is first turned as its EXIF orientation says, a transparent background becomes paper, and
+    16-bit or floating-point grayscale is scaled to 8 bits (not clipped). An image of the model's size is
+    then taken as it is (it is already a KMNIST-style image). A photo or a scan of another size is framed
+    the way KMNIST's images were made: its contrast stretched from the paper to the darkest ink, cropped
+    to the character, scaled to fill the frame keeping its aspect ratio, and centred by its centre of
+    mass. Returns the uint8 array and a list of the conversions made, to tell the user.
     """
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise InputImageError(f"the image has {frames} frames (an animation or a multi-page file): pass one "
+                              f"image per file")
     notes = []
-    if image.mode != "L":
-        notes.append(f"converted {image.mode} to grayscale")
-        image = image.convert("RGBA").convert("L") if image.mode in ("P", "LA", "PA") else image.convert("L")
-    array = np.asarray(image, dtype=np.uint8)
+    orientation = image.getexif().get(0x0112, 1)  # EXIF Orientation
+    if orientation != 1:
+        image = ImageOps.exif_transpose(image)
+        notes.append("turned upright as its EXIF orientation says")
+    array, note = _grayscale(image)
+    if note:
+        notes.append(note)
     if array.mean() > 127:
         notes.append("inverted (dark ink on light paper; KMNIST is white on black)")
         array = 255 - array
@@ -177,6 +259,36 @@ def prepare_image(image: Image.Image, size: tuple[int, int] = (28, 28)) -> tuple
     notes.append(f"resized {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]} as KMNIST's images were made: "
                  f"cropped to the character, scaled to fill the frame keeping its aspect ratio, centred by mass")
     return frame_character(array, size), notes
+
+
+def _grayscale(image: Image.Image) -> tuple[np.ndarray, str | None]:
+    """The image as 8-bit grayscale, and what that took (None for an 8-bit grayscale image)."""
+    if image.mode == "L":
+        return np.asarray(image, dtype=np.uint8), None
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max() > 255 or image.mode.startswith("I;16") else 255.0
+        note = f"converted {image.mode} to 8-bit grayscale (scaled, not clipped)"
+        return np.clip(np.rint(values * 255 / top), 0, 255).astype(np.uint8), note
+    if image.mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise InputImageError("the image holds NaN or infinite values: pass an image of finite pixels")
+        scale = 255.0 if values.max() <= 1.0 else 1.0
+        return np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), "converted floating-point pixels to 8 bits"
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba, dtype=np.float64)[..., 3] / 255
+        if alpha.min() == 1.0:  # nothing is transparent
+            return np.asarray(image.convert("L"), dtype=np.uint8), f"converted {image.mode} to grayscale"
+        gray = np.asarray(rgba.convert("L"), dtype=np.float64)
+        opaque = alpha > 0.5
+        dark_ink = not opaque.any() or float(gray[opaque].mean()) < 128
+        paper = 255.0 if dark_ink else 0.0  # the background that shows the ink
+        blended = gray * alpha + paper * (1 - alpha)
+        return (np.clip(np.rint(blended), 0, 255).astype(np.uint8),
+                f"converted {image.mode} to grayscale, its transparent background as paper")
+    return np.asarray(image.convert("L"), dtype=np.uint8), f"converted {image.mode} to grayscale"
 
 
 def frame_character(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -225,6 +337,10 @@ def read_image(path: Path) -> Image.Image:
             if width * height > MAX_IMAGE_PIXELS:
                 raise InputImageError(f"{path} is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel "
                                       f"limit (a possible decompression bomb): crop or shrink it first")
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                raise InputImageError(f"{path} has {frames} frames (an animation or a multi-page file): pass one "
+                                      f"image per file")
             image.load()
             return image.copy()
     except InputImageError:
@@ -255,7 +371,7 @@ def image_batch(images: Any, size: tuple[int, int], what: str) -> np.ndarray:
         raise InputImageError(f"{what} has shape {array.shape}: accepted are ({height}, {width}), "
                               f"(N, {height}, {width}) and (N, {height}, {width}, 1) raw pixels, or images of any "
                               f"size as PIL images or image files")
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+    if array.dtype.kind not in "buif":  # not timedelta, datetime, complex, text or objects
         raise InputImageError(f"{what} holds {array.dtype} values: accepted are numbers in 0..255")
     if len(array) == 0:
         raise InputImageError(f"{what} holds no images (shape {array.shape}): pass at least one")
@@ -268,15 +384,7 @@ def image_batch(images: Any, size: tuple[int, int], what: str) -> np.ndarray:
 
 def predict_files(classifier: Classifier, paths: list[Path], top_k: int = 3) -> list[Prediction]:
     """Predict every image file and every image in every array file, in order."""
-    predictions: list[Prediction] = []
-    for path in paths:
-        if path.suffix.lower() in (".npy", ".npz"):
-            array = read_array(path, classifier.image_size)
-            sources = [f"{path}[{i}]" for i in range(len(array))] if len(array) > 1 else [str(path)]
-            predictions.extend(classifier.predict(array, sources, top_k))
-        else:
-            predictions.extend(classifier.predict([read_image(path)], [str(path)], top_k))
-    return predictions
+    return classifier.predict(list(paths), top_k=top_k)
 
 
 def checked_export(onnx_path: Path) -> tuple[Classifier, dict[str, Any]]:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -180,3 +181,102 @@ def test_the_api_accepts_what_the_cli_accepts(exported: Path, finished_run: Fini
     assert "(28, 28), (N, 28, 28) and (N, 28, 28, 1)" in message and "prepare_image" not in message
     entry = from_file[0].to_dict()["top"][0]
     assert set(entry) == {"index", "character", "codepoint", "romanized", "probability"}
+
+
+def test_one_input_path_for_every_kind_of_image(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
+    """A PIL image, a path, an array, alone or in a list: each gives what the CLI gives for that image."""
+    _, dataset, _ = finished_run
+    classifier = Classifier(exported)
+    image = dataset.test_images[0]
+    expected = classifier.predict(image)[0]
+    on_paper = Image.fromarray(255 - image)  # the same character, dark ink on white
+    alone, listed = classifier.predict(on_paper)[0], classifier.predict([on_paper])[0]
+    assert alone.label == listed.label == expected.label and alone.probability == listed.probability
+    assert "inverted (dark ink on light paper; KMNIST is white on black)" in alone.notes
+    Image.fromarray(image).save(tmp_path / "character.png")
+    for given in (str(tmp_path / "character.png"), tmp_path / "character.png", [tmp_path / "character.png"],
+                  [image], image[np.newaxis, ..., np.newaxis]):
+        assert classifier.predict(given)[0].probability == pytest.approx(expected.probability)  # type: ignore[arg-type]
+    assert classifier.predict(on_paper.resize((112, 112)))[0].notes[-1].startswith("resized 112x112 to 28x28")
+    mixed = classifier.predict([on_paper, tmp_path / "character.png", dataset.test_images[:2]])
+    assert [p.source for p in mixed] == ["image 0", str(tmp_path / "character.png"), "image 2", "image 3"]
+    assert len(classifier.predict(image, top_k=100)[0].top) == 10
+    for top_k in (0, -1):
+        with pytest.raises(InputImageError, match=f"top_k={top_k}: must be at least 1"):
+            classifier.predict(image, top_k=top_k)
+    with pytest.raises(InputImageError, match="2 source names for 1 images"):
+        classifier.predict(image, sources=["a", "b"])
+    with pytest.raises(InputImageError, match="item 0 is a list"):
+        classifier.predict([[[0] * 28] * 28])  # type: ignore[list-item]
+
+
+def test_fractions_are_scaled_and_blank_images_are_flagged(exported: Path, finished_run: FinishedRun,
+                                                           tmp_path: Path) -> None:
+    _, dataset, _ = finished_run
+    classifier = Classifier(exported)
+    images = dataset.test_images[:5]
+    as_bytes = classifier.predict(images)
+    as_fractions = classifier.predict(images.astype(np.float32) / 255)
+    assert [p.label for p in as_fractions] == [p.label for p in as_bytes]
+    assert all(p.notes == ["scaled from 0..1 to 0..255"] for p in as_fractions)
+    assert [p.probability for p in as_fractions] == pytest.approx([p.probability for p in as_bytes], abs=1e-5)
+    blank = classifier.predict(np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)]))
+    assert all(p.blank and p.to_dict()["blank"] for p in blank) and not as_bytes[0].blank
+    np.save(tmp_path / "blank.npy", np.zeros((1, 28, 28), np.uint8))
+    result = run_cli("kmnist_search.predict", str(exported), str(tmp_path / "blank.npy"), "--json", cwd=tmp_path)
+    assert result.returncode == 0 and json.loads(result.stdout)[0]["blank"] is True
+
+
+def _ink() -> np.ndarray:
+    """White ink on black, 40x40, no symmetry (a turn shows)."""
+    ink = np.zeros((40, 40), np.uint8)
+    ink[5:35, 8:14] = 255
+    ink[28:35, 8:30] = 255
+    return ink
+
+
+def test_image_files_are_read_as_a_viewer_shows_them(tmp_path: Path) -> None:
+    upright = prepare_image(Image.fromarray(_ink()))[0]
+    turned = Image.fromarray(_ink()).transpose(Image.Transpose.ROTATE_90)  # stored turned, shown upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to show"
+    turned.save(tmp_path / "turned.png", exif=exif)
+    pixels, notes = prepare_image(read_image(tmp_path / "turned.png"))
+    assert np.array_equal(pixels, upright) and "turned upright as its EXIF orientation says" in notes
+    Image.fromarray(_ink().astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit grayscale
+    deep = read_image(tmp_path / "deep.png")
+    assert deep.mode.startswith("I")
+    assert np.array_equal(prepare_image(deep)[0], upright)
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 3] = _ink()  # black ink on a transparent background
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
+    pixels, notes = prepare_image(read_image(tmp_path / "transparent.png"))
+    assert np.array_equal(pixels, upright) and notes[0].endswith("its transparent background as paper")
+    frames = [Image.fromarray(_ink()), Image.fromarray(255 - _ink())]
+    frames[0].save(tmp_path / "two.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(InputImageError, match=r"two.gif has 2 frames .*: pass one image per file"):
+        read_image(tmp_path / "two.gif")
+    np.save(tmp_path / "durations.npy", np.zeros((1, 28, 28), "timedelta64[s]"))
+    with pytest.raises(InputImageError, match="holds timedelta64"):
+        read_array(tmp_path / "durations.npy", (28, 28))
+
+
+def test_predictions_run_in_bounded_batches(exported: Path, finished_run: FinishedRun) -> None:
+    """Memory does not grow with the input: onnxruntime never sees more than BATCH images at once."""
+    from kmnist_search.inference import BATCH
+
+    _, dataset, _ = finished_run
+    classifier = Classifier(exported)
+    images = np.concatenate([dataset.test_images] * (2 * BATCH // len(dataset.test_images) + 2))[:2 * BATCH + 7]
+    whole = classifier.session.run(None, {classifier.input_name: images.astype(np.float32)[..., np.newaxis]})[0]
+    seen: list[int] = []
+    session = classifier.session
+
+    class Recording:
+        def run(self, names: Any, feeds: dict[str, np.ndarray]) -> Any:
+            seen.append(len(next(iter(feeds.values()))))
+            return session.run(names, feeds)
+
+    classifier.session = Recording()  # type: ignore[assignment]
+    probabilities = classifier.predict_proba(images)
+    assert seen == [BATCH, BATCH, 7] and np.allclose(probabilities, whole, atol=1e-6)

@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.top < 1:
         raise InputImageError(f"--top {args.top}: must be at least 1")
     classifier = Classifier(args.model)
-    predictions = predict_files(classifier, args.inputs, min(args.top, len(classifier.classes)))
+    predictions = predict_files(classifier, args.inputs, args.top)
     if args.json:
         print_safely(json.dumps([p.to_dict() for p in predictions], ensure_ascii=False, indent=2))
     else:
