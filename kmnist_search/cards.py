@@ -26,7 +26,7 @@ from kmnist_search.contract import (
     OUTPUT_NAME,
 )
 from kmnist_search.errors import ModelFileError
-from kmnist_search.files import atomic_write_json, file_digest
+from kmnist_search.files import atomic_write_json, file_digest, finish_staged_set
 from kmnist_search.names import check_name
 from kmnist_search.parity import ParityReport, ParityRule
 from kmnist_search.record import RunRecord
@@ -71,6 +71,7 @@ def validate_card(card: Any, where: str) -> dict[str, Any]:
 
 def read_card(path: Path) -> dict[str, Any]:
     """Read and check the card at ``path`` (one-line errors for every way it can be wrong)."""
+    finish_publication(path)
     if not path.is_file():
         raise ModelFileError(f"{path} is missing: an export without its model card was never verified; "
                              f"export it again with `python -m kmnist_search.export RUN_DIR`")
@@ -101,6 +102,21 @@ def strict_json(text: str) -> Any:
 def card_path_for(onnx_path: Path) -> Path:
     """Where the card of an exported ONNX file lives."""
     return onnx_path.with_suffix(".json")
+
+
+def publication_marker(path: Path) -> Path:
+    """The marker an export of NAME (``path``: its .onnx, .json or .keras) leaves while it replaces the set."""
+    return path.with_name(f".{path.stem}.publishing.json")
+
+
+def finish_publication(path: Path) -> None:
+    """Complete an export of ``path``'s set that a kill interrupted, so that it is read whole (see
+    :func:`~kmnist_search.files.staged_set`)."""
+    try:
+        finish_staged_set(publication_marker(path))
+    except OSError as error:
+        raise ModelFileError(f"an export of {path} was interrupted and cannot be completed here "
+                             f"({error.strerror or error}): export it again") from None
 
 
 def card_from_metadata(text: str, where: str) -> dict[str, Any]:

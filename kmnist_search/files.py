@@ -72,6 +72,59 @@ def staged_path(path: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextmanager
+def staged_set(marker: Path, targets: list[Path]) -> Iterator[dict[Path, Path]]:
+    """Write several files that belong together (a model, its reference, its card) so that a reader
+    finds either the old set or the new one, never a mix.
+
+    The block writes each target's content to the staged path it is given (in a private folder beside
+    the targets). When the block ends, ``marker`` records which staged file replaces which target, then
+    each is renamed over its target and the marker is removed. A kill before the marker is written leaves
+    the old set; a kill after it leaves a marker that :func:`finish_staged_set` (called before any read
+    or write of the set) completes. If the block fails, nothing is replaced."""
+    folder = marker.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=_partial_prefix(targets[0]), dir=folder))
+    try:
+        staged = {target: staging / target.name for target in targets}
+        yield staged
+        for path in staged.values():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+        atomic_write_json(marker, {target.name: str(path.relative_to(folder)) for target, path in staged.items()})
+        finish_staged_set(marker)
+    finally:
+        if not marker.exists():  # replaced, or never committed; with the marker, the staged files stay for it
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish_staged_set(marker: Path) -> bool:
+    """Complete the replacement a marker of :func:`staged_set` records (a kill interrupted it): rename every
+    staged file still there over its target, then remove the marker. False when there is no marker."""
+    try:
+        pairs = json.loads(marker.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as error:
+        raise RunError(f"{marker} records an interrupted export but cannot be read ({error}): delete it and "
+                       f"export again") from None
+    for target, staged in pairs.items():
+        source = marker.parent / staged
+        if not staged.startswith(PARTIAL_PREFIX) or ".." in Path(staged).parts or Path(staged).is_absolute():
+            raise RunError(f"{marker} names {staged!r}, which no export of this package stages: delete it")
+        if source.is_file() and not source.is_symlink():
+            os.replace(source, marker.parent / Path(target).name)
+    directory = os.open(marker.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    marker.unlink()
+    for staged in pairs.values():
+        shutil.rmtree(marker.parent / Path(staged).parts[0], ignore_errors=True)  # the emptied staging folder
+    return True
+
+
 def leftover_temporary_files(path: Path) -> list[Path]:
     """The temporary files and folders that writes of ``path`` killed before their rename left beside it."""
     return sorted(path.parent.glob(f"{glob.escape(_partial_prefix(path))}*"))

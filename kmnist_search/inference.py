@@ -26,7 +26,7 @@ import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from kmnist_search.arrays import read_bounded_array
-from kmnist_search.cards import card_from_metadata, card_path_for, read_card
+from kmnist_search.cards import card_from_metadata, card_path_for, finish_publication, read_card
 from kmnist_search.contract import MODEL_CARD_KEY
 from kmnist_search.errors import InputImageError, ModelFileError
 from kmnist_search.files import file_digest
@@ -93,6 +93,7 @@ class Classifier:
 
     def __init__(self, model_path: str | Path) -> None:
         path = Path(model_path)
+        finish_publication(path)
         if not path.exists():
             raise ModelFileError(f"{path} does not exist: pass an exported .onnx file (e.g. exports/*.onnx)")
         if not path.is_file():

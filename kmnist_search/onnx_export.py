@@ -22,11 +22,19 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from kmnist_search.cards import card_path_for, embedded_text, parity_of, single_model_card, write_card
+from kmnist_search.cards import (
+    card_path_for,
+    embedded_text,
+    finish_publication,
+    parity_of,
+    publication_marker,
+    single_model_card,
+    write_card,
+)
 from kmnist_search.contract import AUGMENTATION_PREFIX, INPUT_NAME, MODEL_CARD_KEY, OPSET, OUTPUT_NAME, to_model_input
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.files import atomic_write_bytes, file_digest, remove_leftovers_of, staged_path
+from kmnist_search.files import file_digest, remove_leftovers_of, staged_set
 from kmnist_search.parity import EXACT, ParityReport, compare_probabilities
 from kmnist_search.record import ExportRecord
 from kmnist_search.rundir import RunDir
@@ -170,20 +178,25 @@ def export_versions() -> dict[str, str]:
 
 def publish(proto: onnx.ModelProto, card: dict[str, Any], keras_model: keras.Model, exports_dir: Path,
             source: str) -> dict[str, Any]:
-    """Write a verified model to ``exports_dir``: the Keras reference, the ONNX file with its card
-    embedded, then the card with the file's sha256. Returns the card as written. Temporary files that a
-    killed export of the same files left behind are removed first."""
+    """Write a verified model to ``exports_dir`` as one set: the Keras reference, the ONNX file with its
+    card embedded, and the card with the file's sha256. A reader finds the previous set or this one, never
+    a mix, even if the export is killed (see :func:`~kmnist_search.files.staged_set`). Returns the card as
+    written. An interrupted export of the same name is completed, and temporary files of a killed one
+    removed, first."""
     onnx_path = exports_dir / card["onnx_file"]
     keras_path = exports_dir / card["keras_file"]
-    for target in (onnx_path, card_path_for(onnx_path), keras_path):
+    card_path = card_path_for(onnx_path)
+    finish_publication(onnx_path)
+    for target in (onnx_path, card_path, keras_path):
         remove_leftovers_of(target)
-    save_inference_copy(keras_model, keras_path)
     proto.producer_name = "kmnist-search"
     proto.doc_string = f"KMNIST classifier exported by kmnist-search from {source}"
     onnx.helper.set_model_props(proto, {MODEL_CARD_KEY: embedded_text(card)})
-    atomic_write_bytes(onnx_path, proto.SerializeToString())
-    card = {**card, "onnx_sha256": file_digest(onnx_path, "sha256")}
-    write_card(card_path_for(onnx_path), card)
+    with staged_set(publication_marker(onnx_path), [keras_path, onnx_path, card_path]) as staged:
+        save_inference_copy(keras_model, staged[keras_path])
+        staged[onnx_path].write_bytes(proto.SerializeToString())
+        card = {**card, "onnx_sha256": file_digest(staged[onnx_path], "sha256")}
+        write_card(staged[card_path], card)
     return card
 
 
@@ -221,11 +234,11 @@ def load_keras_model(path: Path) -> keras.Model:
 
 
 def save_inference_copy(model: keras.Model, path: Path) -> None:
-    """Save the weights without optimizer state: the Keras reference for later parity checks."""
+    """Save the weights without optimizer state (the Keras reference for later parity checks) at ``path``,
+    a staged path of :func:`publish`."""
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    with staged_path(path) as staged:
-        copy.save(staged)
+    copy.save(path)
 
 
 def describe_export(card: dict[str, Any], exports_dir: Path) -> str:

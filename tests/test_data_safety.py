@@ -3,6 +3,7 @@ write follows a link planted in a shared folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -267,3 +268,16 @@ def test_names_and_sizes_that_would_fail_late_are_refused_before_the_search(fini
                                         r"validation_images=100: lower it"):
         pipeline.search(too_many, "grid", dataset=dataset, project_dir=tmp_path / "runs", name="too-many")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_planted_publication_marker_cannot_move_files_from_outside_the_exports(tmp_path: Path) -> None:
+    from kmnist_search.cards import read_card
+
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    (exports / ".t1.publishing.json").write_text(json.dumps({"t1.json": "../victim.txt"}))
+    with pytest.raises(RunError, match=r"names '\.\./victim\.txt', which no export of this package stages"):
+        read_card(exports / "t1.json")
+    assert victim.read_text() == "mine" and not (exports / "t1.json").exists()

@@ -4,6 +4,7 @@ configuration exactly once, never a finished trial again, and never an epoch twi
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from kmnist_search import tuners
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
-from tests.conftest import as_dict
+from tests.conftest import FinishedRun, as_dict
 from tests.kills import Killed, killed_when
 
 SPACE = {
@@ -141,7 +142,7 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
     assert training.epochs == sum(t["epochs_run"] for t in results["trials"])
 
 
-@pytest.mark.parametrize("instant", ["the ONNX file written, not its card",
+@pytest.mark.parametrize("instant", ["the ONNX file staged, not its card",
                                      "the card written, not yet recorded in results.json"])
 @pytest.mark.slow
 def test_a_kill_during_the_export_is_completed_by_the_rerun_without_repeating_it(instant: str, dataset: Dataset,
@@ -194,3 +195,42 @@ def test_a_trial_ended_by_a_live_worker_after_the_chief_restarted_is_not_retried
     restarted.end_trial(running)  # worker-a reports the end to the restarted chief
     assert restarted._retry_queue == []
     assert restarted.create_trial("worker-b").trial_id != running.trial_id  # not trained a second time
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("instant", ["staged, not committed", "committed, nothing replaced yet",
+                                     "committed, the first file replaced"])
+def test_a_killed_re_export_leaves_the_previous_set_or_the_new_one_never_a_mix(
+        instant: str, finished_run: FinishedRun, tmp_path: Path) -> None:
+    import os
+
+    import keras
+
+    from kmnist_search import files, pipeline
+    from kmnist_search.onnx_export import export_winner
+
+    run_dir, dataset, _ = finished_run
+    exports = tmp_path / "exports"
+    first = export_winner(run_dir, dataset, exports, name="t1")
+    other = tmp_path / "other"  # the same run with other weights: a model the first export is not
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns(".kmnist-search.lock"))
+    model = keras.models.load_model(other / "winner.keras", compile=False)
+    model.set_weights([w * 0.5 if w.ndim > 1 else w for w in model.get_weights()])
+    model.save(other / "winner.keras")
+    marker = exports / ".t1.publishing.json"
+    if instant.startswith("staged"):
+        kill = killed_when(files, "atomic_write_json", lambda path, data: path == marker)
+    elif instant.endswith("yet"):
+        kill = killed_when(files, "finish_staged_set", lambda path: True)
+    else:
+        kill = killed_when(os, "replace", lambda source, target: Path(target) == exports / "t1.keras", after=True)
+    with kill, pytest.raises(Killed):
+        export_winner(other, dataset, exports, name="t1")
+    assert marker.exists() == instant.startswith("committed")
+    report = pipeline.verify(exports / "t1.onnx", dataset=dataset)  # completes an interrupted export first
+    assert report.passed
+    card = json.loads((exports / "t1.json").read_text())
+    assert (card["onnx_sha256"] == first["onnx_sha256"]) == instant.startswith("staged")  # one set, whole
+    assert not marker.exists()
+    assert not [p for p in exports.iterdir() if p.name.startswith(files.PARTIAL_PREFIX)]
+
