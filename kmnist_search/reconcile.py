@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import keras_tuner as kt
 
+from kmnist_search.keras_tuner_patches import oracle_file, retry_queue, save_trial, trial_folder
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir, failed_for_the_environment
 
@@ -51,7 +51,7 @@ def reconcile_oracle(oracle: kt.Oracle, run_dir: RunDir) -> Reconciliation:
     Call it on the process that owns the oracle (a search on its own, or a distributed search's chief),
     after the tuner is built and before it searches."""
     outcome = Reconciliation()
-    if Path(oracle._get_oracle_fname()).is_file():
+    if oracle_file(oracle).is_file():
         if not oracle.trials:  # Keras Tuner reloads only once the tuner's own file exists (after a trial ended)
             oracle.reload()
     else:  # the oracle never saved: any trial directory holds a trial it never recorded starting
@@ -61,29 +61,29 @@ def reconcile_oracle(oracle: kt.Oracle, run_dir: RunDir) -> Reconciliation:
     started = set(oracle.start_order)
     for trial_id in [tid for tid in oracle.trials if tid not in started]:
         del oracle.trials[trial_id]
-        shutil.rmtree(Path(oracle._get_trial_dir(trial_id)), ignore_errors=True)
+        shutil.rmtree(trial_folder(oracle, trial_id), ignore_errors=True)
         outcome.forgotten.append(trial_id)
     for trial_id, trial in oracle.trials.items():
-        retrying = trial_id in oracle._retry_queue
+        retrying = trial_id in retry_queue(oracle)
         if trial.status in FAILED and failed_for_the_environment(trial.message):
             trial.status, trial.message = RUNNING, None
             if trial_id in oracle.end_order:
                 oracle.end_order.remove(trial_id)
             if not retrying:
-                oracle._retry_queue.append(trial_id)
-            oracle._save_trial(trial)
+                retry_queue(oracle).append(trial_id)
+            save_trial(oracle, trial)
             outcome.environment.append(trial_id)
         elif trial.status in ENDED:
             unrecorded = trial_id not in oracle.end_order
             if retrying:
-                oracle._retry_queue.remove(trial_id)
+                retry_queue(oracle).remove(trial_id)
             if unrecorded:
                 oracle.end_order.append(trial_id)
             if retrying or unrecorded:
                 outcome.ended.append(trial_id)
-            TrainingCheckpoint(RunDir.trial_resume_dir(Path(oracle._get_trial_dir(trial_id)))).clear()
+            TrainingCheckpoint(RunDir.trial_resume_dir(trial_folder(oracle, trial_id))).clear()
         elif trial.status == RUNNING and not retrying:
-            oracle._retry_queue.append(trial_id)
+            retry_queue(oracle).append(trial_id)
             outcome.retried.append(trial_id)
     if outcome.changed:
         oracle.save()

@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
+from kmnist_search.callbacks import BestEpochWeights, EpochLogger, ProgressReporter, steps_in_an_epoch
 from kmnist_search.confirm import (
     CONFIRM_DIR,
     DEFAULT_CONFIRM,
@@ -39,6 +40,7 @@ from kmnist_search.files import staged_path
 from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
 from kmnist_search.journal import sync_journal
+from kmnist_search.keras_tuner_patches import apply_keras_tuner_patches
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.reconcile import reconcile_oracle
@@ -62,14 +64,7 @@ from kmnist_search.record import (
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import SearchSpace
-from kmnist_search.tuners import (
-    BestEpochWeights,
-    EpochLogger,
-    ProgressReporter,
-    apply_keras_tuner_patches,
-    make_tuner,
-    steps_in_an_epoch,
-)
+from kmnist_search.tuners import make_tuner
 
 
 @dataclass(frozen=True)

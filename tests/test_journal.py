@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kmnist_search import tuners
+from kmnist_search import callbacks
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.journal import JOURNAL_FILE, journal_path, sync_journal
 from kmnist_search.rundir import RunDir
@@ -104,7 +104,7 @@ def test_a_search_killed_between_an_epoch_and_the_journal_ends_with_the_journal_
         """The first trial has logged its second epoch: the journal has not heard of it yet."""
         return [len(t.history) for t in run_dir.trials()] == [2]
 
-    with killed_when(tuners, "sync_journal", second_epoch_logged), pytest.raises(Killed):
+    with killed_when(callbacks, "sync_journal", second_epoch_logged), pytest.raises(Killed):
         run_search(dataset, space, options)
     study = load_journal(tmp_path / "killed")
     assert [len(t.intermediate_values) for t in study.trials] == [1]  # the journal lags the trial's log

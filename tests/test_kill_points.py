@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from kmnist_search import tuners
+from kmnist_search import callbacks, keras_tuner_patches, tuners
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
@@ -71,9 +71,9 @@ class Training:
 @pytest.fixture
 def training(monkeypatch: pytest.MonkeyPatch) -> Training:
     seen = Training()
-    on_epoch_end, run_trial = tuners.EpochLogger.on_epoch_end, tuners.TrialRecorder.run_trial
+    on_epoch_end, run_trial = callbacks.EpochLogger.on_epoch_end, tuners.TrialRecorder.run_trial
 
-    def counting_epochs(self: tuners.EpochLogger, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def counting_epochs(self: callbacks.EpochLogger, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seen.epochs += 1
         on_epoch_end(self, epoch, logs)
 
@@ -81,7 +81,7 @@ def training(monkeypatch: pytest.MonkeyPatch) -> Training:
         seen.trials_run.append(str(trial.trial_id))
         return run_trial(self, trial, *args, **kwargs)
 
-    monkeypatch.setattr(tuners.EpochLogger, "on_epoch_end", counting_epochs)
+    monkeypatch.setattr(callbacks.EpochLogger, "on_epoch_end", counting_epochs)
     monkeypatch.setattr(tuners.TrialRecorder, "run_trial", counting_trials)
     return seen
 
@@ -95,10 +95,10 @@ def test_a_kill_in_the_bookkeeping_loses_and_repeats_nothing(strategy: str, poin
     options = SearchOptions(strategy, tmp_path, "killed", max_trials=4)
     condition, after = KILL_POINTS[point]
     try:
-        with killed_when(tuners, "_save_json_atomically", condition, after=after), pytest.raises(Killed):
+        with killed_when(keras_tuner_patches, "_save_json_atomically", condition, after=after), pytest.raises(Killed):
             run_search(dataset, space, options)
     finally:
-        tuners.apply_keras_tuner_patches()
+        keras_tuner_patches.apply_keras_tuner_patches()
     run_dir = tmp_path / "killed"
     ended_before = {log: log.read_text() for log in run_dir.glob("trial_*/trial_log.json")
                     if json.loads((log.parent / "trial.json").read_text())["status"] == "COMPLETED"}
@@ -130,10 +130,10 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
         return path.endswith("trial.json") and trial_state(obj, 1, "RUNNING") and has_metrics(obj)
 
     try:
-        with killed_when(tuners, "_save_json_atomically", trial_1_trained), pytest.raises(Killed):
+        with killed_when(keras_tuner_patches, "_save_json_atomically", trial_1_trained), pytest.raises(Killed):
             run_search(dataset, space, options)
     finally:
-        tuners.apply_keras_tuner_patches()
+        keras_tuner_patches.apply_keras_tuner_patches()
     stop = json.loads((tmp_path / "pruned" / "trial_1" / "pruned.json").read_text())  # saved, not yet recorded
     assert stop["epoch"] < 4
     results = as_dict(run_search(dataset, space, options))
@@ -174,7 +174,7 @@ def test_a_kill_during_the_export_is_completed_by_the_rerun_without_repeating_it
 def test_a_trial_ended_by_a_live_worker_after_the_chief_restarted_is_not_retried(tmp_path: Path) -> None:
     import keras_tuner as kt
 
-    tuners.apply_keras_tuner_patches()
+    keras_tuner_patches.apply_keras_tuner_patches()
 
     def chief() -> kt.Oracle:
         hyperparameters = kt.HyperParameters()

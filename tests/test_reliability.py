@@ -193,7 +193,7 @@ def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dat
 def test_keras_tuner_state_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from keras_tuner.src import utils as keras_tuner_utils
 
-    from kmnist_search.tuners import apply_keras_tuner_patches
+    from kmnist_search.keras_tuner_patches import apply_keras_tuner_patches
 
     apply_keras_tuner_patches()
     target = tmp_path / "oracle.json"

@@ -1,0 +1,71 @@
+"""What each entry of kmnist_search.keras_tuner_patches relies on in Keras Tuner is still there.
+
+When an upgrade of Keras Tuner moves one of these, the test names the entry to check (its upstream fix may
+make the entry unnecessary), instead of a search failing far from the cause."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import keras_tuner as kt
+import pytest
+from keras_tuner.src import utils as keras_tuner_utils
+from keras_tuner.src.engine import oracle as kt_oracle
+from keras_tuner.src.engine import stateful, tuner_utils
+from keras_tuner.src.engine import tuner as kt_tuner
+
+from kmnist_search import keras_tuner_patches as patches
+from kmnist_search import plan, strategies
+from kmnist_search.spaces import load_space
+
+
+def test_keras_tuner_is_a_version_the_patches_were_checked_against() -> None:
+    assert kt.__version__ in patches.TESTED_VERSIONS, (
+        f"keras-tuner {kt.__version__} is untested: check every entry of kmnist_search/keras_tuner_patches.py "
+        f"(and whether upstream issue #1055 is fixed), then add the version to TESTED_VERSIONS")
+
+
+def test_state_files_are_written_through_the_function_the_patch_replaces() -> None:
+    assert "utils.save_json" in inspect.getsource(stateful.Stateful.save), \
+        "Stateful.save no longer calls utils.save_json: the atomic state-file patch no longer applies"
+    patches.apply_keras_tuner_patches()
+    assert keras_tuner_utils.save_json is patches._save_json_atomically
+
+
+def test_the_tuner_builds_the_best_epoch_checkpoint_the_patch_replaces(tmp_path: Path) -> None:
+    assert "tuner_utils.SaveBestEpoch(" in inspect.getsource(kt_tuner), \
+        "Tuner no longer builds tuner_utils.SaveBestEpoch: the resumable best-epoch patch no longer applies"
+    assert list(inspect.signature(tuner_utils.SaveBestEpoch.__init__).parameters) == ["self", "objective", "filepath"]
+    patches.apply_keras_tuner_patches()
+    checkpoint = tuner_utils.SaveBestEpoch(kt.Objective("val_accuracy", "max"), str(tmp_path / "w.weights.h5"))
+    assert isinstance(checkpoint, patches.ResumableSaveBestEpoch)
+    assert callable(checkpoint._save_model) and checkpoint.best_value == float("-inf")
+
+
+def test_the_oracle_state_that_reconciliation_and_the_retry_patch_use_is_there(tmp_path: Path) -> None:
+    patches.apply_keras_tuner_patches()
+    oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=2, seed=1)
+    oracle._set_project_dir(str(tmp_path), "run")
+    assert patches.retry_queue(oracle) == [] and patches.retry_queue(oracle) is oracle._retry_queue
+    assert patches.oracle_file(oracle) == tmp_path / "run" / "oracle.json"
+    assert patches.trial_folder(oracle, "3").name == "trial_3"
+    assert kt.Oracle.end_trial is patches._end_trial_once
+    assert "trial = self.trials[self._retry_queue.pop()]" in inspect.getsource(kt_oracle), \
+        "the oracle no longer hands out retried trials from _retry_queue: check _end_trial_once and reconcile"
+    assert hasattr(kt.Oracle, "_save_trial")
+
+
+def test_the_bayesian_oracle_still_has_the_random_state_the_no_repeat_rule_draws_from() -> None:
+    space = load_space("quick")
+    oracle = strategies.REGISTRY["bayesian"].oracle(space, 4, strategies.oracle_settings(space, "val_accuracy", 1))
+    assert isinstance(oracle, patches.NonRepeatingBayesianOracle)
+    assert hasattr(oracle, "_random_state") and callable(oracle._random_state.randint)
+
+
+@pytest.mark.parametrize("name", plan.STRATEGIES)
+def test_every_strategy_the_commands_offer_is_registered(name: str) -> None:
+    space = load_space("quick")
+    oracle = strategies.REGISTRY[name].oracle(space, 4, strategies.oracle_settings(space, "val_accuracy", 1))
+    assert isinstance(oracle, kt.Oracle)
+    assert set(strategies.REGISTRY) == set(plan.STRATEGIES)
