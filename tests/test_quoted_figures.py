@@ -1,0 +1,91 @@
+"""Figures the documents quote about files on disk agree with those files and their model cards.
+
+Dated history (BENCHMARKS.md's Log) is left alone: it says what was measured then."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "exports" / "kmnist-reference.onnx"
+CARD = json.loads(SHIPPED.with_suffix(".json").read_text(encoding="utf-8"))
+DOCUMENTS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def current_text(path: Path) -> str:
+    """A document without its dated log."""
+    text = path.read_text(encoding="utf-8")
+    return text.split("\n## Log\n")[0]
+
+
+def quotes(pattern: str) -> list[tuple[str, str]]:
+    """(document, match) for every match of ``pattern`` in the documents' current text."""
+    return [(path.name, match) for path in DOCUMENTS for match in re.findall(pattern, current_text(path))]
+
+
+def test_the_shipped_model_s_size_is_quoted_as_the_file_on_disk_has_it() -> None:
+    size = SHIPPED.stat().st_size
+    in_bytes = quotes(r"\b4[5-7]\d,\d{3}\b(?!,\d)")
+    assert in_bytes and all(match == f"{size:,}" for _, match in in_bytes), (size, in_bytes)
+    in_kilobytes = quotes(r"\b(4[5-7]\d) KB\b")
+    assert in_kilobytes and all(int(match) == round(size / 1000) for _, match in in_kilobytes), in_kilobytes
+
+
+def test_the_float_model_s_size_is_quoted_as_the_int8_card_records_it() -> None:
+    recorded = CARD["quantization"]["source_onnx_bytes"]
+    quoted = quotes(r"\b1,5[0-9]{2},\d{3}\b")
+    assert quoted and all(match == f"{recorded:,}" for _, match in quoted), (recorded, quoted)
+
+
+def test_the_shipped_model_s_retraining_time_is_the_one_its_card_records() -> None:
+    hours = CARD["models"][0]["training"]["retraining"]["wall_time_s"] / 3600
+    quoted = quotes(r"retraining (?:took |about )?(\d+(?:\.\d+)?) ?h")
+    assert quoted and all(float(match) == round(hours, 1) for _, match in quoted), (round(hours, 1), quoted)
+
+
+def test_the_validation_test_gap_sentence_holds_on_the_table_beside_it() -> None:
+    text = current_text(ROOT / "BENCHMARKS.md")
+    table = text.split("### Accuracy of searched models on KMNIST")[1].split("\n\n")[2]
+    gaps = []
+    for row in table.splitlines()[2:]:
+        cells = [cell.strip(" *") for cell in row.strip("|").split("|")]
+        validation, test = float(cells[-2].rstrip("%")), float(cells[-1].split("%")[0].strip("*"))
+        gaps.append(validation - test)
+    low, high = re.search(r"Validation runs (\d+\.\d) to (\d+\.\d) points above test", text).groups()  # type: ignore[union-attr]
+    assert (float(low), float(high)) == (round(min(gaps), 1), round(max(gaps), 1)), gaps
+
+
+def test_the_readme_s_prediction_is_what_the_command_prints() -> None:
+    from kmnist_search.commands.predict import format_prediction
+    from kmnist_search.inference import Classifier
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = "$ python -m kmnist_search.predict exports/kmnist-reference.onnx docs/images/character.png\n"
+    quoted = text.split(command)[1].splitlines()[0]
+    (prediction,) = Classifier(SHIPPED).predict([ROOT / "docs" / "images" / "character.png"])
+    prediction.source = "docs/images/character.png"
+    assert quoted == format_prediction(prediction)
+
+
+def test_the_same_seed_repeat_is_as_the_reliability_page_says() -> None:
+    import csv
+
+    page = current_text(ROOT / "docs" / "reliability.md")
+    rows = list(csv.DictReader((ROOT / "benchmarks" / "ground_truth" / "units.csv").open(encoding="utf-8")))
+    runs: dict[tuple[str, ...], dict[str, float]] = {}
+    for row in rows:
+        if row["space"] == "report-small" and row["seed"] == "42":
+            key = (row["learning_rate"], row["batch_size"], row["loss"])
+            runs.setdefault(key, {})[row["repeat"]] = float(row["final_val_accuracy"])
+    pairs = [r for r in runs.values() if {"0", "1"} <= r.keys()]
+    assert len(pairs) == 40
+    identical = all(r["0"] == r["1"] for r in pairs)
+    assert ("every final validation accuracy came out identical" in " ".join(page.split())) == identical
+
+
+def test_the_readme_quotes_the_shipped_model_s_card() -> None:
+    text = current_text(ROOT / "README.md")
+    quoted = re.findall(r"a residual network, (\d+\.\d+)% on", " ".join(text.split()))
+    assert quoted and all(float(q) == round(CARD["metrics"]["test_accuracy"] * 100, 2) for q in quoted)
