@@ -158,6 +158,11 @@ def retry_queue(oracle: kt.Oracle) -> list[str]:
     return queue
 
 
+def checkpoint_file(tuner: kt.Tuner, trial_id: str) -> Path:
+    """Where Keras Tuner keeps a trial's best-epoch weights (what ``get_best_models`` loads)."""
+    return Path(tuner._get_checkpoint_fname(trial_id))
+
+
 def save_trial(oracle: kt.Oracle, trial: kt.engine.trial.Trial) -> None:
     """Write a trial's state (its ``trial.json``) as the oracle does."""
     oracle._save_trial(trial)

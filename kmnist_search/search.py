@@ -40,7 +40,7 @@ from kmnist_search.files import staged_path
 from kmnist_search.formatting import trial_number
 from kmnist_search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
 from kmnist_search.journal import sync_journal
-from kmnist_search.keras_tuner_patches import apply_keras_tuner_patches
+from kmnist_search.keras_tuner_patches import apply_keras_tuner_patches, checkpoint_file
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.reconcile import reconcile_oracle
@@ -144,7 +144,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     keras.utils.set_random_seed(options.weights_seed)
     started_at = datetime.now(timezone.utc)
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
-                       options.max_trials)
+                       options.max_trials, keep_checkpoints=max(options.confirm, 1))
     if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded
         reconcile_oracle(tuner.oracle, run_dir)
         sync_journal(run_dir)  # the journal says what the settled trial files say
@@ -346,7 +346,8 @@ def confirm_top(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[Tria
     the confirmation and the winner's model (its run with the best validation score)."""
     top = top_configurations(trials, options.confirm, space.epochs)
     confirmed = []
-    for rank, (trial, counts) in enumerate(top, start=1):
+    for rank, (trial, whole) in enumerate(top, start=1):
+        counts = whole and checkpoint_file(tuner, trial.trial_id).is_file()  # weights kept (a rerun may ask more)
         runs = [ConfirmationRun("trial", options.weights_seed + int(trial.trial_id), float(trial.score or 0.0),
                                 int(trial.best_epoch or 0))] if counts else []
         for j, seed in extra_seeds(options.weights_seed, trial.trial_id, counts):

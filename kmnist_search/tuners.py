@@ -28,10 +28,11 @@ from kmnist_search.distributed import PatientOracleClient, current_role
 from kmnist_search.errors import RunError
 from kmnist_search.hypermodel import KmnistHyperModel
 from kmnist_search.journal import sync_journal
+from kmnist_search.keras_tuner_patches import checkpoint_file
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
 from kmnist_search.pruners import NoPruning, make_pruner
-from kmnist_search.record import SCORED_STATUSES
+from kmnist_search.record import SCORED_STATUSES, Trial
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir, failed_for_the_environment
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
@@ -49,6 +50,7 @@ class TrialRecorder:
     clock: SearchClock | None = None
     total_trials = 0
     epochs = 1
+    keep_checkpoints: int | None = None  # best-epoch weights kept for the N best trials; None: every trial's
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         # Seed per trial, so a trial rerun after a crash starts from the same weights as it would have.
@@ -88,9 +90,12 @@ class TrialRecorder:
             TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # recorded: nothing to resume
         run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]
         sync_journal(run_dir)
+        records = run_dir.trials()
+        if self.keep_checkpoints is not None:
+            for spare in spare_checkpoints(records, self.keep_checkpoints):
+                checkpoint_file(self, spare).unlink(missing_ok=True)  # type: ignore[arg-type]
         if self.progress is None:
             return
-        records = run_dir.trials()
         record = next((r for r in records if r.trial_id == trial.trial_id), None)
         if record is None:
             return
@@ -99,6 +104,15 @@ class TrialRecorder:
         done = sum(1 for r in records if r.status not in ("RUNNING", "IDLE"))
         seconds_left = self.clock.seconds_left(done) if self.clock else None
         self.progress.trial_ended(TrialEnd(int(trial.trial_id) + 1, self.total_trials, record, best, seconds_left))
+
+
+def spare_checkpoints(records: list[Trial], keep: int) -> list[str]:
+    """The scored trials whose best-epoch weights nothing will load: all but the ``keep`` best (and any tied
+    with the last of those, so that the oracle's own pick of the best is always kept). A failed trial keeps
+    its files: one failed by its environment is retried from them."""
+    scores = sorted((r.score for r in records if r.status in SCORED_STATUSES and r.score is not None), reverse=True)
+    bar = scores[keep - 1] if len(scores) >= keep else float("-inf")
+    return [r.trial_id for r in records if r.status in SCORED_STATUSES and r.score is not None and r.score < bar]
 
 
 class KmnistTuner(TrialRecorder, kt.Tuner):
@@ -122,7 +136,7 @@ def make_oracle(strategy: str, space: SearchSpace, objective: str, seed: int, ma
 
 
 def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, strategy: str, run_dir: RunDir, seed: int,
-               weights_seed: int, max_trials: int | None) -> kt.Tuner:
+               weights_seed: int, max_trials: int | None, keep_checkpoints: int = 1) -> kt.Tuner:
     """Build the Keras Tuner tuner for a strategy name, maximising the dataset's validation metric."""
     oracle = make_oracle(strategy, space, f"val_{hypermodel.objective}", seed, max_trials)
     # RunDir.prepare has emptied the folder for an overwrite and recorded the search in it: Keras Tuner's own
@@ -134,6 +148,7 @@ def make_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, strategy: str, 
             oracle=oracle, hypermodel=hypermodel, **project)
     if not REGISTRY[strategy].stops_trials_itself:  # Hyperband stops trials by its own rule instead
         tuner.pruning = space.pruning
+        tuner.keep_checkpoints = keep_checkpoints  # Hyperband's later rounds start from earlier trials' weights
     tuner.monitor = f"val_{hypermodel.objective}"
     tuner.trial_seed_base = weights_seed
     tuner.total_trials = planned_trials(space, strategy, max_trials)

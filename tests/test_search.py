@@ -59,6 +59,18 @@ def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace,
 
 
 @pytest.mark.slow
+def test_a_finished_search_keeps_the_weights_only_of_its_winner(dataset: Dataset, tmp_path: Path) -> None:
+    space = parse_space({**TINY, "hyperparameters": {**TINY["hyperparameters"], "learning_rate": [1.0, 0.1, 1e-4]},
+                         "training": {**TINY["training"], "epochs": 1}, "pruning": {"strategy": "none"}})
+    results = run_search(dataset, space, options(tmp_path, "grid"))
+    assert results is not None and len(results.trials) == 3
+    kept = sorted(p.parent.name for p in (tmp_path / "runs" / "tiny-grid").glob("trial_*/checkpoint.weights.h5"))
+    best = max(t.score or 0.0 for t in results.trials)
+    assert kept == sorted(f"trial_{t.trial_id}" for t in results.trials if t.score == best)  # the winner (and ties)
+    assert f"trial_{results.winner.trial_id}" in kept
+
+
+@pytest.mark.slow
 def test_synthetic_classes_are_learnable(tiny_space: SearchSpace, dataset: Dataset, tmp_path: Path) -> None:
     """The pipeline really trains: lr 1.0 learns the synthetic bars well above chance."""
     results = run_search(dataset, tiny_space.with_epochs(3), options(tmp_path, "grid", max_trials=1))
