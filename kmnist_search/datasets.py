@@ -166,7 +166,7 @@ def default_cache_dir() -> Path:
 def verify_file(path: Path, data_file: DataFile) -> str:
     """Check a local file against the registry; return its pinned digest or raise DataError."""
     if not path.is_file():
-        raise DataError(f"{path} is missing: {_fix_hint(data_file)}")
+        raise DataError(f"{path} is missing: {_fix_hint(path, data_file)}")
     algorithm, expected = data_file.pinned_hash
     actual = file_digest(path, algorithm)
     if actual != expected:
@@ -178,11 +178,15 @@ def verify_file(path: Path, data_file: DataFile) -> str:
     return f"{algorithm}:{actual}"
 
 
-def _fix_hint(data_file: DataFile) -> str:
-    return (
-        f"download it with `python -m kmnist_search.download` (from {data_file.url}), "
-        f"or pass --data-dir DIR pointing at a folder that holds {data_file.name}"
-    )
+def _fix_hint(path: Path, data_file: DataFile) -> str:
+    """How to get a missing file into the folder that was read, or to read another folder."""
+    folder = path.parent
+    dataset = data_file.url.rstrip("/").split("/")[-2]  # the release's folder: .../DATASET/FILE
+    download = f"python -m kmnist_search.download {dataset} --cache-dir {folder.parent}"
+    into = (f"`{download}` downloads the official files into it" if folder.name == dataset
+            else f"`{download}` downloads the official files into {folder.parent / dataset} (then pass that)")
+    return (f"{into} (or fetch {data_file.url}), or point --data-dir or ${DATA_DIR_ENV} at a folder that "
+            f"holds {data_file.name}")
 
 
 def download(spec: DatasetSpec, cache_dir: Path | None = None) -> Path:
@@ -241,8 +245,9 @@ def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, all
     explicit = data_dir or (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
     if explicit is not None:
         if not explicit.is_dir():
-            raise DataError(f"data directory {explicit} does not exist: pass --data-dir DIR with the "
-                            f"official {spec.name} files, or leave it out to download them")
+            raise DataError(f"data directory {explicit} does not exist: pass --data-dir DIR (or set "
+                            f"${DATA_DIR_ENV}) with the official {spec.name} files, or leave both out to "
+                            f"download them")
         return explicit
     cached = (cache_dir or default_cache_dir()) / spec.name
     if all((cached / f.name).is_file() for f in spec.files.values()):
@@ -250,7 +255,8 @@ def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, all
     if not allow_download:
         missing = [f.name for f in spec.files.values() if not (cached / f.name).is_file()]
         raise DataError(f"{', '.join(missing)} not found in {cached}: run `python -m kmnist_search.download "
-                        f"{spec.name}` with internet access, or pass --data-dir DIR with the official files")
+                        f"{spec.name}` with internet access, or pass --data-dir DIR (or set ${DATA_DIR_ENV}) with "
+                        f"the official files")
     return download(spec, cache_dir)
 
 
@@ -258,7 +264,7 @@ def load_array(path: Path, data_file: DataFile, max_bytes: int) -> np.ndarray:
     """Read ``arr_0`` from an official-format npz holding at most ``max_bytes`` of data, never unpickling
     anything and never unpacking more than the limit."""
     if not path.exists():
-        raise DataError(f"{path} is missing: {_fix_hint(data_file)}")
+        raise DataError(f"{path} is missing: {_fix_hint(path, data_file)}")
     return read_bounded_array(path, max_bytes, DataError, member="arr_0",
                               fix=": it is not an official KMNIST-format file; download it again")
 

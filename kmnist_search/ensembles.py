@@ -21,6 +21,7 @@ from kmnist_search.contract import INPUT_NAME, OUTPUT_NAME
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.onnx_export import (
+    EXPORT_REFERENCE_MISSING,
     convert_to_onnx,
     export_versions,
     keras_probabilities,
@@ -44,7 +45,11 @@ class Member:
 
 def load_members(card_paths: Sequence[Path]) -> list[Member]:
     """The members' cards and their Keras models, without training-only layers."""
-    members = [Member(path, card, without_augmentation(load_keras_model(path.with_name(card["keras_file"]))))
+    def reference(path: Path, card: dict[str, Any]) -> Any:
+        return without_augmentation(load_keras_model(path.with_name(card["keras_file"]), EXPORT_REFERENCE_MISSING,
+                                                     "export the model again"))
+
+    members = [Member(path, card, reference(path, card))
                for path, card in zip(card_paths, read_member_cards(card_paths), strict=True)]
     if len({(tuple(m.model.input_shape[1:]), tuple(m.model.output_shape[1:])) for m in members}) != 1:
         raise ModelFileError("the members' input or output shapes differ: they are not models of one dataset")

@@ -224,13 +224,19 @@ def export_winner(run_dir: RunDir | Path, dataset: Dataset, exports_dir: Path,
     return card
 
 
-def load_keras_model(path: Path) -> keras.Model:
+def load_keras_model(path: Path, missing: str = "the run has no winner yet; finish the search first",
+                     fix: str = "rerun the search") -> keras.Model:
+    """A saved Keras model; one line saying ``missing`` or ending in ``fix`` when it cannot be had."""
     if not path.is_file():
-        raise ModelFileError(f"{path} is missing: the run has no winner yet; finish the search first")
+        raise ModelFileError(f"{path} is missing: {missing}")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file
-        raise ModelFileError(f"{path} cannot be loaded as a Keras model ({error}): rerun the search") from None
+        raise ModelFileError(f"{path} cannot be loaded as a Keras model ({error}): {fix}") from None
+
+
+EXPORT_REFERENCE_MISSING = ("the export's Keras reference, which verification compares the ONNX file with, is "
+                            "gone; export the model again")
 
 
 def save_inference_copy(model: keras.Model, path: Path) -> None:

@@ -31,6 +31,7 @@ from kmnist_search.contract import INPUT_NAME, to_model_input
 from kmnist_search.datasets import Dataset, Split
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.onnx_export import (
+    EXPORT_REFERENCE_MISSING,
     describe_export,
     export_versions,
     load_keras_model,
@@ -110,7 +111,8 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
     source_onnx = card_path.with_name(source["onnx_file"])
     proto = quantize_onnx(source_onnx, images)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    keras_model = load_keras_model(card_path.with_name(source["keras_file"]))
+    keras_model = load_keras_model(card_path.with_name(source["keras_file"]), EXPORT_REFERENCE_MISSING,
+                                   "export the model again")
     parity = measure_parity(session, keras_model, dataset.test_images, dataset.test_labels)
     if not parity.passes(INT8):
         raise ParityError(f"the int8 model strays from its float32 original ({parity.describe(INT8)}): "

@@ -41,7 +41,10 @@ FORMATS = ("table", "markdown", "csv", "json")
 def load_run(run_dir: RunDir | Path) -> tuple[list[Trial], RunRecord | None]:
     """The run's trials and, if it finished, its results."""
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.existing(run_dir)
-    run_dir.check_state_files()
+    run_dir.check_state_files()  # a damaged run is named as such
+    if not run_dir.is_run():
+        raise RunError(f"{run_dir.path} is not a kmnist-search run folder (it has no space.json): pass a run "
+                       f"directory such as runs/quick-grid")
     trials = run_dir.trials()
     results = run_dir.read_results()
     if not trials and results is None:

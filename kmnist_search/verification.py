@@ -17,7 +17,7 @@ from kmnist_search.cards import card_path_for, interface, parity_of
 from kmnist_search.datasets import Dataset
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.inference import Classifier
-from kmnist_search.onnx_export import load_keras_model, measure_parity
+from kmnist_search.onnx_export import EXPORT_REFERENCE_MISSING, load_keras_model, measure_parity
 from kmnist_search.parity import RULE_FOR_PRECISION, ParityReport, ParityRule, strictest
 
 
@@ -70,7 +70,8 @@ def verify_export(classifier: Classifier, card: dict[str, Any], dataset: Dataset
     if problem:
         raise ModelFileError(f"{card_path_for(onnx_path)} does not describe {onnx_path}: {problem}; export it again")
     keras_path = keras_path or onnx_path.with_name(card["keras_file"])
-    report = measure_parity(classifier.session, load_keras_model(keras_path), dataset.test_images, dataset.test_labels)
+    keras_model = load_keras_model(keras_path, EXPORT_REFERENCE_MISSING, "export the model again")
+    report = measure_parity(classifier.session, keras_model, dataset.test_images, dataset.test_labels)
     recorded, card_rule = parity_of(card)
     rule = strictest(RULE_FOR_PRECISION[card["precision"]], card_rule)
     differences = report.differences_from(recorded, float(card["metrics"]["test_accuracy"]))

@@ -230,3 +230,23 @@ def test_a_model_whose_outputs_are_not_probabilities_is_an_error_not_500_percent
     classifier = Classifier(tmp_path / "raw.onnx")
     with pytest.raises(ModelFileError, match="returned values that are not class probabilities"):
         classifier.predict_proba(np.full((2, 28, 28), 5.0))
+
+
+def test_messages_name_what_is_wrong_and_the_folder_read(tmp_path: Path, exported: Path,
+                                                         finished_run: FinishedRun) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for name in ("export-test.onnx", "export-test.json"):
+        shutil.copy(exported.with_name(name), exports / name)
+    with pytest.raises(RunError, match=r"exports is not a kmnist-search run folder \(it has no space.json\)"):
+        load_run(exports)
+    _, dataset, _ = finished_run
+    with pytest.raises(ModelFileError, match=r"export-test.keras is missing: the export's Keras reference, which "
+                                             r"verification compares the ONNX file with, is gone; export the model"):
+        pipeline.verify(exports / "export-test.onnx", dataset=dataset)
+    empty = tmp_path / "my-data"
+    empty.mkdir()
+    with pytest.raises(DataError) as error:
+        load_dataset("kmnist", empty)
+    assert f"--cache-dir {tmp_path}` downloads the official files into {tmp_path / 'kmnist'} (then pass that)" \
+        in str(error.value) and "$KMNIST_SEARCH_DATA_DIR" in str(error.value)

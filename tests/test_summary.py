@@ -127,8 +127,11 @@ def test_summary_cli_formats(finished_run: FinishedRun, tmp_path: Path) -> None:
     assert from_csv(as_csv.stdout)[0].trial_id == json.loads(as_json.stdout)["trials"][0]["trial_id"]
     assert_one_line_error(run_cli("kmnist_search.summary", str(tmp_path / "none"), cwd=tmp_path),
                           "is not a run directory")
+    with pytest.raises(RunError, match="is not a kmnist-search run folder"):
+        load_run(tmp_path)  # a folder of other things
+    (tmp_path / "empty").mkdir()
     with pytest.raises(RunError, match="holds no trials"):
-        load_run(tmp_path)
+        load_run(tmp_path / "empty")
 
 
 def test_figures_name_classes_in_kana_and_fall_back_to_romaji(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
