@@ -59,9 +59,9 @@ def test_missing_directory_and_missing_file(tmp_path: Path, synthetic_data_dir: 
     with pytest.raises(DataError, match="does not exist"):
         load_dataset("kmnist", tmp_path / "nowhere")
     (synthetic_data_dir / "kmnist-test-labels.npz").unlink()
-    with pytest.raises(DataError, match=r"kmnist-test-labels.npz is missing: `python -m kmnist_search.download kmnist --cache-dir .*` "
-                                          r"downloads the official files into .* or point --data-dir or "
-                                          r"\$KMNIST_SEARCH_DATA_DIR at a folder"):
+    missing = (r"kmnist-test-labels.npz is missing: `python -m kmnist_search.download kmnist --cache-dir .*` "
+               r"downloads the official files into .* or point --data-dir or \$KMNIST_SEARCH_DATA_DIR at a folder")
+    with pytest.raises(DataError, match=missing):
         load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
 
 
