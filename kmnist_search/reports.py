@@ -56,13 +56,21 @@ def _format_loss(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def winner_headline(results: RunRecord, markdown: bool = False) -> str:
+    """The winner, its validation accuracy and its single test-set evaluation (the test figure in bold
+    for Markdown)."""
+    winner = results.winner
+    test = f"test accuracy {percent(winner.test_accuracy)}"
+    return (f"{'Winner' if markdown else 'winner'}: trial {trial_number(winner.trial_id)} "
+            f"({settings_text(winner.hyperparameters)}){', ' if markdown else chr(10) + '  '}"
+            f"validation accuracy {percent(winner.val_accuracy)}, {f'**{test}**' if markdown else test} "
+            f"(evaluated once, on {results.dataset.test_images:,} test images)")
+
+
 def format_winner(results: RunRecord) -> str:
     """Two lines naming the winner and its single test-set evaluation."""
     winner = results.winner
-    text = (f"winner: trial {trial_number(winner.trial_id)} ({settings_text(winner.hyperparameters)})\n"
-            f"  validation accuracy {percent(winner.val_accuracy)}, "
-            f"test accuracy {percent(winner.test_accuracy)} (evaluated once, on "
-            f"{results.dataset.test_images:,} test images)")
+    text = winner_headline(results)
     if winner.objective == "val_balanced_accuracy":
         text += (f"; balanced accuracy: validation {percent(winner.val_balanced_accuracy)}, "
                  f"test {percent(winner.test_balanced_accuracy)}")
@@ -94,11 +102,7 @@ def format_confirmation(confirmation: ConfirmationRecord) -> str:
 
 def format_winner_markdown(results: RunRecord) -> str:
     """The winner and its single test-set evaluation as one Markdown paragraph."""
-    winner = results.winner
-    text = (f"Winner: trial {trial_number(winner.trial_id)} ({settings_text(winner.hyperparameters)}), "
-            f"validation accuracy {percent(winner.val_accuracy)}, **test accuracy "
-            f"{percent(winner.test_accuracy)}** (evaluated once, on {results.dataset.test_images:,} test "
-            f"images).")
+    text = winner_headline(results, markdown=True) + "."
     if results.export:
         text += f" ONNX model: `{results.export.onnx}` (verified with onnxruntime)."
     return text
