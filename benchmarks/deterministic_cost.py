@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, read_record, write_into, write_record
+from records import ROOT, description, read_record, write_into, write_record
 
 RECORD = ROOT / "benchmarks" / "records" / "deterministic.json"
 DOCUMENT = ROOT / "BENCHMARKS.md"
@@ -66,7 +66,7 @@ def render(record: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--render-only", action="store_true", help="rewrite the BENCHMARKS.md section from the record")

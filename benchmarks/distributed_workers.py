@@ -22,6 +22,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from records import description
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -50,7 +52,7 @@ def run_distributed(workers: int, space: str, data_dir: Path, project_dir: Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--space", default="quick")
     parser.add_argument("--rounds", type=int, default=1)

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, machine
+from records import ROOT, description, machine
 
 OUT_DIR = ROOT / "benchmarks" / "ground_truth"
 SPLIT_SEED = 42
@@ -181,7 +181,7 @@ def _rounded(value: Any) -> Any:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data-dir", type=Path, required=True, help="the four official kmnist-*.npz files")
     parser.add_argument("--project-dir", type=Path, default=ROOT / "runs" / "ground-truth",
                         help="where the units' run folders live (default runs/ground-truth)")

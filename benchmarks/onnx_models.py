@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from records import description
 
 from kmnist_search.datasets import load_dataset
 
@@ -33,7 +34,7 @@ def make_session(path: Path, parallel: bool) -> ort.InferenceSession:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("models", type=Path, nargs="+")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--single", type=int, default=500, help="single-image calls per model")

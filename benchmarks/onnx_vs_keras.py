@@ -21,12 +21,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import numpy as np
 import onnxruntime as ort
+from records import description
 
 from kmnist_search.datasets import load_dataset
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("model", type=Path, help="exported .onnx with its .keras beside it")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--rounds", type=int, default=5, help="full test-set passes per runtime")

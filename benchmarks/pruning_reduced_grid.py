@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from records import description
+
 from kmnist_search.record import RunRecord
 from kmnist_search.rundir import RunDir
 
@@ -76,7 +78,7 @@ def describe(results: RunRecord, wall_s: float) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--space", default="report-small")
     parser.add_argument("--project-dir", type=Path, help="keep the two runs here (default: a temporary folder)")

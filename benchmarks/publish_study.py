@@ -15,6 +15,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from records import description
+
 from kmnist_search.formatting import duration, format_value, percent, trial_number
 from kmnist_search.html_report import importance
 from kmnist_search.record import RunRecord, Trial
@@ -90,7 +92,7 @@ def dates(results: RunRecord) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--reading", type=Path, required=True, help="Markdown: what the figures say")

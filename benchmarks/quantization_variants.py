@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from records import description
 
 from kmnist_search.datasets import load_dataset
 from kmnist_search.onnx_export import onnx_probabilities
@@ -31,7 +32,7 @@ VARIANTS = {  # name: (op types to quantize, keep the classifier heads in float3
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("cards", type=Path, nargs="+")
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args()

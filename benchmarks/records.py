@@ -18,6 +18,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def description(docstring: str | None) -> str:
+    """A benchmark's ``--help`` description: its docstring's first paragraph, on one line."""
+    return " ".join((docstring or "").split("\n\n")[0].split())
+
+
 def machine() -> str:
     """The machine a figure was measured on: architecture, cores and Python."""
     return f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}"

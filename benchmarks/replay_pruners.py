@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ground_truth import HYPERPARAMETERS, OUT_DIR, read_csv
-from records import read_record, write_into, write_record
+from records import description, read_record, write_into, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURE = ROOT / "docs" / "images" / "replay-cost-regret.png"
@@ -257,7 +257,7 @@ def plot(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--space", action="append", help="report-small, report (default: both that are recorded)")
     parser.add_argument("--plot-only", action="store_true", help="redraw the figure from the record")
     args = parser.parse_args()

@@ -16,6 +16,7 @@ import platform
 import time
 
 import numpy as np
+from records import description
 
 from kmnist_search.hypermodel import Architecture, build_network
 from kmnist_search.plan import activation_elements, multiply_adds, network_cost
@@ -25,7 +26,7 @@ REFERENCE = (20, 16)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--steps", type=int, default=20, help="batches of 128 per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
+from records import description
 
 from kmnist_search.contract import to_model_input
 from kmnist_search.datasets import load_dataset
@@ -45,7 +46,7 @@ def one_epoch(kind: str, images: np.ndarray, targets: np.ndarray, batch_size: in
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--images", type=int, default=8000, help="training images per epoch")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 128])

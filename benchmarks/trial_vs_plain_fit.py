@@ -23,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+from records import description
 
 from kmnist_search.datasets import load_dataset, split_train_validation
 from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_network, to_model_input
@@ -47,7 +48,7 @@ def fit_seconds(model: keras.Model, images: np.ndarray, labels: np.ndarray, batc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 8])
     parser.add_argument("--rounds", type=int, default=1, help="repeat the whole comparison this many times")

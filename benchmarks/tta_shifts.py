@@ -17,6 +17,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from records import description
 
 from kmnist_search.datasets import load_dataset
 from kmnist_search.onnx_export import keras_probabilities, load_keras_model, without_augmentation
@@ -40,7 +41,7 @@ def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("card", type=Path, help="an export's model card (exports/NAME.json)")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--test", choices=list(VIEW_SETS), help="also measure this view set on the test set")
