@@ -22,6 +22,7 @@ BASE_URL = "http://codh.rois.ac.jp/kmnist/dataset"
 DATA_DIR_ENV = "KMNIST_SEARCH_DATA_DIR"
 CACHE_DIR_ENV = "KMNIST_SEARCH_CACHE_DIR"
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
+TEST_ROLES = ("test_images", "test_labels")  # what measuring a trained model needs
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ class Dataset:
     def split(self, validation_images: int, seed: int, train_images: int | None = None) -> Split:
         """The training/validation split a model of this dataset was trained and selected on: the one
         derivation of it from (validation size, seed), see :func:`split_train_validation`."""
+        if not len(self.train_labels):
+            raise DataError(f"{self.spec.name} was loaded without its training images (test set only): load it "
+                            f"whole to split it")
         return split_train_validation(self.train_images, self.train_labels, validation_images, seed, train_images)
 
 
@@ -189,15 +193,15 @@ def _fix_hint(path: Path, data_file: DataFile) -> str:
             f"holds {data_file.name}")
 
 
-def download(spec: DatasetSpec, cache_dir: Path | None = None) -> Path:
-    """Download (or reuse from the cache) every file of a dataset, verifying its checksum.
+def download(spec: DatasetSpec, cache_dir: Path | None = None, roles: tuple[str, ...] = ROLES) -> Path:
+    """Download (or reuse from the cache) the files of a dataset (those of ``roles``), verifying checksums.
 
     Each file is fetched by ``keras.utils.get_file`` (progress bar, hash check) into
     ``NAME.part`` and renamed to ``NAME`` only once its checksum matches.
     """
     target_dir = (cache_dir or default_cache_dir()) / spec.name
     target_dir.mkdir(parents=True, exist_ok=True)
-    for data_file in spec.files.values():
+    for data_file in (spec.files[role] for role in roles):
         final_path = target_dir / data_file.name
         if final_path.is_file():
             try:
@@ -225,7 +229,7 @@ def _fetch(data_file: DataFile, target_dir: Path, final_path: Path) -> None:
         raise DataError(
             f"could not download {data_file.name} from {data_file.url} ({_first_line(error)}): "
             f"connect to the internet and retry (or download from a mirror with `python -m kmnist_search.download "
-            f"--base-url URL`), or give the search a folder of the official files with `run --data-dir DIR`"
+            f"--base-url URL`), or pass --data-dir DIR (or set ${DATA_DIR_ENV}) with a folder of the official files"
         ) from None
 
 
@@ -236,7 +240,8 @@ def _first_line(error: BaseException) -> str:
     return first.rsplit(" -- ", 1)[-1]
 
 
-def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, allow_download: bool) -> Path:
+def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, allow_download: bool,
+           roles: tuple[str, ...] = ROLES) -> Path:
     """Find the directory holding a dataset's files.
 
     ``data_dir`` (or ``$KMNIST_SEARCH_DATA_DIR``) is used as is and never touches the network;
@@ -250,14 +255,15 @@ def locate(spec: DatasetSpec, data_dir: Path | None, cache_dir: Path | None, all
                             f"download them")
         return explicit
     cached = (cache_dir or default_cache_dir()) / spec.name
-    if all((cached / f.name).is_file() for f in spec.files.values()):
+    needed = [spec.files[role] for role in roles]
+    if all((cached / f.name).is_file() for f in needed):
         return cached
     if not allow_download:
-        missing = [f.name for f in spec.files.values() if not (cached / f.name).is_file()]
+        missing = [f.name for f in needed if not (cached / f.name).is_file()]
         raise DataError(f"{', '.join(missing)} not found in {cached}: run `python -m kmnist_search.download "
                         f"{spec.name}` with internet access, or pass --data-dir DIR (or set ${DATA_DIR_ENV}) with "
                         f"the official files")
-    return download(spec, cache_dir)
+    return download(spec, cache_dir, roles)
 
 
 def load_array(path: Path, data_file: DataFile, max_bytes: int) -> np.ndarray:
@@ -296,15 +302,20 @@ def load_dataset(
     cache_dir: Path | None = None,
     allow_download: bool = True,
     verify_checksums: bool = True,
+    test_only: bool = False,
 ) -> Dataset:
-    """Locate (downloading if needed), verify and load a trainable dataset."""
+    """Locate (downloading if needed), verify and load a trainable dataset; with ``test_only``, only its test
+    set (the training arrays are then empty: enough to measure a trained model, not to train one)."""
     spec = get_spec(name)
     if not spec.trainable:
         raise DataError(f"{spec.name} cannot be searched: {spec.note}")
-    directory = locate(spec, data_dir, cache_dir, allow_download)
-    arrays: dict[str, np.ndarray] = {}
+    roles = TEST_ROLES if test_only else ROLES
+    directory = locate(spec, data_dir, cache_dir, allow_download, roles)
+    height, width = spec.image_shape[:2]
+    arrays: dict[str, np.ndarray] = {"train_images": np.zeros((0, height, width), np.uint8),
+                                     "train_labels": np.zeros((0,), np.uint8)}
     checksums: dict[str, str] = {}
-    for role in ROLES:
+    for role in roles:
         data_file = spec.files[role]
         path = directory / data_file.name
         if verify_checksums:
@@ -312,7 +323,8 @@ def load_dataset(
         else:
             checksums[data_file.name] = f"sha256:{file_digest(path, 'sha256')}" if path.is_file() else ""
         arrays[role] = load_array(path, data_file, spec.array_byte_limit)
-    validate_split(spec, arrays["train_images"], arrays["train_labels"], "train")
+    if not test_only:
+        validate_split(spec, arrays["train_images"], arrays["train_labels"], "train")
     validate_split(spec, arrays["test_images"], arrays["test_labels"], "test")
     return Dataset(spec, arrays["train_images"], arrays["train_labels"].astype(np.uint8),
                    arrays["test_images"], arrays["test_labels"].astype(np.uint8), checksums)

@@ -107,12 +107,13 @@ def resolve_space(space: SpaceLike) -> SearchSpace:
 
 
 def resolve_dataset(dataset: DatasetLike, data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
-                    verify_checksums: bool = True) -> Dataset:
-    """A loaded dataset, or load one by name (local files with ``data_dir``, else the download cache)."""
+                    verify_checksums: bool = True, test_only: bool = False) -> Dataset:
+    """A loaded dataset, or load one by name (local files with ``data_dir``, else the download cache); with
+    ``test_only``, only its test set is read (or downloaded)."""
     if isinstance(dataset, Dataset):
         return dataset
     return load_dataset(dataset, Path(data_dir) if data_dir else None, Path(cache_dir) if cache_dir else None,
-                        verify_checksums=verify_checksums)
+                        verify_checksums=verify_checksums, test_only=test_only)
 
 
 def search_result(run_dir: RunDir, results: RunRecord, resumed_finished: bool = False) -> SearchResult:
@@ -292,7 +293,8 @@ def verify(model: ExportResult | Path | str, *, dataset: DatasetLike | None = No
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     classifier, card = checked_export(onnx_path)
-    loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
+    loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums,
+                             test_only=True)
     return verify_export(classifier, card, loaded, Path(keras_model) if keras_model else None, raise_on_failure)
 
 
@@ -307,7 +309,7 @@ def evaluate(model: ExportResult | Path | str, *, dataset: DatasetLike | None = 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     classifier = Classifier(onnx_path)
     loaded = resolve_dataset(dataset or classifier.card.get("dataset", {}).get("name", "kmnist"), data_dir, cache_dir,
-                             verify_checksums)
+                             verify_checksums, test_only=True)
     predicted = np.concatenate([classifier.predict_proba(loaded.test_images[i:i + 1000]).argmax(axis=1)
                                 for i in range(0, len(loaded.test_images), 1000)])
     correct = predicted == loaded.test_labels

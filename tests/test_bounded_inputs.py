@@ -250,3 +250,14 @@ def test_messages_name_what_is_wrong_and_the_folder_read(tmp_path: Path, exporte
         load_dataset("kmnist", empty)
     assert f"--cache-dir {tmp_path}` downloads the official files into {tmp_path / 'kmnist'} (then pass that)" \
         in str(error.value) and "$KMNIST_SEARCH_DATA_DIR" in str(error.value)
+
+
+@pytest.mark.slow
+def test_verify_reads_only_the_test_set(tmp_path: Path, exported: Path, finished_run: FinishedRun) -> None:
+    _, _, data_dir = finished_run
+    only_test = tmp_path / "test-only"
+    only_test.mkdir()
+    for name in ("kmnist-test-imgs.npz", "kmnist-test-labels.npz"):
+        shutil.copy(data_dir / name, only_test / name)
+    assert pipeline.verify(exported, data_dir=only_test, verify_checksums=False).passed
+    assert pipeline.evaluate(exported, data_dir=only_test, verify_checksums=False).test_images > 0

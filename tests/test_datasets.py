@@ -211,3 +211,16 @@ def test_cache_is_used_without_network_once_complete(tmp_path: Path) -> None:
     write_kmnist_files(cache / "kmnist")
     assert datasets.locate(KMNIST, None, cache, allow_download=False) == cache / "kmnist"
 
+
+
+def test_the_test_set_alone_is_enough_to_measure_a_model(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    only_test = tmp_path / "test-only"
+    only_test.mkdir()
+    for name in ("kmnist-test-imgs.npz", "kmnist-test-labels.npz"):
+        (only_test / name).write_bytes((synthetic_data_dir / name).read_bytes())
+    with pytest.raises(DataError, match="kmnist-train-imgs.npz is missing"):
+        load_dataset("kmnist", only_test, verify_checksums=False)
+    test_set = load_dataset("kmnist", only_test, verify_checksums=False, test_only=True)
+    assert len(test_set.test_labels) > 0 and test_set.train_images.shape == (0, 28, 28)
+    with pytest.raises(DataError, match="loaded without its training images"):
+        test_set.split(100, 42)
