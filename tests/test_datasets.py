@@ -218,7 +218,7 @@ def test_the_test_set_alone_is_enough_to_measure_a_model(synthetic_data_dir: Pat
     only_test.mkdir()
     for name in ("kmnist-test-imgs.npz", "kmnist-test-labels.npz"):
         (only_test / name).write_bytes((synthetic_data_dir / name).read_bytes())
-    with pytest.raises(DataError, match="kmnist-train-imgs.npz is missing"):
+    with pytest.raises(DataError, match=r"kmnist-train-imgs\.npz is missing"):
         load_dataset("kmnist", only_test, verify_checksums=False)
     test_set = load_dataset("kmnist", only_test, verify_checksums=False, test_only=True)
     assert len(test_set.test_labels) > 0 and test_set.train_images.shape == (0, 28, 28)
