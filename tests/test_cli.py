@@ -116,7 +116,8 @@ def test_max_trials_zero(tmp_path: Path) -> None:
 def test_download_offline_error_lists_both_fixes(tmp_path: Path) -> None:
     result = run_cli("kmnist_search.download", "kmnist", "--cache-dir", str(tmp_path / "cache"), "--base-url",
                      "http://127.0.0.1:9", cwd=tmp_path)
-    assert_one_line_error(result, "could not download", "--base-url URL", "`run --data-dir DIR`")
+    assert_one_line_error(result, "could not download", "--base-url URL",
+                          "--data-dir DIR (or set $KMNIST_SEARCH_DATA_DIR)")
 
 
 def test_debug_keeps_the_traceback(tmp_path: Path, tiny_space_file: Path) -> None:
@@ -151,3 +152,26 @@ def test_rerunning_a_finished_search_says_so_and_trains_nothing(synthetic_data_d
     assert again.returncode == 0, again.stderr
     assert "had finished" in again.stdout and "nothing was trained" in again.stdout
     assert "trial 1/2 started" not in again.stdout and "winner: trial" in again.stdout
+
+
+OFFLINE_RUN = """
+import sys
+from kmnist_search import datasets
+datasets.DATASETS["kmnist"] = datasets.with_mirror(datasets.DATASETS["kmnist"], "http://127.0.0.1:9")  # nothing there
+from kmnist_search.commands.run import cli
+sys.argv = ["run", "--space", "quick", "--project-dir", sys.argv[1]]
+cli()
+"""
+
+
+@pytest.mark.slow
+def test_an_offline_run_says_so_without_tensorflow_s_start_up_lines(tmp_path: Path) -> None:
+    env = {**os.environ, "KMNIST_SEARCH_CACHE_DIR": str(tmp_path / "cache"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("KMNIST_SEARCH_DATA_DIR", None)
+    result = subprocess.run([sys.executable, "-c", OFFLINE_RUN, str(tmp_path / "runs")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert not [line for line in lines if "absl" in line or "oneDNN" in line or "cpu_feature_guard" in line], lines
+    assert lines[-1].startswith("error: could not download kmnist-train-imgs.npz") and len(lines) <= 2, lines

@@ -7,6 +7,7 @@ resumes an interrupted search; a finished one is reported as it is (``--overwrit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, print_safely, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.confirm import DEFAULT_CONFIRM, RUNS_PER_CONFIGURATION
-from kmnist_search.datasets import get_spec, load_dataset
+from kmnist_search.datasets import DATA_DIR_ENV, get_spec, load_dataset
 from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE, DEFAULT_TEACHER_WEIGHT, load_teacher
 from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
 from kmnist_search.distributed import configure as configure_distribution
@@ -120,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Check every input before TensorFlow loads, so mistakes are reported at once.
     if not args.no_export:
         check_writable_directory(args.exports_dir, "--exports-dir")
+    if args.data_dir is None and not os.environ.get(DATA_DIR_ENV):
+        load_tensorflow_quietly()  # a download loads Keras (its fetcher): quietly, before its first line prints
     dataset = load_dataset(args.dataset, args.data_dir, args.cache_dir, verify_checksums=not args.no_checksum)
     teacher = (load_teacher(args.teacher, args.teacher_weight, args.teacher_temperature, dataset.spec)
                if args.teacher else None)
