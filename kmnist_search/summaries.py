@@ -33,8 +33,9 @@ from kmnist_search.reports import (
 from kmnist_search.rundir import RunDir
 
 SUMMARY_SCHEMA_VERSION = 1
-CSV_FIELDS = ("rank", "trial_id", "status", "best_val_accuracy", "best_val_balanced_accuracy", "best_val_loss",
+CSV_FIELDS = ("rank", "trial", "status", "best_val_accuracy", "best_val_balanced_accuracy", "best_val_loss",
               "best_epoch", "epochs_run", "wall_time_s", "message")
+CSV_DIGITS = {"best_val_accuracy": 4, "best_val_balanced_accuracy": 4, "best_val_loss": 4, "wall_time_s": 1}
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -70,15 +71,18 @@ def build_summary(run_dir: Path, trials: list[Trial], results: RunRecord | None,
 
 
 def to_csv(trials: list[Trial], top: int | None = None) -> str:
-    """One row per ranked trial; hyperparameters as ``hp.NAME`` columns holding plain values (``0.1``,
-    ``categorical_crossentropy``, ``true``), as a spreadsheet reads them."""
+    """One row per ranked trial, numbered as the console numbers it (``trial``: from 1), with accuracies and
+    losses to 4 decimals and seconds to 1; hyperparameters as ``hp.NAME`` columns holding plain values
+    (``0.1``, ``categorical_crossentropy``, ``true``), as a spreadsheet reads them."""
     ranked = rank_trials(trials)[:top]
     names = sorted({name for t in ranked for name in t.hyperparameters})
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[*CSV_FIELDS, *(f"hp.{n}" for n in names)], lineterminator="\n")
     writer.writeheader()
     for rank, trial in enumerate(ranked, start=1):
-        row: dict[str, Any] = {"rank": rank, **{k: v for k, v in trial.to_dict(False).items() if k in CSV_FIELDS}}
+        row: dict[str, Any] = {"rank": rank, "trial": trial_number(trial.trial_id),
+                               **{k: v for k, v in trial.to_dict(False).items() if k in CSV_FIELDS}}
+        row.update({k: round(row[k], digits) for k, digits in CSV_DIGITS.items() if row.get(k) is not None})
         row.update({f"hp.{n}": format_value(trial.hyperparameters[n]) for n in names if n in trial.hyperparameters})
         writer.writerow({k: "" if v is None else v for k, v in row.items()})
     return buffer.getvalue()
@@ -88,9 +92,10 @@ def from_csv(text: str) -> list[Trial]:
     """Read :func:`to_csv` output back into trial records (without per-epoch history)."""
     records = []
     for row in csv.DictReader(io.StringIO(text)):
-        fields = {k: v if v != "" else None for k, v in row.items() if k in CSV_FIELDS and k != "rank"}
+        fields = {k: v if v != "" else None for k, v in row.items() if k in CSV_FIELDS and k not in ("rank", "trial")}
         hyperparameters = {k[3:]: _cell_value(v) for k, v in row.items() if k.startswith("hp.") and v != ""}
-        records.append(Trial.model_validate({**fields, "hyperparameters": hyperparameters}))
+        records.append(Trial.model_validate({**fields, "trial_id": str(int(row["trial"]) - 1),
+                                             "hyperparameters": hyperparameters}))
     return records
 
 

@@ -62,9 +62,18 @@ def test_table_is_ranked_and_shows_failures() -> None:
     assert len(format_trials_table(TRIALS, top=2).splitlines()) == 3
 
 
-def test_csv_round_trips() -> None:
-    assert from_csv(to_csv(TRIALS)) == sorted(TRIALS, key=lambda t: (t.best_val_accuracy is None,
-                                                                      -(t.best_val_accuracy or 0)))
+def test_csv_round_trips_with_the_console_s_numbers_and_rounded_figures() -> None:
+    ranked = sorted(TRIALS, key=lambda t: (t.best_val_accuracy is None, -(t.best_val_accuracy or 0)))
+    text = to_csv(TRIALS)
+    assert [row.split(",")[1] for row in text.splitlines()[1:]] == [str(int(t.trial_id) + 1) for t in ranked]
+    assert all(len(cell.split(".")[1]) <= 4 for row in text.splitlines()[1:] for cell in row.split(",")[3:6]
+               if "." in cell)
+    read = from_csv(text)
+    assert [t.trial_id for t in read] == [t.trial_id for t in ranked]
+    for got, want in zip(read, ranked, strict=True):
+        assert got.best_val_accuracy == (None if want.best_val_accuracy is None else round(want.best_val_accuracy, 4))
+        assert got.best_val_loss == (None if want.best_val_loss is None else round(want.best_val_loss, 4))
+        assert (got.status, got.hyperparameters, got.message) == (want.status, want.hyperparameters, want.message)
 
 
 def test_json_and_markdown(tmp_path: Path) -> None:
@@ -124,7 +133,7 @@ def test_summary_cli_formats(finished_run: FinishedRun, tmp_path: Path) -> None:
     assert json.loads(as_json.stdout)["winner"]["trial_id"] == json.loads(
         (run_dir / "results.json").read_text())["winner"]["trial_id"]
     as_csv = run_cli("kmnist_search.summary", str(run_dir), "--format", "csv", cwd=tmp_path)
-    assert from_csv(as_csv.stdout)[0].trial_id == json.loads(as_json.stdout)["trials"][0]["trial_id"]
+    assert from_csv(as_csv.stdout)[0].trial_id == str(int(json.loads(as_json.stdout)["trials"][0]["trial_id"]))
     assert_one_line_error(run_cli("kmnist_search.summary", str(tmp_path / "none"), cwd=tmp_path),
                           "is not a run directory")
     with pytest.raises(RunError, match="is not a kmnist-search run folder"):
