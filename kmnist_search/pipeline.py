@@ -89,7 +89,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What :func:`run` did: the search, and the exports it wrote (None where it wrote none)."""
+    """What :func:`run` did: the search, its verified exports (written now, or by the run that finished it
+before; None where there is none) and the report."""
 
     search: SearchResult
     export: ExportResult | None
@@ -351,6 +352,20 @@ def export_intact(card_path: Path) -> bool:
     return onnx_path.is_file() and file_digest(onnx_path) == card["onnx_sha256"]
 
 
+def recorded_export(run_dir: RunDir) -> ExportResult:
+    """The export of the run's winner that results.json records."""
+    record = run_dir.require_results().export
+    if record is None:
+        raise RunError(f"{run_dir.path} records no export: export it with `python -m kmnist_search.export "
+                       f"{run_dir.path}`")
+    return existing_export(Path(record.onnx))
+
+
+def existing_export(onnx_path: Path) -> ExportResult:
+    """An export already written and verified (its card beside it)."""
+    return ExportResult(onnx_path, read_card(card_path_for(onnx_path)))
+
+
 def export_complete(result: SearchResult) -> bool:
     """True when the run's winner was exported and its files are still as written."""
     record = result.results.export
@@ -421,16 +436,21 @@ def _run_held(space: SpaceLike, strategy: str, loaded: Dataset, exports: Path, e
         raise RunError(f"run {name} had finished and was exported to {Path(recorded.onnx).parent}, not {exports}: "
                        f"export it again there with `python -m kmnist_search.export {result.run_dir.path} "
                        f"--exports-dir {exports}`")
-    if export_winner and not (result.resumed_finished
-                              and (export_complete(result) or adopt_written_export(result, exports))):
+    written = None
+    if export_winner and result.resumed_finished and (export_complete(result) or adopt_written_export(result, exports)):
+        exported = recorded_export(result.run_dir)  # exported when the run finished before
+    elif export_winner:
         if on_step:
             on_step("exporting the winner to ONNX and verifying it on every test image")
-        exported = export(result, dataset=loaded, exports_dir=exports, name=name)
-    if quantize_export and (exported is not None or not export_intact(exports / f"{name}{INT8_SUFFIX}.json")):
+        exported = written = export(result, dataset=loaded, exports_dir=exports, name=name)
+    int8_path = exports / f"{name}{INT8_SUFFIX}.onnx"
+    if quantize_export and (written is not None or not export_intact(card_path_for(int8_path))):
         if on_step:
             on_step("quantizing the export to int8 and verifying it")
         quantized = quantize(exported or exports / f"{name}.json", f"{name}{INT8_SUFFIX}", dataset=loaded,
                              exports_dir=exports)
+    elif quantize_export:
+        quantized = existing_export(int8_path)
     report_path = None
     if report:
         if on_step:

@@ -44,7 +44,8 @@ def test_the_whole_job_from_python(synthetic_data_dir: Path, tmp_path: Path) -> 
     # Run again: the finished search is reported as it is and its export is left untouched.
     written = outcome.export.onnx_path.stat().st_mtime_ns
     again = ks.run(space_file, "grid", project_dir=tmp_path / "runs", exports_dir=tmp_path / "exports", **common)
-    assert again.search.resumed_finished and again.export is None
+    assert again.search.resumed_finished and again.export is not None  # the export it made before, as it is
+    assert again.export.onnx_path == outcome.export.onnx_path and again.export.card == outcome.export.card
     assert again.search.winner.trial_id == winner.trial_id
     assert outcome.export.onnx_path.stat().st_mtime_ns == written
 
