@@ -42,14 +42,16 @@ def journal_path(run_dir: RunDir) -> Path:
     return run_dir.path / JOURNAL_FILE
 
 
-def sync_journal(run_dir: RunDir) -> None:
-    """Make the run's Optuna journal say what its trial files say (see the module's text)."""
+def sync_journal(run_dir: RunDir, trials: list[Trial] | None = None) -> None:
+    """Make the run's Optuna journal say what its trial files say (see the module's text); ``trials``: the
+    run's trials when the caller has just read them."""
     path = journal_path(run_dir)
-    searched = run_dir.searched_values()
     record = run_dir.search_record()
+    searched = {name: list(values) for name, values in record.get("space", {}).get("hyperparameters", {}).items()
+                if isinstance(values, list)}
     about = {"strategy": record.get("strategy"), "seed": record.get("seed"),
              "space": record.get("space", {}).get("name")}
-    trials = [t for t in run_dir.trials() if t.status in STATES]
+    trials = [t for t in (run_dir.trials() if trials is None else trials) if t.status in STATES]
     with waiting_lock(run_dir.path / LOCK_FILE), _quiet_optuna():
         _cut_partial_line(path)
         try:

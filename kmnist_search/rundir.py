@@ -170,11 +170,6 @@ class RunDir:
         """What the run searches, as its space.json records it (empty before it is written)."""
         return read_json(self.path / SPACE_RECORD_FILE) or {}
 
-    def searched_values(self) -> dict[str, list[Any]]:
-        """Each searched hyperparameter's values, as the run's space.json records them."""
-        values = self.search_record().get("space", {}).get("hyperparameters", {})
-        return {name: list(choices) for name, choices in values.items() if isinstance(choices, list)}
-
     def prepare_refusal(self) -> None:
         """Refuse a folder that is not a run (or a link), naming a damaged state file if it is a damaged run."""
         if not self.path.is_symlink() and (self.path / SPACE_RECORD_FILE).is_file():

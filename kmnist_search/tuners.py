@@ -89,8 +89,8 @@ class TrialRecorder:
         if not failed_for_the_environment(trial.message):  # such a trial is retried by the rerun, from here
             TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # recorded: nothing to resume
         run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]
-        sync_journal(run_dir)
         records = run_dir.trials()
+        sync_journal(run_dir, records)
         if self.keep_checkpoints is not None:
             for spare in spare_checkpoints(records, self.keep_checkpoints):
                 checkpoint_file(self, spare).unlink(missing_ok=True)  # type: ignore[arg-type]
