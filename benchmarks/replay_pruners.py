@@ -41,6 +41,8 @@ RECORD = OUT_DIR / "replay.json"
 ORDERS = 5  # shuffled grid orders, and seeds of random and Bayesian search
 FINAL_EPOCH = 12
 MAX_COST = 0.35  # the cost bound a default pruner must meet, as a fraction of the unpruned search
+UNSEEN_REGRET, UNSEEN_COST = 0.5, 0.40  # a default must hold these on workloads it was not chosen on
+MAIN_RULES = ("median (warm-up 1)", "ASHA (1, 3)", "catch-up")  # also replayed on Bayesian search and the workloads
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,10 @@ def recorded_runs(rows: list[dict[str, str]], space_name: str) -> dict[int, dict
     return by_seed
 
 
-def pruners(strategy: str) -> dict[str, Any]:
+def pruners(strategy: str, epochs: int = FINAL_EPOCH) -> dict[str, Any]:
     """The rules compared; Bayesian search (slow to replay: Keras Tuner fits its Gaussian process with 20
     restarts per trial) with the two main ones beside no pruning."""
-    from kmnist_search.pruners import NoPruning, PercentilePruner, SuccessiveHalvingPruner
+    from kmnist_search.pruners import CatchUpPruner, NoPruning, PercentilePruner, SuccessiveHalvingPruner
 
     rules = {
         "none": NoPruning(),
@@ -91,9 +93,10 @@ def pruners(strategy: str) -> dict[str, Any]:
         "ASHA (1, 3)": SuccessiveHalvingPruner(1, 3),
         "ASHA (1, 4)": SuccessiveHalvingPruner(1, 4),
         "ASHA (2, 3)": SuccessiveHalvingPruner(2, 3),
+        "catch-up": CatchUpPruner(epochs),
     }
     if strategy == "bayesian":
-        return {name: rules[name] for name in ("none", "median (warm-up 1)", "ASHA (1, 3)")}
+        return {name: rules[name] for name in ("none", *MAIN_RULES)}
     return rules
 
 
@@ -113,7 +116,8 @@ def scenarios() -> list[Scenario]:
             *(Scenario("bayesian", "Bayesian (10 trials)", k) for k in range(3))]
 
 
-def evaluate(space_name: str) -> dict[str, Any]:
+def evaluate(space_name: str) -> dict[str, Any] | None:
+    """The replay of one ground truth; None until some seed has every configuration recorded."""
     from kmnist_search.replay import replay
     from kmnist_search.spaces import load_space
 
@@ -122,11 +126,10 @@ def evaluate(space_name: str) -> dict[str, Any]:
     configurations = len(space.configurations())
     seeds = sorted(seed for seed, runs in by_seed.items() if len(runs) == configurations)
     if not seeds:
-        raise SystemExit(f"{space_name}: no seed has all {configurations} configurations recorded yet")
-    truth = {key: statistics.fmean(by_seed[seed][key].curve.values[-1] for seed in seeds)
-             for key in by_seed[seeds[0]]}
+        return None
+    truth, finals = true_scores(by_seed, FINAL_EPOCH)
     best = max(truth, key=truth.__getitem__)
-    best_sd = statistics.stdev([by_seed[s][best].curve.values[-1] for s in seeds]) if len(seeds) > 1 else None
+    best_sd = statistics.stdev(finals[best]) if len(finals[best]) > 1 else None
     unpruned_grid_epochs = configurations * FINAL_EPOCH
     unpruned_grid_cpu = {seed: sum(sum(r.cpu_seconds) for r in by_seed[seed].values()) for seed in seeds}
     rows: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
@@ -141,19 +144,80 @@ def evaluate(space_name: str) -> dict[str, Any]:
                 outcome = replay(searched, scenario.strategy, recorded, pruner, search_seed)
                 if baseline is None:
                     baseline = outcome
-                rows[(scenario.label, label)].append(measure(outcome, baseline, truth, best))
+                rows[(scenario.label, label)].append(measure(outcome, baseline, truth, best, FINAL_EPOCH))
         for order in range(ORDERS):
             outcome = replay(space, "hyperband", recorded, None, 42 + order)
             full = type(outcome)((), best, unpruned_grid_epochs, unpruned_grid_cpu[seed])
-            rows[("Hyperband (factor 3)", "its own brackets")].append(measure(outcome, full, truth, best))
+            rows[("Hyperband (factor 3)", "its own brackets")].append(measure(outcome, full, truth, best, FINAL_EPOCH))
     table = [{"strategy": strategy, "pruner": pruner, **mean_of(measures), "replays": len(measures)}
              for (strategy, pruner), measures in rows.items()]
     confirmation = confirm_replays(by_seed, seeds, truth, best) if len(seeds) >= 3 else []
     return {"space": space_name, "seeds": seeds, "configurations": configurations,
             "true_best": json.loads(best), "true_best_final_val_accuracy": round(truth[best], 6),
+            "true_best_seeds": len(finals[best]),
             "true_best_seed_sd_points": None if best_sd is None else round(best_sd * 100, 3),
             "replay_cpu_seconds": round(time.process_time() - started, 1), "table": table,
+            "workloads": workload_table(space, {seed: by_seed[seed] for seed in seeds}),
             "confirmation": confirmation}
+
+
+def true_scores(by_seed: dict[int, dict[str, Any]], epochs: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Each configuration's validation accuracy after ``epochs`` epochs at every seed that trained it, and
+    their mean: the ground truth a declared winner is scored by."""
+    finals: dict[str, list[float]] = defaultdict(list)
+    for runs in by_seed.values():
+        for key, run in runs.items():
+            finals[key].append(run.curve.values[epochs - 1])
+    return {key: statistics.fmean(values) for key, values in finals.items()}, dict(finals)
+
+
+def workloads(space: Any) -> list[tuple[str, Any]]:
+    """Searches no rule was designed on: shorter budgets (the curves cut at fewer epochs), and the grid
+    without one learning rate or with one loss only."""
+    variants = [(f"{epochs} epochs", space.with_epochs(epochs)) for epochs in (4, 6, 9)]
+    for name, values in space.hyperparameters.items():
+        if name not in ("learning_rate", "loss"):
+            continue
+        for value in values:
+            kept = tuple(v for v in values if v != value) if name == "learning_rate" else (value,)
+            label = f"without {name} {value}" if name == "learning_rate" else f"{name} {value} only"
+            variants.append((label, replace(space, hyperparameters={**space.hyperparameters, name: kept})))
+    return variants
+
+
+def workload_table(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The main rules on each workload, grid search in the space's order and in shuffled orders, every seed:
+    mean cost and regret, the worst regret, and how often the true best survived."""
+    from kmnist_search.replay import RecordedRun, configuration_key, replay
+
+    rows = []
+    for label, variant in workloads(space):
+        keys = {configuration_key(values) for values in variant.configurations()}
+        cut = {seed: {key: RecordedRun(run.curve.prefix(variant.epochs), run.cpu_seconds[:variant.epochs])
+                      for key, run in runs.items() if key in keys} for seed, runs in by_seed.items()}
+        truth, _ = true_scores(cut, variant.epochs)
+        best = max(truth, key=truth.__getitem__)
+        measures: dict[str, list[dict[str, float]]] = defaultdict(list)
+        for recorded in cut.values():
+            for order in range(ORDERS + 1):
+                searched = shuffled(variant, order)
+                rules = pruners("grid", variant.epochs)
+                baseline = replay(searched, "grid", recorded, rules["none"], 42)
+                finals = {key: run.curve.values[-1] for key, run in recorded.items()}
+                for name in ("none", *MAIN_RULES):
+                    outcome = baseline if name == "none" else replay(searched, "grid", recorded, rules[name], 42)
+                    measured = measure(outcome, baseline, truth, best, variant.epochs)
+                    # the winner's unpruned final score against the best unpruned final score, on these curves
+                    measured["run_regret_points"] = (max(finals.values()) - finals[outcome.winner]) * 100
+                    measures[name].append(measured)
+        for name, values in measures.items():
+            rows.append({"workload": label, "configurations": len(keys), "pruner": name, **mean_of(values),
+                         "worst_regret_points": round(max(m["regret_points"] for m in values), 4),
+                         "within_unseen_bounds": round(statistics.fmean(
+                             m["run_regret_points"] <= UNSEEN_REGRET and m["epochs_fraction"] <= UNSEEN_COST
+                             for m in values), 4),
+                         "replays": len(values)})
+    return rows
 
 
 def confirm_replays(by_seed: dict[int, dict[str, Any]], seeds: list[int], truth: dict[str, float],
@@ -181,8 +245,8 @@ def confirm_replays(by_seed: dict[int, dict[str, Any]], seeds: list[int], truth:
     return rows
 
 
-def measure(outcome: Any, baseline: Any, truth: dict[str, float], best: str) -> dict[str, float]:
-    survived = any(t.configuration == best and t.epochs == FINAL_EPOCH for t in outcome.trials)
+def measure(outcome: Any, baseline: Any, truth: dict[str, float], best: str, epochs: int) -> dict[str, float]:
+    survived = any(t.configuration == best and t.epochs == epochs for t in outcome.trials)
     return {"epochs_fraction": outcome.epochs / baseline.epochs,
             "cpu_fraction": outcome.cpu_seconds / baseline.cpu_seconds,
             "regret_points": (truth[best] - truth[outcome.winner]) * 100,
@@ -198,8 +262,8 @@ def render_table(result: dict[str, Any]) -> str:
     best = ", ".join(f"{name} {value}" for name, value in result["true_best"].items())
     sd = result["true_best_seed_sd_points"]
     lines = [f"`{result['space']}`, curves of seeds {', '.join(map(str, result['seeds']))}; true best: {best} "
-             f"({result['true_best_final_val_accuracy'] * 100:.2f}% final validation accuracy"
-             + (f", seed sd {sd:.2f} points" if sd is not None else "") + ").",
+             f"({result['true_best_final_val_accuracy'] * 100:.2f}% final validation accuracy, mean of "
+             f"{result['true_best_seeds']} seeds" + (f", seed sd {sd:.2f} points" if sd is not None else "") + ").",
              "",
              "| strategy | pruner | epochs | CPU seconds | regret (points) | true best survives | replays |",
              "|---|---|---:|---:|---:|---:|---:|"]
@@ -213,6 +277,21 @@ def render_table(result: dict[str, Any]) -> str:
                       and row["pruner"] != "none" and row["regret_points"] <= sd and row["cpu_fraction"] <= MAX_COST]
             lines += ["", f"Within both bounds for the {strategy} (mean regret at most the true best's seed sd, at "
                       f"most {MAX_COST}x the CPU seconds): {', '.join(within) or 'no pruner'}."]
+    if result.get("workloads"):
+        lines += ["", "Workloads no rule was chosen on: grid search (the space's order and "
+                  f"{ORDERS} shuffled orders) with the curves cut at fewer epochs, without one learning rate, or "
+                  f"with one loss. *Held* is the share of searches whose winner's final score is within "
+                  f"{UNSEEN_REGRET} points of the best final score on the same curves, at no more than {UNSEEN_COST}x "
+                  "the epochs of the same search unpruned. Regret is against the mean over seeds, as above.", "",
+                  "| workload | configurations | pruner | epochs | regret (points) | worst regret | same-curves "
+                  "regret | held | replays |",
+                  "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {row['workload']} | {row['configurations']} | {row['pruner']} | {row['epochs_fraction']:.2f}x | "
+                  f"{row['regret_points']:.2f} | {row['worst_regret_points']:.2f} | {row['run_regret_points']:.2f} | "
+                  f"{row['within_unseen_bounds'] * 100:.0f}% | {row['replays']} |" for row in result["workloads"]]
+        held = [name for name in MAIN_RULES if all(row["within_unseen_bounds"] == 1 for row in result["workloads"]
+                                                   if row["pruner"] == name)]
+        lines += ["", f"Held on every workload and search: {', '.join(held) or 'no rule'}."]
     if result.get("confirmation"):
         lines += ["", f"After the unpruned grid, `--confirm K` on the same curves (each of the {len(result['seeds'])} "
                   "seeds in turn as the search's, the next seeds as the extra runs):", "",
@@ -269,11 +348,13 @@ def main() -> int:
         if not (OUT_DIR / f"{space_name}.csv").is_file():
             continue
         result = evaluate(space_name)
+        if result is None:
+            print(f"{space_name}: no seed has all its configurations recorded yet; replayed once one has\n")
+            continue
         print(render_table(result) + "\n")
         write_into(DOC, f"replay:{space_name}", render_table(result))
         results.append(result)
-    if not args.plot_only:
-        write_record(RECORD, " ".join(["python benchmarks/replay_pruners.py", *sys.argv[1:]]), {"results": results})
+    write_record(RECORD, " ".join(["python benchmarks/replay_pruners.py", *sys.argv[1:]]), {"results": results})
     plot(results)
     return 0
 

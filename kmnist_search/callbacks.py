@@ -15,7 +15,7 @@ from kmnist_search.distributed import tuner_id
 from kmnist_search.journal import sync_journal
 from kmnist_search.progress import SearchClock, SearchProgress
 from kmnist_search.pruners import Curve, Pruner
-from kmnist_search.record import Epoch, PruneRecord, TrainingLog, read_training_log, write
+from kmnist_search.record import Epoch, TrainingLog, read_training_log, write
 from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
 from kmnist_search.rundir import RunDir
 
@@ -120,9 +120,7 @@ class PruningCallback(keras.callbacks.Callback):
         stop = self.pruner.decide(Curve(tuple(self.values), self.steps_per_epoch), others)
         if stop is not None:
             self.model.stop_training = True
-            write(RunDir.pruned_path(self.trial_dir), PruneRecord(
-                epoch=stop.epoch, value=stop.value, threshold=stop.threshold,
-                trials_compared=stop.trials_compared, rule=stop.rule))
+            write(RunDir.pruned_path(self.trial_dir), stop)
 
 
 class JournalSync(keras.callbacks.Callback):

@@ -141,9 +141,7 @@ def describe_plan(space: SearchSpace, strategy: str, max_trials: int | None, tra
 def _pruning(space: SearchSpace, strategy: str) -> str:
     if strategy == "hyperband":
         return "Hyperband's own"
-    rule = space.pruning
-    return "none" if rule.strategy == "none" else \
-        f"median after {rule.warmup_epochs} epoch(s), against >= {rule.min_trials} trials"
+    return space.pruning.describe()
 
 
 def _cell(value: object) -> str:

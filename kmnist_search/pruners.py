@@ -2,9 +2,9 @@
 
 A pruner looks at the validation scores a trial has reached after each epoch so far and at the other
 trials' curves (as far as they have trained), and either lets the trial go on or returns a
-:class:`Stop`. Nothing here trains, reads files or imports Keras: the live search
-(:mod:`kmnist_search.tuners`) and the replay of recorded curves (:mod:`kmnist_search.replay`) call the
-same objects, so a replayed decision is the decision a search makes.
+:class:`~kmnist_search.record.PruneRecord` (why it stopped). Nothing here trains, reads files or
+imports Keras: the live search (:mod:`kmnist_search.tuners`) and the replay of recorded curves
+(:mod:`kmnist_search.replay`) call the same objects, so a replayed decision is the decision a search makes.
 
 The rules, and what they build on:
 
@@ -17,6 +17,13 @@ The rules, and what they build on:
 - :class:`SuccessiveHalvingPruner`: asynchronous successive halving (ASHA, Li et al. 2020), as
   Optuna's ``SuccessiveHalvingPruner``: at rungs of ``min_epochs * reduction**k`` epochs, a trial
   continues only if it is in the top ``1/reduction`` of the trials that reached that rung.
+- :class:`CatchUpPruner`: stop a trial that could not reach the best score so far even if it kept its
+  recent pace to its last epoch. Learning curves flatten as they go (they are concave after their
+  first epochs), so the pace of the last epochs, held to the end, bounds what a trial can still gain:
+  an optimistic extrapolation of the learning curve (Domhan et al. 2015 extrapolate curves to stop
+  trials that cannot beat the best so far; this bound is the simplest such extrapolation). A trial
+  with large batches starts slower but climbs faster, so it is judged by its own pace, not by where
+  others stood at the same epoch.
 - :class:`NoPruning`: every trial trains to the end.
 """
 
@@ -29,6 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from kmnist_search.record import PruneRecord
 from kmnist_search.spaces import Pruning
 
 
@@ -62,33 +70,14 @@ class Curve:
         return self.best(within) if within else None
 
 
-@dataclass(frozen=True)
-class Stop:
-    """Why a trial was stopped: at which epoch, its best score then, the threshold it was below and how
-    many trials that threshold was drawn from."""
-
-    epoch: int
-    value: float
-    threshold: float
-    trials_compared: int
-    rule: str
-
-    def describe(self) -> str:
-        return (f"at epoch {self.epoch}: best {self.value * 100:.2f}% below the {self.rule} "
-                f"{self.threshold * 100:.2f}% of {self.trials_compared} trials")
-
-
 class Pruner:
     """Decides, after each epoch of a trial, whether it stops there."""
 
     name: ClassVar[str] = "none"
 
-    def decide(self, own: Curve, others: Sequence[Curve]) -> Stop | None:
+    def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
         """A stop for the trial whose curve so far is ``own``, given the other trials' curves so far;
         None to let it train on."""
-        raise NotImplementedError
-
-    def describe(self) -> str:
         raise NotImplementedError
 
 
@@ -98,11 +87,9 @@ class NoPruning(Pruner):
 
     name: ClassVar[str] = "none"
 
-    def decide(self, own: Curve, others: Sequence[Curve]) -> Stop | None:
+    def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
         return None
 
-    def describe(self) -> str:
-        return "none"
 
 
 @dataclass(frozen=True)
@@ -116,7 +103,7 @@ class PercentilePruner(Pruner):
     min_trials: int = 3
     budget: str = "epochs"
 
-    def decide(self, own: Curve, others: Sequence[Curve]) -> Stop | None:
+    def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
         if own.epochs <= self.warmup_epochs:
             return None
         compared = [value for value in self._others_best(own, others) if math.isfinite(value)]
@@ -125,7 +112,8 @@ class PercentilePruner(Pruner):
         threshold = float(np.percentile(compared, self.percentile))
         value = own.best()
         if value < threshold:
-            return Stop(own.epochs, value, threshold, len(compared), self._rule())
+            return PruneRecord(epoch=own.epochs, value=value, threshold=threshold, trials_compared=len(compared),
+                               rule=self._rule())
         return None
 
     def _others_best(self, own: Curve, others: Sequence[Curve]) -> list[float]:
@@ -139,10 +127,6 @@ class PercentilePruner(Pruner):
         share = "median" if self.percentile == 50 else f"{self.percentile:g}th percentile"
         return share + (" at equal steps" if self.budget == "steps" else "")
 
-    def describe(self) -> str:
-        point = "optimizer step" if self.budget == "steps" else "epoch"
-        return (f"{self._rule()} of the other trials' best scores at the same {point} (after {self.warmup_epochs} "
-                f"warm-up epochs, once at least {self.min_trials} trials got there)")
 
 
 @dataclass(frozen=True)
@@ -159,7 +143,7 @@ class SuccessiveHalvingPruner(Pruner):
         power = round(math.log(ratio, self.reduction)) if ratio >= 1 else -1
         return power >= 0 and self.min_epochs * self.reduction ** power == epoch
 
-    def decide(self, own: Curve, others: Sequence[Curve]) -> Stop | None:
+    def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
         if not self.is_rung(own.epochs):
             return None
         value = own.best()
@@ -167,16 +151,49 @@ class SuccessiveHalvingPruner(Pruner):
         kept = max(1, (len(rung) + 1) // self.reduction)  # of the trials at the rung, this one included
         if sum(1 for other in rung if other > value) < kept:
             return None
-        return Stop(own.epochs, value, rung[kept - 1], len(rung), f"top-1/{self.reduction} cut")
-
-    def describe(self) -> str:
-        return f"successive halving (rungs at {self.min_epochs} x {self.reduction}^k epochs, top 1/{self.reduction})"
+        return PruneRecord(epoch=own.epochs, value=value, threshold=rung[kept - 1], trials_compared=len(rung),
+                           rule=f"top-1/{self.reduction} cut")
 
 
-def make_pruner(pruning: Pruning) -> Pruner:
-    """The pruner a space's ``[pruning]`` settings (or the command line's, checked there) ask for."""
+
+@dataclass(frozen=True)
+class CatchUpPruner(Pruner):
+    """After ``warmup_epochs``, stop a trial whose best score so far, raised by its pace (the mean gain of
+    its best score over the last ``PACE_EPOCHS`` epochs) for each epoch it has left of ``epochs``, would
+    still be below the best score any other trial has reached."""
+
+    name: ClassVar[str] = "catch-up"
+    PACE_EPOCHS: ClassVar[int] = 2
+    epochs: int
+    warmup_epochs: int = 1
+
+    def reach(self, own: Curve) -> float:
+        """The best score the trial could end with if it kept its recent pace to its last epoch."""
+        window = min(self.PACE_EPOCHS, own.epochs - 1)
+        pace = (own.best() - own.best(own.epochs - window)) / window
+        return own.best() + pace * (self.epochs - own.epochs)
+
+    def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
+        if own.epochs <= max(self.warmup_epochs, 1) or own.epochs >= self.epochs:
+            return None
+        scores = [score for score in (other.best() for other in others) if math.isfinite(score)]
+        if not scores or not math.isfinite(own.best()):
+            return None
+        reach, best = self.reach(own), max(scores)
+        if reach < best:
+            return PruneRecord(epoch=own.epochs, value=own.best(), threshold=best, trials_compared=len(scores),
+                               rule="best score so far", reach=reach)
+        return None
+
+
+
+def make_pruner(pruning: Pruning, epochs: int) -> Pruner:
+    """The pruner a space's ``[pruning]`` settings (or the command line's, checked there) ask for, for
+    trials of ``epochs`` epochs."""
     if pruning.strategy == "none":
         return NoPruning()
+    if pruning.strategy == "catch-up":
+        return CatchUpPruner(epochs, pruning.warmup_epochs)
     if pruning.strategy == "asha":
         return SuccessiveHalvingPruner(pruning.min_epochs, pruning.reduction)
     return PercentilePruner(float(pruning.percentile), pruning.warmup_epochs, pruning.min_trials, pruning.budget)

@@ -131,6 +131,7 @@ class PruneRecord(Record):
     threshold: float
     trials_compared: int = Field(ge=0)
     rule: str = "median"
+    reach: float | None = None  # catch-up: the best score the trial could reach at its recent pace
 
     @model_validator(mode="before")
     @classmethod
@@ -141,6 +142,9 @@ class PruneRecord(Record):
         return data
 
     def message(self) -> str:
+        if self.reach is not None:
+            return (f"at epoch {self.epoch}: best {self.value * 100:.2f}%, and at most {self.reach * 100:.2f}% at its "
+                    f"recent pace, below the {self.rule} {self.threshold * 100:.2f}% of {self.trials_compared} trials")
         return (f"at epoch {self.epoch}: best {self.value * 100:.2f}% below the {self.rule} "
                 f"{self.threshold * 100:.2f}% of {self.trials_compared} trials")
 

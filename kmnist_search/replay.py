@@ -25,8 +25,8 @@ from typing import Any
 import keras_tuner as kt
 from sklearn.exceptions import ConvergenceWarning
 
-from kmnist_search.pruners import Curve, Pruner, Stop
-from kmnist_search.record import HYPERBAND_BOOKKEEPING
+from kmnist_search.pruners import Curve, Pruner
+from kmnist_search.record import HYPERBAND_BOOKKEEPING, PruneRecord
 from kmnist_search.spaces import SearchSpace
 from kmnist_search.tuners import make_oracle
 
@@ -54,7 +54,7 @@ class ReplayedTrial:
     first_epoch: int  # 0 unless Hyperband continued it from an earlier trial
     epochs: int
     score: float
-    stop: Stop | None
+    stop: PruneRecord | None
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001, "sgd": 0.01, "rmsprop"
 SGD_MOMENTUM = 0.9
 CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
 TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning")
-PRUNERS = ("median", "percentile", "asha", "none")
+PRUNERS = ("median", "percentile", "asha", "catch-up", "none")
 BUDGETS = ("epochs", "steps")
 MAX_FILTERS = 4096  # per convolution: bounds on what one configuration may ask of memory
 MAX_DENSE_UNITS = 65_536
@@ -256,6 +256,22 @@ class Pruning:
              "strategy = \"percentile\" for another"),
         ]
         return next((message for passed, message in checks if not passed), None)
+
+    def describe(self) -> str:
+        """The rule in a few words, for the plan."""
+        point = "optimizer step" if self.budget == "steps" else "epoch"
+        share = "median" if self.percentile == 50 else f"{self.percentile:g}th percentile"
+        percentile = (f"{share} at the same {point}, after {self.warmup_epochs} epoch(s), against >= "
+                      f"{self.min_trials} trials")
+        return {
+            "none": "none",
+            "median": percentile,
+            "percentile": percentile,
+            "asha": f"successive halving: the top 1/{self.reduction} go on at epochs {self.min_epochs} x "
+                    f"{self.reduction}^k",
+            "catch-up": f"catch-up: stop a trial that cannot reach the best score so far at its recent pace, after "
+                        f"{self.warmup_epochs} epoch(s)",
+        }[self.strategy]
 
     def record(self) -> dict[str, Any]:
         """The settings as space.json and results.json keep them: the three every version recorded, and

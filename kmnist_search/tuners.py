@@ -65,12 +65,13 @@ class TrialRecorder:
         # Keras Tuner deep-copies callbacks per execution, so the copies write the files.
         steps_per_epoch = steps_in_an_epoch(len(args[0]), int(trial.hyperparameters.get("batch_size")))
         extra: list[keras.callbacks.Callback] = [EpochLogger(log_path, checkpoint, steps_per_epoch)]
-        pruner = make_pruner(self.pruning) if self.pruning is not None else NoPruning()
+        epochs = int(kwargs.get("epochs", self.epochs))
+        pruner = make_pruner(self.pruning, epochs) if self.pruning is not None else NoPruning()
         if not isinstance(pruner, NoPruning):  # no rule: no reading every other trial's log after each epoch
             extra.insert(0, PruningCallback(trial_dir, self.monitor, pruner, checkpoint, steps_per_epoch))
         extra.append(JournalSync(RunDir(self.project_dir)))  # type: ignore[attr-defined]
         if self.progress is not None:
-            extra.append(self._report_trial_start(trial, int(kwargs.get("epochs", self.epochs)), steps_per_epoch))
+            extra.append(self._report_trial_start(trial, epochs, steps_per_epoch))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         kwargs.update(checkpoint=checkpoint, shuffle_seed=self.trial_seed_base + int(trial.trial_id))
         histories = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]

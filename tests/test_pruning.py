@@ -1,4 +1,4 @@
-"""Median-stopping pruning (Optuna's MedianPruner rule) for every strategy but Hyperband."""
+"""The pruning rules (median, percentile, successive halving, catch-up) for every strategy but Hyperband."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from kmnist_search.callbacks import PruningCallback
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.errors import SpaceError
-from kmnist_search.pruners import Curve, PercentilePruner, SuccessiveHalvingPruner, make_pruner
+from kmnist_search.pruners import CatchUpPruner, Curve, PercentilePruner, SuccessiveHalvingPruner, make_pruner
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import Pruning, load_space, parse_space
 from tests.conftest import as_dict
@@ -24,10 +24,10 @@ def write_log(run_dir: Path, trial: str, accuracies: list[float]) -> None:
         {"epochs": [{"epoch": i + 1, "val_accuracy": a} for i, a in enumerate(accuracies)]}))
 
 
-def callback_for(run_dir: Path, rule: Pruning) -> PruningCallback:
+def callback_for(run_dir: Path, rule: Pruning, epochs: int = 3) -> PruningCallback:
     own = run_dir / "trial_9"
     own.mkdir(parents=True)
-    callback = PruningCallback(own, "val_accuracy", make_pruner(rule))
+    callback = PruningCallback(own, "val_accuracy", make_pruner(rule, epochs))
     callback.set_model(SimpleNamespace(stop_training=False))  # type: ignore[arg-type]
     return callback
 
@@ -53,7 +53,7 @@ def test_median_rule_prunes_below_the_median(tmp_path: Path) -> None:
     assert callback.model.stop_training
     record = json.loads((tmp_path / "trial_9" / "pruned.json").read_text())
     assert record == {"epoch": 2, "value": 0.65, "threshold": pytest.approx(0.7), "trials_compared": 3,
-                      "rule": "median"}
+                      "rule": "median", "reach": None}
 
 
 def test_the_percentile_rule_at_equal_steps_compares_only_trials_that_took_as_many_steps() -> None:
@@ -81,6 +81,34 @@ def test_successive_halving_keeps_the_top_third_at_each_rung() -> None:
     assert pruner.decide(Curve((0.1,)), []) is None  # nothing to compare with
 
 
+def test_catch_up_stops_only_a_trial_that_cannot_reach_the_best_score_at_its_pace() -> None:
+    pruner = CatchUpPruner(epochs=5, warmup_epochs=1)
+    others = [Curve((0.7, 0.8, 0.85))]
+    assert pruner.decide(Curve((0.5,)), others) is None  # warm-up: no pace yet
+    assert pruner.decide(Curve((0.5, 0.6)), others) is None  # +0.1 a epoch for 3 more reaches 0.9
+    stop = pruner.decide(Curve((0.5, 0.55)), others)  # +0.05 a epoch reaches 0.7
+    assert stop is not None and stop.epoch == 2 and stop.threshold == 0.85 and stop.reach == pytest.approx(0.7)
+    assert "at most 70.00% at its recent pace, below the best score so far 85.00% of 1 trials" in stop.message()
+    # a slow starter that climbs fast goes on, where the median at equal epochs stops it
+    assert pruner.decide(Curve((0.3, 0.6)), others) is None
+    assert PercentilePruner(50, 1, 1).decide(Curve((0.3, 0.6)), others) is not None
+    # the pace is that of the best score over the last two epochs: a dip does not hide a rise
+    assert pruner.decide(Curve((0.5, 0.7, 0.6)), others) is None  # (0.7 - 0.5) / 2 for 2 more: 0.9 > 0.85
+    assert pruner.decide(Curve((0.5, 0.55, 0.56, 0.57)), []) is None  # nothing to compare with
+    assert pruner.decide(Curve((0.1, 0.1, 0.1, 0.1, 0.1)), others) is None  # the last epoch: nothing to save
+
+
+def test_catch_up_in_a_trial_records_its_reach(tmp_path: Path) -> None:
+    write_log(tmp_path, "0", [0.7, 0.85, 0.9, 0.92])
+    callback = callback_for(tmp_path, Pruning("catch-up"), epochs=4)
+    callback.on_epoch_end(0, {"val_accuracy": 0.4})
+    callback.on_epoch_end(1, {"val_accuracy": 0.45})  # 0.45 + 0.05 x 2 = 0.55 < 0.92
+    assert callback.model.stop_training
+    record = json.loads((tmp_path / "trial_9" / "pruned.json").read_text())
+    assert record == {"epoch": 2, "value": 0.45, "threshold": 0.92, "trials_compared": 1,
+                      "rule": "best score so far", "reach": pytest.approx(0.55)}
+
+
 def test_pruning_settings_from_file_and_command_line() -> None:
     space = parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
                          "training": {"epochs": 3}, "pruning": {"warmup_epochs": 2, "min_trials": 4}})
@@ -97,9 +125,11 @@ def test_pruning_settings_from_file_and_command_line() -> None:
 def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
     base = {"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]}, "training": {"epochs": 3}}
     asha = parse_space({**base, "pruning": {"strategy": "asha", "min_epochs": 2, "reduction": 4}})
-    assert make_pruner(asha.pruning) == SuccessiveHalvingPruner(2, 4)
+    assert make_pruner(asha.pruning, 3) == SuccessiveHalvingPruner(2, 4)
     steps = parse_space({**base, "pruning": {"strategy": "percentile", "percentile": 25, "budget": "steps"}})
-    assert make_pruner(steps.pruning) == PercentilePruner(25.0, 1, 3, "steps")
+    assert make_pruner(steps.pruning, 3) == PercentilePruner(25.0, 1, 3, "steps")
+    catch_up = parse_space({**base, "pruning": {"strategy": "catch-up", "warmup_epochs": 2}})
+    assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2)
     # earlier runs recorded three settings: a default rule still fingerprints as they did, so they resume
     assert load_space("report").fingerprint()["pruning"] == {"strategy": "median", "warmup_epochs": 1, "min_trials": 3}
     assert steps.fingerprint()["pruning"]["budget"] == "steps"

@@ -36,18 +36,21 @@ def test_the_replay_reproduces_a_live_pruned_search_exactly(synthetic_data_dir: 
     space = parse_space(SPACE)
     unpruned = pipeline.search(space, "grid", dataset=dataset, project_dir=tmp_path, name="unpruned", prune="none",
                                deterministic=True)
-    pruned = pipeline.search(space, "grid", dataset=dataset, project_dir=tmp_path, name="pruned",
-                             deterministic=True)
-    assert unpruned is not None and pruned is not None
+    assert unpruned is not None
     recorded = recorded_from(unpruned, 400)
-    for trial in pruned.trials:  # determinism: the pruned run trained the unpruned run's epochs exactly
-        full = recorded[configuration_key(trial.hyperparameters)].curve.values
-        assert tuple(e.value("val_accuracy") for e in trial.history) == full[:trial.epochs_run]
-    replayed = replay(space, "grid", recorded, make_pruner(space.pruning), seed=42)
-    live = [(configuration_key(t.hyperparameters), t.epochs_run, t.message) for t in pruned.trials]
-    assert [(t.configuration, t.epochs, t.stop.describe() if t.stop else None) for t in replayed.trials] == live
-    assert any(t.stop for t in replayed.trials) and any(not t.stop for t in replayed.trials)
-    assert replayed.winner == configuration_key(pruned.winner.hyperparameters)
+    for rule in ("median", "catch-up"):
+        pruned = pipeline.search(space, "grid", dataset=dataset, project_dir=tmp_path, name=rule, prune=rule,
+                                 deterministic=True)
+        assert pruned is not None
+        for trial in pruned.trials:  # determinism: the pruned run trained the unpruned run's epochs exactly
+            full = recorded[configuration_key(trial.hyperparameters)].curve.values
+            assert tuple(e.value("val_accuracy") for e in trial.history) == full[:trial.epochs_run]
+        pruner = make_pruner(space.with_pruning(rule).pruning, space.epochs)
+        replayed = replay(space, "grid", recorded, pruner, seed=42)
+        live = [(configuration_key(t.hyperparameters), t.epochs_run, t.message) for t in pruned.trials]
+        assert [(t.configuration, t.epochs, t.stop.message() if t.stop else None) for t in replayed.trials] == live
+        assert any(t.stop for t in replayed.trials) and any(not t.stop for t in replayed.trials), rule
+        assert replayed.winner == configuration_key(pruned.winner.hyperparameters)
     assert replay(space, "grid", recorded, NoPruning(), seed=42).epochs == 8 * 4
 
 
