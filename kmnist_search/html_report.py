@@ -1,34 +1,43 @@
 """A run's search report as one self-contained HTML page: ``RUN_DIR/report/index.html``.
 
-Opens offline in any browser (plotly.js, the figures and the styles are inside the file; nothing is
-fetched). It shows the sortable trial table with every status and pruning reason, a
-parallel-coordinates view of all trials, every trial's learning curve (pruned and failed ones
-marked), each hyperparameter's effect, hyperparameter importance computed by Optuna's fANOVA
-evaluator, and the winner's confusion matrix, classification report and 10x10 prediction grid.
+The page opens offline in any browser and at any width: its figures are inline SVG drawn with
+matplotlib (the figure stack of :mod:`kmnist_search.plots`), and its only script sorts and filters the
+trial table. It opens with the verdict: the winner, how sure the search is, what pruning saved and how
+the winner compares with the study it started from. Then: the best score so far after each trial,
+the learning curves (pruned trials told apart), each hyperparameter's effect over the trials that
+trained the same epochs, validation loss per loss function, hyperparameter importance by Optuna's
+fANOVA, the trial table, and the winner's confusion matrix, classification report and 10x10 prediction
+grid. For slice, contour and parallel-coordinate views, the run's Optuna journal opens in
+optuna-dashboard.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
-import plotly.graph_objects as go
-from plotly.offline import get_plotlyjs
+from matplotlib.ticker import MaxNLocator
 
+from kmnist_search import study
 from kmnist_search.datasets import DatasetSpec, get_spec
 from kmnist_search.files import atomic_write_text
-from kmnist_search.formatting import duration, format_value, percent, settings_text, trial_number
+from kmnist_search.formatting import format_value, percent, settings_text, trial_number
+from kmnist_search.plots import PREDICTION_GRID_FILE, confusion_figure, plot_prediction_grid
 from kmnist_search.record import SCORED_STATUSES, RunRecord, Trial
-from kmnist_search.reports import STATUS_NAMES, format_winner_markdown, hyperparameter_effects, rank_trials
+from kmnist_search.reports import STATUS_NAMES, format_confirmation, hyperparameter_effects, rank_trials
 from kmnist_search.rundir import HTML_PAGE, RunDir, TestPredictions
 
-STATUS_COLOURS = {"COMPLETED": "#1f77b4", "PRUNED": "#ff7f0e", "FAILED": "#d62728"}
+COLOURS = {"COMPLETED": "#1f77b4", "PRUNED": "#ff7f0e", "FAILED": "#d62728"}
+WINNER_COLOUR = "#111111"
+FIGURE_WIDTH = 7.2  # inches; figures scale to the page's width
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,8 @@ def importance(trials: list[Trial], seed: int = 0) -> Importance | None:
     """Hyperparameter importance by Optuna's fANOVA evaluator, fed with the scored trials.
 
     Pruned trials stopped early, so every trial is scored by its best validation accuracy up to the
-    last epoch that all scored trials reached (the comparison median pruning makes). None when fewer
-    than three trials or no hyperparameter with two values can be compared.
+    last epoch that all scored trials reached. None when fewer than three trials or no hyperparameter
+    with two values can be compared.
     """
     import optuna
     from optuna.distributions import CategoricalDistribution
@@ -59,114 +68,140 @@ def importance(trials: list[Trial], seed: int = 0) -> Importance | None:
         return None
     epoch = min(len(t.history) for t in scored)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    study_ = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=seed))
     choices = {n: sorted({t.hyperparameters[n] for t in scored}, key=lambda v: (str(type(v)), v)) for n in names}
     for trial in scored:
         value = max(e.value("val_accuracy", 0.0) for e in trial.history[:epoch])
-        study.add_trial(optuna.trial.create_trial(
+        study_.add_trial(optuna.trial.create_trial(
             params={n: trial.hyperparameters[n] for n in names},
             distributions={n: CategoricalDistribution(choices[n]) for n in names}, value=value))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed), normalize=True)
+        values = get_param_importances(study_, evaluator=FanovaImportanceEvaluator(seed=seed), normalize=True)
     return Importance({k: float(v) for k, v in values.items()}, epoch, len(scored), "Optuna fANOVA (random forest)")
 
 
-def _figure_json(figure: go.Figure) -> str:
-    return str(figure.to_json())
+def svg(figure: plt.Figure) -> str:
+    """A figure as inline SVG that scales to its container (text kept as text: the page's fonts draw it)."""
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "kmnist-search"}):
+        figure.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class=figure role=img', text, count=1)
 
 
-def parallel_coordinates(trials: list[Trial]) -> go.Figure | None:
-    """One line per scored trial across every hyperparameter and its validation accuracy."""
-    scored = [t for t in trials if t.score is not None]
-    names = sorted({n for t in scored for n in t.hyperparameters})
-    if not scored or not names:
+def _by_number(trials: list[Trial]) -> list[Trial]:
+    return sorted(trials, key=lambda t: int(t.trial_id) if t.trial_id.isdigit() else 0)
+
+
+def best_so_far_figure(trials: list[Trial]) -> plt.Figure | None:
+    """Each scored trial's validation accuracy in the order the trials ran, and the best so far."""
+    scored = [t for t in _by_number(trials) if t.status in SCORED_STATUSES and t.score is not None]
+    if not scored:
         return None
-    dimensions = []
-    for name in names:
-        values = sorted({format_value(t.hyperparameters.get(name)) for t in scored},
-                        key=lambda v: (0, float(v)) if _is_number(v) else (1, v))
-        index = {v: i for i, v in enumerate(values)}
-        dimensions.append({"label": name, "values": [index[format_value(t.hyperparameters.get(name))] for t in scored],
-                           "tickvals": list(range(len(values))), "ticktext": values})
-    accuracies = [float(t.score or 0.0) * 100 for t in scored]
-    dimensions.append({"label": "val accuracy (%)", "values": accuracies})
-    figure = go.Figure(go.Parcoords(line={"color": accuracies, "colorscale": "Viridis", "showscale": True},
-                                    dimensions=dimensions))
-    figure.update_layout(margin={"l": 60, "r": 60, "t": 40, "b": 30}, height=420)
+    figure, axis = plt.subplots(figsize=(FIGURE_WIDTH, 3.2))
+    numbers = [int(trial_number(t.trial_id)) for t in scored]
+    scores = [float(t.score or 0.0) * 100 for t in scored]
+    axis.step(numbers, np.maximum.accumulate(scores), where="post", color=WINNER_COLOUR, label="best so far")
+    for status in ("COMPLETED", "PRUNED"):
+        chosen = [index for index, trial in enumerate(scored) if trial.status == status]
+        if chosen:
+            axis.scatter([numbers[i] for i in chosen], [scores[i] for i in chosen], s=18, color=COLOURS[status],
+                         label=f"{STATUS_NAMES[status]} trial (its best score)")
+    axis.set_xlabel("trial")
+    axis.set_ylabel("validation accuracy (%)")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
     return figure
 
 
-def _is_number(text: str) -> bool:
-    return re.fullmatch(r"-?\d+(\.\d*)?(e[-+]?\d+)?", text) is not None
-
-
-def learning_curves(trials: list[Trial]) -> go.Figure | None:
-    """Validation accuracy per epoch for every trial; pruned trials dashed and failed ones dotted."""
-    figure = go.Figure()
-    for trial in trials:
-        if not trial.history:
-            continue
-        status = STATUS_NAMES.get(trial.status, trial.status.lower())
-        marked = {"color": STATUS_COLOURS[trial.status]} if trial.status in ("PRUNED", "FAILED") else {}
-        figure.add_trace(go.Scatter(
-            x=[e.epoch for e in trial.history], y=[e.value("val_accuracy", 0.0) * 100 for e in trial.history],
-            mode="lines+markers", name=f"trial {trial_number(trial.trial_id)} ({status})",
-            line={"dash": {"PRUNED": "dash", "FAILED": "dot"}.get(trial.status, "solid"), "width": 1.5},
-            marker={"size": 4, **marked},
-            hovertext=settings_text(trial.hyperparameters), hoverinfo="text+x+y"))
-    if not figure.data:
+def learning_curves_figure(trials: list[Trial], winner_id: str | None) -> plt.Figure | None:
+    """Validation accuracy per epoch: completed trials solid, pruned ones dashed and ending in a cross,
+    failed ones dotted, the winner bold."""
+    drawn = [t for t in trials if t.history]
+    if not drawn:
         return None
-    figure.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy (%)", height=460,
-                         margin={"l": 60, "r": 20, "t": 30, "b": 50}, legend={"font": {"size": 10}})
+    figure, axis = plt.subplots(figsize=(FIGURE_WIDTH, 3.8))
+    labelled: set[str] = set()
+    for trial in sorted(drawn, key=lambda t: t.trial_id == winner_id):  # the winner on top
+        epochs = [e.epoch for e in trial.history]
+        values = [e.value("val_accuracy", 0.0) * 100 for e in trial.history]
+        won = trial.trial_id == winner_id
+        status = trial.status if trial.status in COLOURS else "COMPLETED"
+        label = "the winner" if won else STATUS_NAMES.get(status, status.lower())
+        colour = WINNER_COLOUR if won else COLOURS[status]
+        axis.plot(epochs, values, color=colour, linewidth=2.2 if won else 0.9, alpha=1.0 if won else 0.7,
+                  linestyle={"PRUNED": "--", "FAILED": ":"}.get(status, "-"),
+                  label=None if label in labelled else label)
+        labelled.add(label)
+        if status == "PRUNED":
+            axis.plot(epochs[-1], values[-1], marker="x", color=colour, markersize=5)
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation accuracy (%)")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
     return figure
 
 
-def effects_figure(trials: list[Trial]) -> go.Figure | None:
-    """Every scored trial's validation accuracy at each value of each hyperparameter, with the mean."""
+def full_budget_trials(trials: list[Trial], epochs: int) -> list[Trial]:
+    """The completed trials that trained all ``epochs``: scores on one budget."""
+    return [t for t in trials if t.status == "COMPLETED" and t.epochs_run == epochs and t.score is not None]
+
+
+def effects_figure(trials: list[Trial]) -> plt.Figure | None:
+    """Mean (bar) and each trial's (dot) validation accuracy at each value of each hyperparameter."""
     effects = hyperparameter_effects(trials)
     if not effects:
         return None
-    from plotly.subplots import make_subplots
-
-    figure = make_subplots(rows=1, cols=len(effects), subplot_titles=list(effects), shared_yaxes=True)
-    scored = [t for t in trials if t.score is not None and t.status in SCORED_STATUSES]
-    for column, (name, rows) in enumerate(effects.items(), start=1):
-        labels = [format_value(row.value) for row in rows]
-        figure.add_trace(go.Bar(x=labels, y=[row.mean_val_accuracy * 100 for row in rows], name="mean",
-                                marker_color="#9ecae1", showlegend=column == 1), row=1, col=column)
-        points = [t for t in scored if name in t.hyperparameters]
-        figure.add_trace(go.Scatter(
-            x=[format_value(t.hyperparameters[name]) for t in points], y=[float(t.score or 0) * 100 for t in points],
-            mode="markers", name="trials", marker={"color": [STATUS_COLOURS[t.status] for t in points], "size": 7},
-            hovertext=[f"trial {trial_number(t.trial_id)}" for t in points], showlegend=column == 1),
-            row=1, col=column)
-        figure.update_xaxes(type="category", row=1, col=column)
-    figure.update_yaxes(title_text="validation accuracy (%)", row=1, col=1)
-    figure.update_layout(height=380, margin={"l": 60, "r": 20, "t": 40, "b": 60})
+    figure, axes = plt.subplots(1, len(effects), figsize=(FIGURE_WIDTH, 3.2), squeeze=False, sharey=True)
+    for axis, (name, rows) in zip(axes[0], effects.items(), strict=True):
+        labels = [format_value(row.value).replace("_", "\n") for row in rows]
+        positions = np.arange(len(rows))
+        axis.bar(positions, [row.mean_val_accuracy * 100 for row in rows], color="#9ecae1")
+        for position, row in zip(positions, rows, strict=True):
+            points = [float(t.score or 0.0) * 100 for t in trials if t.hyperparameters.get(name) == row.value]
+            axis.scatter([position] * len(points), points, s=12, color=COLOURS["COMPLETED"], zorder=3)
+        axis.set_xticks(positions, labels, fontsize=7)
+        axis.set_title(name, fontsize=9)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy (%)")
     return figure
 
 
-def importance_figure(result: Importance) -> go.Figure:
+def validation_loss_figure(trials: list[Trial], default_loss: str) -> plt.Figure | None:
+    """Validation loss per epoch in one panel per loss function: their scales differ."""
+    by_loss: dict[str, list[Trial]] = {}
+    for trial in trials:
+        if any(e.metric("val_loss") is not None for e in trial.history):
+            by_loss.setdefault(str(trial.hyperparameters.get("loss", default_loss)), []).append(trial)
+    if not by_loss:
+        return None
+    figure, axes = plt.subplots(1, len(by_loss), figsize=(FIGURE_WIDTH, 3.2), squeeze=False)
+    for axis, (loss, chosen) in zip(axes[0], sorted(by_loss.items()), strict=True):
+        for trial in chosen:
+            kept = [(e.epoch, e.metric("val_loss")) for e in trial.history if e.metric("val_loss") is not None]
+            axis.plot(*zip(*kept, strict=True), color=COLOURS.get(trial.status, COLOURS["COMPLETED"]), linewidth=0.9,
+                      linestyle="--" if trial.status == "PRUNED" else "-", alpha=0.7)
+        axis.set_title(loss, fontsize=9)
+        axis.set_xlabel("epoch")
+        axis.set_yscale("log")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation loss")
+    return figure
+
+
+def importance_figure(result: Importance) -> plt.Figure:
     ordered = sorted(result.values.items(), key=lambda item: item[1])
-    figure = go.Figure(go.Bar(x=[v for _, v in ordered], y=[n for n, _ in ordered], orientation="h",
-                              marker_color="#08519c", text=[f"{v:.2f}" for _, v in ordered], textposition="auto"))
-    figure.update_layout(xaxis_title="share of the variance explained", height=80 + 40 * len(ordered),
-                         margin={"l": 120, "r": 20, "t": 20, "b": 50})
-    return figure
-
-
-def confusion_figure(predictions: TestPredictions, spec: DatasetSpec) -> go.Figure:
-    predicted = predictions.probabilities.argmax(axis=1)
-    classes = spec.num_classes
-    counts = np.zeros((classes, classes), dtype=int)
-    np.add.at(counts, (predictions.labels.astype(int), predicted), 1)
-    names = [f"{i} {spec.characters[i]}" for i in range(classes)]
-    figure = go.Figure(go.Heatmap(z=counts, x=names, y=names, colorscale="Blues", text=counts,
-                                  texttemplate="%{text}", showscale=False))
-    figure.update_layout(xaxis_title="predicted", yaxis_title="actual", yaxis_autorange="reversed", height=520,
-                         font={"family": f"{KANA_FAMILY}, system-ui, sans-serif"},
-                         margin={"l": 80, "r": 20, "t": 20, "b": 60})
+    figure, axis = plt.subplots(figsize=(FIGURE_WIDTH, 0.6 + 0.45 * len(ordered)))
+    bars = axis.barh([name for name, _ in ordered], [value for _, value in ordered], color="#08519c")
+    axis.bar_label(bars, labels=[f"{value:.2f}" for _, value in ordered], padding=3, fontsize=8)
+    axis.set_xlabel("share of the variance explained")
+    axis.set_xlim(0, 1.1)
     return figure
 
 
@@ -184,72 +219,109 @@ def classification_table(predictions: TestPredictions, spec: DatasetSpec) -> str
                     f"{html.escape(spec.characters[index])}</td><td>{spec.codepoints[index]}</td>"
                     f"<td>{row['precision']:.3f}</td><td>{row['recall']:.3f}</td><td>{row['f1-score']:.3f}</td>"
                     f"<td>{int(row['support'])}</td></tr>")
-    return f"<table class=report>{''.join(rows)}</table><p>Test accuracy {percent(report['accuracy'])}.</p>"
+    return (f"<div class=scroll><table class=report>{''.join(rows)}</table></div>"
+            f"<p>Test accuracy {percent(report['accuracy'])}.</p>")
 
 
-def trial_table(trials: list[Trial]) -> str:
-    """The sortable trial table: one row per trial, ranked, every status and reason."""
+def trial_table(trials: list[Trial], winner_id: str | None) -> str:
+    """The sortable, filterable trial table: one row per trial, ranked, numbered as the console numbers
+    them, every status and reason; the winner's row marked."""
     names = sorted({n for t in trials for n in t.hyperparameters})
     numeric = {n for n in names if all(isinstance(t.hyperparameters.get(n), (int, float)) for t in trials)}
-    head = [("rank", True), ("trial", True), *((n, n in numeric) for n in names), ("val accuracy", True),
+    head = [("rank", True), ("trial", True), *((n, n in numeric) for n in names), ("val accuracy (%)", True),
             ("val loss", True), ("best epoch", True), ("epochs", True), ("time (s)", True), ("status", False)]
-    header = "".join(f"<th data-type={'number' if is_number else 'text'}>{html.escape(label)}</th>"
+    header = "".join(f"<th data-type={'number' if is_number else 'text'} tabindex=0>{html.escape(label)}</th>"
                      for label, is_number in head)
     rows = []
     for rank, t in enumerate(rank_trials(trials), start=1):
         status = STATUS_NAMES.get(t.status, t.status.lower())
         reason = f": {t.message}" if t.message and t.status != "COMPLETED" else ""
+        accuracy = None if t.best_val_accuracy is None else round(t.best_val_accuracy * 100, 2)
+        seconds = None if t.wall_time_s is None else round(t.wall_time_s, 1)
         cells = [(rank, str(rank)), (int(trial_number(t.trial_id)), trial_number(t.trial_id)),
                  *((t.hyperparameters.get(n), format_value(t.hyperparameters.get(n))) for n in names),
-                 (t.best_val_accuracy, percent(t.best_val_accuracy)),
+                 (accuracy, "-" if accuracy is None else f"{accuracy:.2f}"),
                  (t.best_val_loss, "-" if t.best_val_loss is None else f"{t.best_val_loss:.4f}"),
                  (t.best_epoch, format_value(t.best_epoch)), (t.epochs_run, str(t.epochs_run)),
-                 (t.wall_time_s, duration(t.wall_time_s)), (status, status + reason)]
-        rows.append(f"<tr class={t.status.lower()}>" + "".join(
+                 (seconds, "-" if seconds is None else f"{seconds:.1f}"), (status, status + reason)]
+        marks = [t.status.lower(), *(["winner"] if t.trial_id == winner_id else [])]
+        rows.append(f"<tr class='{' '.join(marks)}' data-status={t.status.lower()}>" + "".join(
             f"<td data-value=\"{html.escape(json.dumps(value))}\">{html.escape(text)}</td>" for value, text in cells)
             + "</tr>")
-    return f"<table id=trials class=sortable><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    statuses = sorted({t.status.lower() for t in trials})
+    options = "".join(f"<option value={s}>{html.escape(s)}</option>" for s in statuses)
+    controls = (f"<p class=controls><label>Filter <input id=filter type=search placeholder='e.g. 0.1 or pruned'>"
+                f"</label> <label>Status <select id=status><option value=''>all</option>{options}</select></label> "
+                f"<span id=shown></span></p>")
+    return (f"{controls}<div class=scroll><table id=trials class=sortable><thead><tr>{header}</tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
-SORT_SCRIPT = """
-document.querySelectorAll('table.sortable th').forEach(function (th, column) {
-  th.addEventListener('click', function () {
-    var table = th.closest('table'), body = table.tBodies[0];
+TABLE_SCRIPT = """
+(function () {
+  var table = document.getElementById('trials');
+  if (!table) return;
+  var body = table.tBodies[0], filter = document.getElementById('filter'), status = document.getElementById('status');
+  var sort = function (th, column) {
     var ascending = th.getAttribute('aria-sort') !== 'ascending';
     table.querySelectorAll('th').forEach(function (other) { other.removeAttribute('aria-sort'); });
     th.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
     var numeric = th.dataset.type === 'number';
-    var rows = Array.from(body.rows);
-    rows.sort(function (a, b) {
+    Array.from(body.rows).sort(function (a, b) {
       var x = JSON.parse(a.cells[column].dataset.value), y = JSON.parse(b.cells[column].dataset.value);
       if (x === null) return 1;
       if (y === null) return -1;
       var order = numeric ? x - y : String(x).localeCompare(String(y));
       return ascending ? order : -order;
-    });
-    rows.forEach(function (row) { body.appendChild(row); });
+    }).forEach(function (row) { body.appendChild(row); });
+  };
+  table.querySelectorAll('th').forEach(function (th, column) {
+    th.addEventListener('click', function () { sort(th, column); });
+    th.addEventListener('keydown', function (event) { if (event.key === 'Enter') sort(th, column); });
   });
-});
+  var apply = function () {
+    var words = filter.value.toLowerCase().split(/\\s+/).filter(Boolean), shown = 0;
+    Array.from(body.rows).forEach(function (row) {
+      var text = row.textContent.toLowerCase();
+      var visible = (!status.value || row.dataset.status === status.value) &&
+                    words.every(function (word) { return text.indexOf(word) >= 0; });
+      row.hidden = !visible;
+      shown += visible ? 1 : 0;
+    });
+    document.getElementById('shown').textContent = shown + ' of ' + body.rows.length + ' trials';
+  };
+  filter.addEventListener('input', apply);
+  status.addEventListener('change', apply);
+  apply();
+})();
 """
 
 STYLE = """
-body { font-family: kmnist-kana, system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; padding: 0 1rem;
-       color: #222; }
-h1 { margin-bottom: .2rem; } h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+* { box-sizing: border-box; }
+body { font-family: kmnist-kana, system-ui, sans-serif; margin: 1.5rem auto; max-width: 1100px; padding: 0 1rem;
+       color: #222; line-height: 1.45; }
+h1 { margin-bottom: .2rem; font-size: 1.6rem; overflow-wrap: anywhere; }
+h2 { margin-top: 2.2rem; border-bottom: 1px solid #ddd; }
+.verdict { border: 1px solid #cfd8e3; background: #f5f8fb; border-radius: 6px; padding: .6rem 1.1rem; }
+.verdict p { margin: .5rem 0; } .verdict .headline { font-size: 1.15rem; }
+.scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: .88rem; }
-td, th { padding: .25rem .55rem; border-bottom: 1px solid #eee; }
+td, th { padding: .25rem .55rem; border-bottom: 1px solid #eee; white-space: nowrap; }
 th { background: #f4f4f4; text-align: left; } table.sortable th { cursor: pointer; user-select: none; }
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
-tr.pruned td { color: #a65300; } tr.failed td { color: #b00020; } .kana { font-size: 1.2rem; }
-.note { color: #555; font-size: .9rem; } nav a { margin-right: 1rem; } img { max-width: 100%; }
+tr.pruned td { color: #a65300; } tr.failed td { color: #b00020; }
+tr.winner td { background: #fff4c2; font-weight: 600; } .kana { font-size: 1.2rem; }
+.note { color: #555; font-size: .9rem; } nav { display: flex; flex-wrap: wrap; gap: .2rem 1rem; }
+svg.figure, img { width: 100%; max-width: 860px; height: auto; display: block; }
+svg.figure text { font-family: kmnist-kana, "DejaVu Sans", system-ui, sans-serif !important; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .85rem; }
+.controls input, .controls select { font: inherit; max-width: 12rem; }
 """
 
 
 def prediction_grid_png(run_dir: RunDir, predictions: TestPredictions, spec: DatasetSpec) -> bytes:
     """The 10x10 grid of the first 100 test images (P: predicted, A: actual) as PNG: the figure the
     report directory holds, drawn first if it is not there yet."""
-    from kmnist_search.plots import PREDICTION_GRID_FILE, plot_prediction_grid
-
     path = run_dir.report_dir / PREDICTION_GRID_FILE
     if not path.is_file():
         predicted = predictions.probabilities.argmax(axis=1)
@@ -263,7 +335,6 @@ KANA_FAMILY = "kmnist-kana"
 def kana_font_face(characters: str) -> str:
     """An @font-face rule with just ``characters`` from IPAex Gothic (the font ``matplotlib-fontja``
     ships), so the page shows the kana on machines without a Japanese font; empty without the package."""
-    import io
     from importlib.util import find_spec
 
     spec = find_spec("matplotlib_fontja")
@@ -285,70 +356,106 @@ def kana_font_face(characters: str) -> str:
     return f"@font-face {{ font-family: {KANA_FAMILY}; src: url(data:font/ttf;base64,{encoded}); }}"
 
 
+def verdict(trials: list[Trial], results: RunRecord | None, planned_epochs: int | None) -> str:
+    """The first screen: who won, how sure the search is, what pruning saved, and the study beside it."""
+    counts = {status: sum(t.status == status for t in trials) for status in ("COMPLETED", "PRUNED", "FAILED")}
+    trained = sum(t.epochs_run for t in trials)
+    lines = []
+    if results is None:
+        lines.append(f"<p class=headline>The search has not finished: {len(trials)} trials so far.</p>")
+    else:
+        winner = results.winner
+        lines.append(
+            f"<p class=headline><b>Winner: trial {trial_number(winner.trial_id)}</b> "
+            f"({html.escape(settings_text(winner.hyperparameters))}), validation accuracy "
+            f"<b>{percent(winner.val_accuracy)}</b> (best epoch {format_value(winner.best_epoch)}).</p>")
+        if results.confirmation:
+            lines.append(f"<pre>{html.escape(format_confirmation(results.confirmation).strip())}</pre>")
+        else:
+            lines.append("<p>How sure: one training per configuration, so the ranking includes seed noise. "
+                         "<code>--confirm K</code> retrains the K best with more seeds and declares the winner "
+                         "by their mean.</p>")
+    lines.append(f"<p>Trials: {counts['COMPLETED']} completed, {counts['PRUNED']} pruned, {counts['FAILED']} failed; "
+                 f"{trained} epochs trained" + (f" of the {planned_epochs} an unpruned search trains "
+                                                f"({trained / planned_epochs:.2f}x)." if planned_epochs else ".")
+                 + (" A pruned trial's score is its best before it stopped, not a final score." if counts["PRUNED"]
+                    else "") + "</p>")
+    if results is not None and results.winner.test_accuracy is not None:
+        best = study.BEST
+        lines.append(
+            f"<p>The winner's test accuracy: <b>{percent(results.winner.test_accuracy)}</b> on "
+            f"{results.dataset.test_images:,} test images, evaluated once, for comparison only (the search chose "
+            f"on validation). The study this project started from reported {best.test_accuracy:.2f}% on the same "
+            f"test set (learning rate {format_value(best.learning_rate)}, batch {best.batch_size}, "
+            f"{best.loss}, {study.EPOCHS} epochs)." + (
+                " Test accuracy is below validation accuracy because KMNIST's test characters come from other "
+                "books than its training characters, from which the validation images are drawn."
+                if results.winner.val_accuracy and results.winner.test_accuracy < results.winner.val_accuracy else "")
+            + "</p>")
+    return f"<section class=verdict id=verdict>{''.join(lines)}</section>"
+
+
 def render_page(run_dir: RunDir, trials: list[Trial], results: RunRecord | None) -> str:
     """The whole page as text."""
-    figures: list[tuple[str, go.Figure]] = []
+    winner_id = results.winner.trial_id if results else None
+    epochs = results.space.epochs if results else None
+    planned = len(trials) * epochs if epochs else None
     sections = [f"<h1>Search report: {html.escape(run_dir.name)}</h1>"]
-    counts = {status: sum(t.status == status for t in trials) for status in ("COMPLETED", "PRUNED", "FAILED")}
-    epochs = sum(t.epochs_run for t in trials)
-    summary = (f"{len(trials)} trials: {counts['COMPLETED']} completed, {counts['PRUNED']} pruned, "
-               f"{counts['FAILED']} failed; {epochs} epochs trained.")
     if results:
-        summary = (f"Strategy <b>{html.escape(results.strategy)}</b> over space "
-                   f"<b>{html.escape(results.space.name)}</b>, seed {results.seed}. {summary} "
-                   f"Planned without pruning: {len(trials) * results.space.epochs} epochs.")
-        sections.append(f"<p>{summary}</p><p>{_markdown_bold(format_winner_markdown(results))}</p>")
-    else:
-        sections.append(f"<p>{summary} The search has not finished: this page shows the trials so far.</p>")
-    sections.append("<nav><a href=#trial-table>Trials</a><a href=#parallel>Parallel coordinates</a>"
-                    "<a href=#curves>Learning curves</a><a href=#importance>Importance</a><a href=#effects>Effects</a>"
-                    "<a href=#winner>Winner</a></nav>")
-    sections.append(f"<h2 id=trial-table>Trials</h2><p class=note>Click a column to sort.</p>{trial_table(trials)}")
-    for anchor, title, figure, note in (
-            ("parallel", "Parallel coordinates", parallel_coordinates(trials),
-             "Every scored trial; colour is its validation accuracy."),
-            ("curves", "Learning curves", learning_curves(trials),
-             "Validation accuracy per epoch; pruned trials dashed, failed trials dotted."),
-            ("effects", "Hyperparameter effects", effects_figure(trials),
-             "Bars: mean validation accuracy at each value; dots: the trials (orange: pruned).")):
+        sections.append(f"<p class=note>Strategy {html.escape(results.strategy)} over space "
+                        f"{html.escape(results.space.name)}, seed {results.seed}.</p>")
+    sections.append(verdict(trials, results, planned))
+    sections.append("<nav><a href=#history>Best so far</a><a href=#curves>Learning curves</a>"
+                    "<a href=#effects>Effects</a><a href=#loss>Validation loss</a><a href=#importance>Importance</a>"
+                    "<a href=#trial-table>Trials</a><a href=#winner>Winner on the test set</a></nav>")
+    history = best_so_far_figure(trials)
+    if history is not None:
+        sections.append("<h2 id=history>Best so far</h2><p class=note>Each trial's best validation accuracy in "
+                        "the order the trials ran, and the best so far after each.</p>" + svg(history))
+    curves = learning_curves_figure(trials, winner_id)
+    if curves is not None:
+        sections.append("<h2 id=curves>Learning curves</h2><p class=note>Validation accuracy per epoch. Pruned "
+                        "trials are dashed and end in a cross where they were stopped; the winner is bold.</p>"
+                        + svg(curves))
+    if epochs:
+        same_budget = full_budget_trials(trials, epochs)
+        figure = effects_figure(same_budget)
+        left_out = len([t for t in trials if t.score is not None]) - len(same_budget)
         if figure is not None:
-            figures.append((anchor, figure))
-            sections.append(f"<h2 id={anchor}>{title}</h2><p class=note>{note}</p><div id=figure-{anchor}></div>")
+            sections.append(f"<h2 id=effects>Hyperparameter effects</h2><p class=note>Over the {len(same_budget)} "
+                            f"trials that trained all {epochs} epochs, so every score is on the same budget "
+                            f"(bars: mean; dots: the trials). {left_out} pruned or unfinished trials are left out: "
+                            f"their scores are from fewer epochs.</p>" + svg(figure))
+    loss_figure = validation_loss_figure(trials, "categorical_crossentropy")
+    if loss_figure is not None:
+        sections.append("<h2 id=loss>Validation loss</h2><p class=note>One panel per loss function, since "
+                        "their values are not comparable; pruned trials dashed.</p>" + svg(loss_figure))
     measured = importance(trials)
     sections.append("<h2 id=importance>Hyperparameter importance</h2>")
     if measured is None:
         sections.append("<p class=note>Needs at least three scored trials and a hyperparameter with two values.</p>")
     else:
-        figures.append(("importance", importance_figure(measured)))
         sections.append(f"<p class=note>{measured.method} over {measured.trials} scored trials, each scored by its "
-                        f"best validation accuracy up to epoch {measured.epoch}, the last every scored trial reached "
-                        f"(pruned trials stopped early).</p><div id=figure-importance></div>")
+                        f"best validation accuracy up to epoch {measured.epoch}, the last every scored trial reached. "
+                        f"For slice, contour and parallel-coordinate views, open the run's optuna.log in "
+                        f"optuna-dashboard.</p>" + svg(importance_figure(measured)))
+    sections.append(f"<h2 id=trial-table>Trials</h2><p class=note>Click a column to sort; type to filter. The "
+                    f"winner's row is highlighted.</p>{trial_table(trials, winner_id)}")
     predictions = run_dir.read_test_predictions()
     characters = "".join(get_spec(results.dataset.name).characters) if results else ""
     if results and predictions is not None:
         spec = get_spec(results.dataset.name)
-        figures.append(("confusion", confusion_figure(predictions, spec)))
+        predicted = predictions.probabilities.argmax(axis=1)
         grid = base64.b64encode(prediction_grid_png(run_dir, predictions, spec)).decode("ascii")
-        sections.append(f"<h2 id=winner>The winner on the test set</h2><div id=figure-confusion></div>"
+        sections.append(f"<h2 id=winner>The winner on the test set</h2>"
+                        f"{svg(confusion_figure(predictions.labels, predicted, spec))}"
                         f"<h3>Classification report</h3>{classification_table(predictions, spec)}"
                         f"<h3>The first 100 test images</h3><p class=note>P: predicted, A: actual; mistakes in red."
                         f"</p><img alt='first 100 test images' src='data:image/png;base64,{grid}'>")
-    plots = "".join(f"(function (f) {{ Plotly.newPlot('figure-{anchor}', f.data, f.layout, "
-                    f"{{displaylogo: false, responsive: true}}); }})({_figure_json(figure)});\n"
-                    for anchor, figure in figures)
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Search report: "
-            f"{html.escape(run_dir.name)}</title><style>{kana_font_face(characters)}{STYLE}</style>"
-            f"<script>{get_plotlyjs()}</script></head>"
-            f"<body>{''.join(sections)}<script>{SORT_SCRIPT}\n{plots}</script></body></html>\n")
-
-
-def _markdown_bold(text: str) -> str:
-    """The winner paragraph's Markdown (``**bold**``, `` `code` ``) as HTML."""
-    escaped = html.escape(text)
-    parts = escaped.split("**")
-    escaped = "".join(f"<b>{part}</b>" if index % 2 else part for index, part in enumerate(parts))
-    parts = escaped.split("`")
-    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'><title>Search report: "
+            f"{html.escape(run_dir.name)}</title><style>{kana_font_face(characters)}{STYLE}</style></head>"
+            f"<body>{''.join(sections)}<script>{TABLE_SCRIPT}</script></body></html>\n")
 
 
 def write_html_report(run_dir: RunDir, trials: list[Trial], results: RunRecord | None) -> Path:

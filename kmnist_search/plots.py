@@ -110,14 +110,19 @@ def plot_effects(trials: list[Trial], path: Path) -> bool:
     return True
 
 
-def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec, path: Path) -> None:
+def confusion_figure(labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec) -> plt.Figure:
+    """The winner's confusion matrix on the test images, classes named by index and kana."""
     figure, axis = plt.subplots(figsize=(7.5, 6.5))
     ConfusionMatrixDisplay.from_predictions(
         labels, predicted, labels=list(range(spec.num_classes)),
         display_labels=[class_label(spec, i) for i in range(spec.num_classes)],
         ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45)
     axis.set_title(f"Winner's confusion matrix on {len(labels):,} test images")
-    _save(figure, path)
+    return figure
+
+
+def plot_confusion_matrix(labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec, path: Path) -> None:
+    _save(confusion_figure(labels, predicted, spec), path)
 
 
 def plot_prediction_grid(images: np.ndarray, labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec,

@@ -40,16 +40,33 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
 
 
 @pytest.mark.slow
-def test_the_page_is_self_contained_and_complete(searched: RunDir) -> None:
+def test_the_page_is_self_contained_complete_small_and_names_no_absolute_path(searched: RunDir) -> None:
     page = (searched.report_dir / "index.html").read_text(encoding="utf-8")
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=[\"']?(https?:)?//", page)  # nothing fetched
     assert page.count("<tr class=") == len(searched.trials()) == 4
-    for anchor in ("trial-table", "figure-parallel", "figure-curves", "figure-effects", "figure-importance",
-                   "figure-confusion"):
+    assert page.index("id=verdict") < page.index("id=history") < page.index("id=trial-table")  # the verdict first
+    for anchor in ("history", "curves", "effects", "loss", "importance", "trial-table", "winner"):
         assert f"id={anchor}" in page, anchor
-    assert "data:image/png;base64," in page and "@font-face" in page  # prediction grid and the kana font
+    assert page.count("<svg") >= 6 and "data:image/png;base64," in page and "@font-face" in page
+    assert "name=viewport" in page and "class='completed winner'" in page
+    assert str(searched.path.parent) not in page and "/root/" not in page and "/home/" not in page
     assert (searched.report_dir / "README.md").is_file()  # the Markdown page beside it
-    assert (searched.report_dir / "index.html").stat().st_size < 8_000_000
+    assert (searched.report_dir / "index.html").stat().st_size < 1_500_000
+
+
+@pytest.mark.slow
+def test_the_verdict_says_who_won_how_sure_what_pruning_saved_and_the_study_beside_it(searched: RunDir) -> None:
+    from kmnist_search import study
+
+    page = (searched.report_dir / "index.html").read_text(encoding="utf-8")
+    verdict = page[page.index("id=verdict"):page.index("</section>")]
+    results = searched.read_results()
+    assert results is not None
+    assert f"Winner: trial {int(results.winner.trial_id) + 1}" in verdict
+    assert "--confirm K" in verdict  # not confirmed: says so, and how
+    trained = sum(t.epochs_run for t in results.trials)
+    assert f"{trained} epochs trained of the {len(results.trials) * 2} an unpruned search trains" in verdict
+    assert f"{study.BEST.test_accuracy:.2f}%" in verdict and "for comparison only" in verdict
 
 
 def test_importance_comes_from_optunas_fanova_on_the_searched_hyperparameters(searched: RunDir) -> None:
@@ -70,23 +87,26 @@ def test_summary_html_prints_the_page_path(searched: RunDir, tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_the_report_works_in_headless_chromium(searched: RunDir, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [390, 1400])
+def test_the_report_works_in_headless_chromium_at_phone_and_desktop_width(searched: RunDir, tmp_path: Path,
+                                                                          width: int) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
     errors: list[str] = []
     with playwright.sync_playwright() as driver:
         browser = driver.chromium.launch(executable_path=str(CHROMIUM), args=[
             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
             "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": width, "height": 900})
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("request", lambda request: errors.append(f"fetched {request.url}")
                 if not request.url.startswith(("file:", "data:")) else None)
         page.goto((searched.report_dir / "index.html").as_uri())
-        page.wait_for_selector("#figure-parallel .plot-container")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing overflows sideways
+        assert page.locator("#verdict").bounding_box()["y"] < 900  # type: ignore[index]  # on the first screen
         rows = page.locator("#trials tbody tr")
         assert rows.count() == len(searched.trials())
-        column = [header.inner_text() for header in page.locator("#trials th").all()].index("val accuracy")
+        column = [header.inner_text() for header in page.locator("#trials th").all()].index("val accuracy (%)")
 
         def accuracies() -> list[float | None]:
             return [json.loads(cell.get_attribute("data-value") or "null")
@@ -100,7 +120,14 @@ def test_the_report_works_in_headless_chromium(searched: RunDir, tmp_path: Path)
         assert ascending == sorted(ascending, key=lambda v: (v is None, v))
         assert [v for v in descending if v is not None] == sorted((v for v in ascending if v is not None),
                                                                    reverse=True)
-        assert page.locator(".js-plotly-plot").count() >= 5
+        pruned = sum(t.status == "PRUNED" for t in searched.trials())
+        page.select_option("#status", "pruned")
+        assert page.locator("#trials tbody tr:not([hidden])").count() == pruned
+        assert page.locator("#shown").inner_text() == f"{pruned} of {len(searched.trials())} trials"
+        page.select_option("#status", "")
+        page.fill("#filter", "mean_squared_error")
+        assert page.locator("#trials tbody tr:not([hidden])").count() == sum(
+            t.hyperparameters["loss"] == "mean_squared_error" for t in searched.trials())
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     assert errors == []
