@@ -114,7 +114,7 @@ def best_so_far_figure(trials: list[Trial]) -> plt.Figure | None:
     axis.set_ylabel("validation accuracy (%)")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="best")
     return figure
 
 
@@ -143,7 +143,7 @@ def learning_curves_figure(trials: list[Trial], winner_id: str | None) -> plt.Fi
     axis.set_ylabel("validation accuracy (%)")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower right")
+    axis.legend(fontsize=8, loc="best")
     return figure
 
 
