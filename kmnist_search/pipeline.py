@@ -212,7 +212,30 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
 
     with held(result.run_dir), export_lock(Path(exports_dir), name or result.run_dir.name):
         card = export_winner(result.run_dir, loaded, Path(exports_dir), name)
-    return ExportResult(Path(exports_dir) / card["onnx_file"], card)
+        return _with_model_card(ExportResult(Path(exports_dir) / card["onnx_file"], card), loaded)
+
+
+def _with_model_card(exported: ExportResult, dataset: Dataset) -> ExportResult:
+    """Every export writes its model card page (NAME.md) beside it, measured on the test set."""
+    from kmnist_search.model_card import write_model_card
+
+    write_model_card(exported.onnx_path, dataset.test_images, dataset.test_labels)
+    return exported
+
+
+def write_model_card(model: ExportResult | Path | str, *, dataset: DatasetLike | None = None,
+                     data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
+                     verify_checksums: bool = True) -> Path:
+    """(Re)write an export's model card page from its card and a fresh onnxruntime measurement; return its path."""
+    from kmnist_search.inference import checked_export
+    from kmnist_search.model_card import page_path
+
+    onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
+    _, card = checked_export(onnx_path)
+    loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums,
+                             test_only=True)
+    _with_model_card(ExportResult(onnx_path, card), loaded)
+    return page_path(onnx_path)
 
 
 def refuse_overwriting_sources(card_paths: Sequence[Path], exports_dir: Path, name: str) -> None:
@@ -260,7 +283,7 @@ def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLik
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     with export_lock(Path(exports_dir), name):
         written = export_quantized(card_path, loaded, Path(exports_dir), name, calibration_images)
-    return ExportResult(Path(exports_dir) / written["onnx_file"], written)
+        return _with_model_card(ExportResult(Path(exports_dir) / written["onnx_file"], written), loaded)
 
 
 def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset: DatasetLike | None = None,
@@ -281,7 +304,7 @@ def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset
     loaded = resolve_dataset(dataset or first["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     with export_lock(Path(exports_dir), name):
         written = export_ensemble(card_paths, loaded, Path(exports_dir), name)
-    return ExportResult(Path(exports_dir) / written["onnx_file"], written)
+        return _with_model_card(ExportResult(Path(exports_dir) / written["onnx_file"], written), loaded)
 
 
 def verify(model: ExportResult | Path | str, *, dataset: DatasetLike | None = None,

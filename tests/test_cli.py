@@ -72,6 +72,15 @@ def test_dry_run_plans_40_configurations(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_one_name_runs_every_command_and_run_is_the_default(tmp_path: Path) -> None:
+    listed = run_cli("kmnist_search", "--help", cwd=tmp_path)
+    assert listed.returncode == 0 and "model-card" in listed.stdout and "verify" in listed.stdout
+    planned = run_cli("kmnist_search", "--strategy", "grid", "--dry-run", cwd=tmp_path)  # no verb: run
+    assert planned.returncode == 0 and "strategy grid: 40 of 40 configurations" in planned.stdout
+    assert run_cli("kmnist_search", "run", "--strategy", "grid", "--dry-run", cwd=tmp_path).stdout == planned.stdout
+    assert_one_line_error(run_cli("kmnist_search", "summary", str(tmp_path), cwd=tmp_path), "holds no trials yet")
+
+
 def test_unknown_strategy(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("kmnist_search.run", "--strategy", "annealing", cwd=tmp_path),
                           "invalid choice: 'annealing'")
@@ -136,7 +145,8 @@ def test_users_exports_are_ignored_and_the_shipped_model_is_tracked() -> None:
         return subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
 
     assert ignored("exports/my-model.onnx") and ignored("exports/my-model.json") and ignored("exports/x-int8.keras")
-    for suffix in ("onnx", "json", "keras"):
+    assert ignored("exports/my-model.md") and ignored("exports/my-model.evaluation.json")
+    for suffix in ("onnx", "json", "keras", "md", "evaluation.json"):
         assert not ignored(f"exports/kmnist-reference.{suffix}")
 
 

@@ -33,6 +33,12 @@ def test_the_shipped_model_s_size_is_quoted_as_the_file_on_disk_has_it() -> None
     assert in_kilobytes and all(int(match) == round(size / 1000) for _, match in in_kilobytes), in_kilobytes
 
 
+def test_the_shipped_model_s_latency_is_the_one_its_evaluation_record_measured() -> None:
+    evaluation = json.loads((ROOT / "exports" / "kmnist-reference.evaluation.json").read_text(encoding="utf-8"))
+    quoted = quotes(r"in (\d+\.\d+) ms per single image")
+    assert quoted and all(float(match) == round(evaluation["latency"]["single_image_ms"], 2) for _, match in quoted)
+
+
 def test_the_float_model_s_size_is_quoted_as_the_int8_card_records_it() -> None:
     recorded = CARD["quantization"]["source_onnx_bytes"]
     quoted = quotes(r"\b1,5[0-9]{2},\d{3}\b")
@@ -89,3 +95,9 @@ def test_the_readme_quotes_the_shipped_model_s_card() -> None:
     text = current_text(ROOT / "README.md")
     quoted = re.findall(r"a residual network, (\d+\.\d+)% on", " ".join(text.split()))
     assert quoted and all(float(q) == round(CARD["metrics"]["test_accuracy"] * 100, 2) for q in quoted)
+
+
+def test_no_document_names_a_machine_s_absolute_path() -> None:
+    found = [(path.name, match) for path in [*DOCUMENTS, *sorted((ROOT / "exports").glob("*.md"))]
+             for match in re.findall(r"(?<![\w.~])/(?:root|home|tmp|work|Users)/\S*", path.read_text(encoding="utf-8"))]
+    assert found == []
