@@ -185,7 +185,19 @@ def model_entry(results: RunRecord) -> dict[str, Any]:
                     "test_balanced_accuracy": winner.test_balanced_accuracy,
                     "test_images": results.dataset.test_images},
         **({"confirmation": winner.confirmed.to_dict()} if winner.confirmed else {}),
+        **({"deployment": deployment_section(results)} if deployment_section(results) else {}),
     }
+
+
+def deployment_section(results: RunRecord) -> dict[str, Any] | None:
+    """The winner's trial as the search measured it for shipping, and the budget it was chosen within."""
+    trial = results.trial(results.winner.trial_id)
+    if trial is None or trial.deployment is None:
+        return None
+    shipped = trial.deployment.shipped()
+    return {"budget": results.budget.to_dict() if results.budget else None, "onnx_bytes": shipped.onnx_bytes,
+            "single_image_ms": shipped.speed.single_image_ms, "ratio_to_reference": shipped.speed.ratio_to_reference,
+            "precision": "int8" if trial.deployment.int8 else "float32"}
 
 
 def _now() -> str:

@@ -31,8 +31,15 @@ from kmnist_search.datasets import DatasetSpec, get_spec
 from kmnist_search.files import atomic_write_text
 from kmnist_search.formatting import format_value, percent, settings_text, trial_number
 from kmnist_search.plots import PREDICTION_GRID_FILE, confusion_figure, plot_prediction_grid
-from kmnist_search.record import SCORED_STATUSES, RunRecord, Trial
-from kmnist_search.reports import STATUS_NAMES, format_confirmation, hyperparameter_effects, rank_trials
+from kmnist_search.record import SCORED_STATUSES, Budget, RunRecord, Trial
+from kmnist_search.reports import (
+    STATUS_NAMES,
+    describe_deployment,
+    format_confirmation,
+    hyperparameter_effects,
+    pareto_front,
+    rank_trials,
+)
 from kmnist_search.rundir import HTML_PAGE, RunDir, TestPredictions
 
 COLOURS = {"COMPLETED": "#1f77b4", "PRUNED": "#ff7f0e", "FAILED": "#d62728"}
@@ -192,6 +199,36 @@ def validation_loss_figure(trials: list[Trial], default_loss: str) -> plt.Figure
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("validation loss")
+    return figure
+
+
+def deployment_figure(trials: list[Trial], winner_id: str | None, budget: Budget | None) -> plt.Figure | None:
+    """Validation accuracy against single-image latency and against file size for every measured trial,
+    the trials on the Pareto front joined, the budget's limits dashed, the winner circled."""
+    measured = [t for t in trials if t.deployment is not None and t.score is not None]
+    if not measured:
+        return None
+    front = pareto_front(measured)
+    figure, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.2), sharey=True)
+    panels = ((axes[0], "milliseconds per image (onnxruntime, 1 thread)", lambda d: d.speed.single_image_ms,
+               budget.max_ms if budget else None),
+              (axes[1], "ONNX file (MB)", lambda d: d.megabytes, budget.max_mb if budget else None))
+    for axis, label, value, limit in panels:
+        points = [(value(t.deployment.shipped()), float(t.score or 0.0) * 100) for t in measured]  # type: ignore[union-attr]
+        axis.scatter(*zip(*points, strict=True), s=16, color=COLOURS["COMPLETED"], label="trial")
+        ordered = sorted((value(t.deployment.shipped()), float(t.score or 0.0) * 100) for t in front)  # type: ignore[union-attr]
+        axis.plot(*zip(*ordered, strict=True), color=COLOURS["PRUNED"], linewidth=1.2, marker="o", markersize=4,
+                  label="Pareto front (accuracy, latency, size)")
+        won = next((t for t in measured if t.trial_id == winner_id), None)
+        if won is not None:
+            axis.scatter([value(won.deployment.shipped())], [float(won.score or 0.0) * 100], s=90,  # type: ignore[union-attr]
+                         facecolors="none", edgecolors=WINNER_COLOUR, linewidths=1.5, label="the winner")
+        if limit:
+            axis.axvline(limit, color="grey", linestyle="--", linewidth=1, label="budget")
+        axis.set_xlabel(label, fontsize=8)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("validation accuracy (%)")
+    axes[0].legend(fontsize=7, loc="best")
     return figure
 
 
@@ -369,6 +406,10 @@ def verdict(trials: list[Trial], results: RunRecord | None, planned_epochs: int 
             f"<p class=headline><b>Winner: trial {trial_number(winner.trial_id)}</b> "
             f"({html.escape(settings_text(winner.hyperparameters))}), validation accuracy "
             f"<b>{percent(winner.val_accuracy)}</b> (best epoch {format_value(winner.best_epoch)}).</p>")
+        measured = results.trial(winner.trial_id)
+        if measured is not None and measured.deployment is not None:
+            within = f"Chosen within the budget of {results.budget.describe()}. " if results.budget else ""
+            lines.append(f"<p>{within}As it would ship: {html.escape(describe_deployment(measured))}.</p>")
         if results.confirmation:
             lines.append(f"<pre>{html.escape(format_confirmation(results.confirmation).strip())}</pre>")
         else:
@@ -405,13 +446,20 @@ def render_page(run_dir: RunDir, trials: list[Trial], results: RunRecord | None)
         sections.append(f"<p class=note>Strategy {html.escape(results.strategy)} over space "
                         f"{html.escape(results.space.name)}, seed {results.seed}.</p>")
     sections.append(verdict(trials, results, planned))
-    sections.append("<nav><a href=#history>Best so far</a><a href=#curves>Learning curves</a>"
+    sections.append("<nav><a href=#history>Best so far</a><a href=#deployment>Speed and size</a>"
+                    "<a href=#curves>Learning curves</a>"
                     "<a href=#effects>Effects</a><a href=#loss>Validation loss</a><a href=#importance>Importance</a>"
                     "<a href=#trial-table>Trials</a><a href=#winner>Winner on the test set</a></nav>")
     history = best_so_far_figure(trials)
     if history is not None:
         sections.append("<h2 id=history>Best so far</h2><p class=note>Each trial's best validation accuracy in "
                         "the order the trials ran, and the best so far after each.</p>" + svg(history))
+    shipped = deployment_figure(trials, winner_id, results.budget if results else None)
+    if shipped is not None:
+        budget = f" within the budget of {results.budget.describe()}" if results and results.budget else ""
+        sections.append(f"<h2 id=deployment>Accuracy against speed and size</h2><p class=note>Every completed "
+                        f"trial exported to ONNX and timed with onnxruntime as it would ship{budget}; the front "
+                        f"joins the trials no other beats on accuracy, latency and size at once.</p>" + svg(shipped))
     curves = learning_curves_figure(trials, winner_id)
     if curves is not None:
         sections.append("<h2 id=curves>Learning curves</h2><p class=note>Validation accuracy per epoch. Pruned "

@@ -164,6 +164,14 @@ def _attributes(trial: Trial) -> dict[str, Any]:
         "best_epoch": trial.best_epoch}
     if trial.message:
         attributes["message"] = trial.message
+    if trial.deployment is not None:  # measured as it would ship
+        shipped = trial.deployment.shipped()
+        attributes.update({"onnx_bytes": shipped.onnx_bytes, "latency_ms": shipped.speed.single_image_ms,
+                           "latency_ratio_to_reference": shipped.speed.ratio_to_reference,
+                           "images_per_second": shipped.speed.images_per_second,
+                           "parity_passed": trial.deployment.parity_passed,
+                           "precision": "int8" if trial.deployment.int8 else "float32",
+                           "measure_seconds": trial.deployment.measure_seconds})
     return attributes
 
 

@@ -153,6 +153,22 @@ def _training_lines(card: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _budget_lines(card: dict[str, Any]) -> list[str]:
+    lines = []
+    for model in card["models"]:
+        measured = model.get("deployment")
+        if not measured:
+            continue
+        budget = measured["budget"]
+        limits = " and ".join([*([f"{budget['max_ms']:g} ms per image"] if budget and budget["max_ms"] else []),
+                               *([f"{budget['max_mb']:g} MB"] if budget and budget["max_mb"] else [])])
+        lines.append(f"- In the search, its trial measured {measured['single_image_ms']:.3f} ms per image "
+                     f"({measured['ratio_to_reference']:.2f}x the reference) and {measured['onnx_bytes']:,} bytes "
+                     f"({measured['precision']})" + (f"; it was chosen as the most accurate trial within the budget "
+                                                     f"of {limits}." if limits else "."))
+    return lines
+
+
 def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
     """The page, from the card and the evaluation record alone."""
     name = card["name"]
@@ -227,6 +243,7 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         f"{speed['reference_single_image_ms']:.3f} ms measured beside it.",
         f"- Batches: {speed['images_per_second']:,.0f} images/s.",
         f"- Measured {evaluation.measured_at} on {speed['machine']}: {speed['protocol']}.",
+        *_budget_lines(card),
     ]
     if quantized:
         source = quantized["source_metrics"]

@@ -16,6 +16,7 @@ Every function takes a dataset by name (found or downloaded as the commands do) 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,12 +24,12 @@ from typing import Any
 
 from kmnist_search.cards import card_path_for, read_card, read_member_cards, read_quantizable_card
 from kmnist_search.confirm import DEFAULT_CONFIRM
-from kmnist_search.datasets import Dataset, check_split_sizes, load_dataset
+from kmnist_search.datasets import Dataset, Split, check_split_sizes, load_dataset
 from kmnist_search.errors import ModelFileError, RunError
 from kmnist_search.files import check_writable_directory, exclusive_lock
 from kmnist_search.names import MAX_NAME_LENGTH, check_name, check_seed
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
-from kmnist_search.record import ExportRecord, RunRecord, TrainingSettings, Trial
+from kmnist_search.record import Budget, ExportRecord, RunRecord, TrainingSettings, Trial
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import SearchSpace, load_space, parse_space
 
@@ -139,9 +140,14 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
            max_trials: int | None = None, epochs: int | None = None, prune: str | None = None,
            prune_warmup: int | None = None, prune_min_trials: int | None = None, overwrite: bool = False,
            tensorboard: bool = False, teacher: Any = None, progress: Any = None,
-           deterministic: bool = False, confirm: int = DEFAULT_CONFIRM) -> SearchResult | None:
+           deterministic: bool = False, confirm: int = DEFAULT_CONFIRM, measure: bool | None = None,
+           measure_int8: bool = False, budget_ms: float | None = None,
+           budget_mb: float | None = None) -> SearchResult | None:
     """Run (or resume) a search and evaluate its winner once on the test set.
 
+    Each completed trial is measured as it would ship (ONNX size and onnxruntime latency; ``measure_int8``:
+    its int8 copy's too) unless ``measure`` is False (default: on, unless ``$KMNIST_SEARCH_MEASURE`` is 0).
+    With ``budget_ms`` and/or ``budget_mb`` the winner is the most accurate trial within them.
     A run that has already finished is returned as it is (``resumed_finished``) unless ``overwrite``.
     Returns None for a worker of a distributed search (the chief finishes the run).
     """
@@ -157,9 +163,12 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     run_dir = run_dir_for(resolved_space, strategy, project_dir, name)
     from kmnist_search.search import SearchOptions, run_record, run_search
 
+    budget = deployment_budget(budget_ms, budget_mb)
+    measured = measuring(measure) or budget is not None
     options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_dir.name, seed=seed,
                             max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
-                            init_seed=init_seed, progress=progress, deterministic=deterministic, confirm=confirm)
+                            init_seed=init_seed, progress=progress, deterministic=deterministic, confirm=confirm,
+                            measurement=trial_measurement(measure_int8, seed) if measured else None, budget=budget)
     loaded = None
     if overwrite or not run_dir.is_finished():  # inputs checked before anything is created
         loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
@@ -173,6 +182,36 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
         if results is None:
             return None
         return search_result(run_dir, results)
+
+
+MEASURE_ENV = "KMNIST_SEARCH_MEASURE"  # 0: do not measure trials unless asked (a budget always measures)
+
+
+def measuring(measure: bool | None) -> bool:
+    """Whether trials are measured: as asked, else as ``$KMNIST_SEARCH_MEASURE`` says (on unless 0)."""
+    return measure if measure is not None else os.environ.get(MEASURE_ENV, "1") != "0"
+
+
+def deployment_budget(max_ms: float | None, max_mb: float | None) -> Budget | None:
+    """The budget asked for, checked; None without one."""
+    for value, option in ((max_ms, "--budget-ms"), (max_mb, "--budget-mb")):
+        if value is not None and not (isinstance(value, (int, float)) and 0 < value < float("inf")):
+            raise RunError(f"{option} {value}: must be a positive number")
+    return None if max_ms is None and max_mb is None else Budget(max_ms=max_ms, max_mb=max_mb)
+
+
+def trial_measurement(int8: bool, seed: int) -> Callable[[Split], Any]:
+    """What measures each completed trial, on its split's validation images (and int8 calibrated on its
+    training images)."""
+    from kmnist_search.deployment import CALIBRATION_IMAGES, TrialMeasurer
+    from kmnist_search.quantization import calibration_images
+
+    def measurer(split: Split) -> TrialMeasurer:
+        calibration = calibration_images(split, seed, CALIBRATION_IMAGES) if int8 else None
+        return TrialMeasurer(split.validation_images, split.validation_labels,
+                             split.validation_images.shape[1:3], calibration)
+
+    return measurer
 
 
 def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name: str | None) -> RunDir:
@@ -439,6 +478,7 @@ def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Dataset
         refuse_overlap(run_dir, Path(exports_dir))
         check_writable_directory(Path(exports_dir), "exports directory")
     loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
+    search_options.setdefault("measure_int8", quantize_export)  # trials are measured as they will ship
     with held(run_dir):
         return _run_held(space, strategy, loaded, Path(exports_dir), export_winner, quantize_export, report, on_step,
                          **search_options)

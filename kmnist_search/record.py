@@ -37,6 +37,7 @@ RESULTS_FILE = "results.json"
 TRIAL_LOG_FILE = "trial_log.json"
 PRUNED_FILE = "pruned.json"
 ENDED_FILE = "ended.json"
+DEPLOYMENT_FILE = "deployment.json"
 SCHEMA_PATH = Path(__file__).with_name("run_record.schema.json")
 MAX_RECORD_BYTES = 64 * 2**20  # results.json of a 1,000-trial, 100-epoch search is about 40 MB
 HYPERBAND_BOOKKEEPING = "tuner/"  # Hyperband's own entries (bracket, round, epochs), not hyperparameters
@@ -160,6 +161,64 @@ class TrainingEnded(Record):
 # --- results.json --------------------------------------------------------------------------------------
 
 
+class Speed(Record):
+    """A model's speed by the latency protocol (:mod:`kmnist_search.latency`), the reference model's beside it."""
+
+    single_image_ms: float
+    single_image_p90_ms: float
+    images_per_second: float
+    reference_single_image_ms: float
+    reference_images_per_second: float
+    ratio_to_reference: float
+    protocol: str
+    machine: str
+
+
+class Deployment(Record):
+    """A trial measured as it would ship: its best weights exported to ONNX, checked against Keras on the
+    validation images, and timed with onnxruntime; ``int8`` the same for its int8 copy where asked."""
+
+    onnx_bytes: int = Field(ge=1)
+    parity_label_agreement: float
+    parity_passed: bool
+    speed: Speed
+    measure_seconds: float  # what measuring cost, export and quantization included
+    int8: Deployment | None = None
+
+    @property
+    def megabytes(self) -> float:
+        return self.onnx_bytes / 1_000_000
+
+    def shipped(self) -> Deployment:
+        """The form that ships: the int8 copy where there is one."""
+        return self.int8 or self
+
+
+class Budget(Record):
+    """The most a shipped model may take: milliseconds for one image and megabytes on disk (either may be
+    absent)."""
+
+    max_ms: float | None = Field(default=None, gt=0)
+    max_mb: float | None = Field(default=None, gt=0)
+
+    def fits(self, deployment: Deployment) -> bool:
+        shipped = deployment.shipped()
+        return (deployment.parity_passed and (self.max_ms is None or shipped.speed.single_image_ms <= self.max_ms)
+                and (self.max_mb is None or shipped.megabytes <= self.max_mb))
+
+    def excess(self, deployment: Deployment) -> float:
+        """How far over the budget, as the largest ratio of a measured value to its limit (<= 1 fits)."""
+        shipped = deployment.shipped()
+        ratios = [shipped.speed.single_image_ms / self.max_ms if self.max_ms else 0.0,
+                  shipped.megabytes / self.max_mb if self.max_mb else 0.0]
+        return max(ratios)
+
+    def describe(self) -> str:
+        limits = [*([f"{self.max_ms:g} ms per image"] if self.max_ms else []),
+                  *([f"{self.max_mb:g} MB"] if self.max_mb else [])]
+        return " and ".join(limits)
+
+
 class Trial(Record):
     """One trial of the search, as results.json and the summaries give it."""
 
@@ -174,6 +233,7 @@ class Trial(Record):
     message: str | None
     history: list[Epoch] = Field(default_factory=list)
     best_val_balanced_accuracy: Figure = None  # tracked when it is the objective (K49)
+    deployment: Deployment | None = None  # measured as it would ship (completed trials)
 
     @property
     def score(self) -> float | None:
@@ -189,10 +249,11 @@ class Trial(Record):
 
     @classmethod
     def from_keras_tuner(cls, state: dict[str, Any], log: TrainingLog | None, pruned: PruneRecord | None,
-                         where: Path) -> Trial:
-        """Combine Keras Tuner's trial state (its trial.json) with our epoch log and the pruning record."""
+                         where: Path, deployment: Deployment | None = None) -> Trial:
+        """Combine Keras Tuner's trial state (its trial.json) with our epoch log, the pruning record and the
+        deployment measurement."""
         try:
-            return cls._combine(state, log, pruned)
+            return cls._combine(state, log, pruned).model_copy(update={"deployment": deployment})
         except (TypeError, ValueError, KeyError, AttributeError) as error:
             raise RunError(f"{where} is not a Keras Tuner trial state ({_gist(error)}): restore it, or pass "
                            f"--overwrite to start the run afresh") from None
@@ -403,6 +464,7 @@ class RunRecord(Record):
     finished_at: str
     trials: list[Trial]
     confirmation: ConfirmationRecord | None = None
+    budget: Budget | None = None  # the winner is the most accurate trial within it
     winner: Winner
     versions: dict[str, str]
     export: ExportRecord | None = None
@@ -476,6 +538,10 @@ def read_training_log(path: Path) -> TrainingLog | None:
 
 def read_prune_record(path: Path) -> PruneRecord | None:
     return read(path, PruneRecord, TRAINING_FIX)
+
+
+def read_deployment(path: Path) -> Deployment | None:
+    return read(path, Deployment, "delete it and rerun the search's command to measure the trial again")
 
 
 def read_training_ended(path: Path) -> TrainingEnded | None:

@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kmnist_search.errors import RunError
 from kmnist_search.formatting import duration, format_value, percent, settings_text, trial_number
-from kmnist_search.record import SCORED_STATUSES, ConfirmationRecord, RunRecord, Trial
+from kmnist_search.record import SCORED_STATUSES, Budget, ConfirmationRecord, RunRecord, Trial
 
 STATUS_NAMES = {"PRUNED": "pruned", "COMPLETED": "completed", "FAILED": "failed", "INVALID": "invalid",
                 "STOPPED": "stopped", "RUNNING": "running", "IDLE": "idle"}
@@ -74,6 +75,11 @@ def format_winner(results: RunRecord) -> str:
     if winner.objective == "val_balanced_accuracy":
         text += (f"; balanced accuracy: validation {percent(winner.val_balanced_accuracy)}, "
                  f"test {percent(winner.test_balanced_accuracy)}")
+    measured = results.trial(winner.trial_id)
+    if results.budget:
+        text += f"\n  budget: {results.budget.describe()}: the most accurate trial within it"
+    if measured is not None and measured.deployment is not None:
+        text += f"\n  as shipped: {describe_deployment(measured)}"
     if results.confirmation:
         text += "\n" + format_confirmation(results.confirmation)
     retraining = winner.settings.retraining
@@ -165,3 +171,44 @@ def format_effects(effects: dict[str, list[ValueEffect]]) -> str:
         lines.append(f"matters most: {verdict[0]} (its values' mean validation accuracies span "
                      f"{verdict[1] * 100:.2f} points)")
     return "\n".join(lines)
+
+
+def within_budget(trials: list[Trial], budget: Budget) -> list[Trial]:
+    """The measured trials that fit the budget, most accurate first; a one-line error naming the closest
+    trial when none does."""
+    measured = [t for t in trials if t.deployment is not None and t.score is not None]
+    if not measured:
+        raise RunError(f"no trial was measured for the budget ({budget.describe()}): rerun without --no-measure")
+    fitting = sorted((t for t in measured if budget.fits(t.deployment)),  # type: ignore[arg-type]
+                     key=lambda t: -(t.score or 0.0))
+    if not fitting:
+        closest = min(measured, key=lambda t: budget.excess(t.deployment))  # type: ignore[arg-type]
+        raise RunError(f"no trial fits the budget of {budget.describe()}: the closest is trial "
+                       f"{trial_number(closest.trial_id)} ({describe_deployment(closest)}); raise the budget or "
+                       f"search smaller models")
+    return fitting
+
+
+def describe_deployment(trial: Trial) -> str:
+    """A measured trial in a few words: accuracy, milliseconds, size."""
+    assert trial.deployment is not None
+    shipped = trial.deployment.shipped()
+    kind = "int8" if trial.deployment.int8 else "float32"
+    return (f"{percent(trial.score)}, {shipped.speed.single_image_ms:.3f} ms per image "
+            f"({shipped.speed.ratio_to_reference:.2f}x the reference), {shipped.megabytes:.3f} MB {kind}")
+
+
+def pareto_front(trials: list[Trial]) -> list[Trial]:
+    """The measured trials no other beats on accuracy, latency and size at once, fastest first."""
+    measured = [t for t in trials if t.deployment is not None and t.score is not None]
+
+    def point(trial: Trial) -> tuple[float, float, float]:
+        shipped = trial.deployment.shipped()  # type: ignore[union-attr]
+        return -(trial.score or 0.0), shipped.speed.single_image_ms, shipped.megabytes
+
+    def dominated(trial: Trial) -> bool:
+        mine = point(trial)
+        return any(all(o <= m for o, m in zip(point(other), mine, strict=True)) and point(other) != mine
+                   for other in measured)
+
+    return sorted((t for t in measured if not dominated(t)), key=lambda t: point(t)[1])

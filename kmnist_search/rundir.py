@@ -43,6 +43,7 @@ from kmnist_search.files import (
     remove_leftovers,
 )
 from kmnist_search.record import (
+    DEPLOYMENT_FILE,
     PRUNED_FILE,
     RESULTS_FILE,
     TRIAL_LOG_FILE,
@@ -50,6 +51,7 @@ from kmnist_search.record import (
     RunRecord,
     TrainingLog,
     Trial,
+    read_deployment,
     read_prune_record,
     read_results,
     read_training_log,
@@ -129,6 +131,10 @@ class RunDir:
     @staticmethod
     def pruned_path(trial_dir: Path) -> Path:
         return trial_dir / PRUNED_FILE
+
+    @staticmethod
+    def deployment_path(trial_dir: Path) -> Path:
+        return trial_dir / DEPLOYMENT_FILE
 
     @staticmethod
     def trial_resume_dir(trial_dir: Path) -> Path:
@@ -239,7 +245,8 @@ class RunDir:
                 continue  # Keras Tuner writes trial.json in place: a file being written; the next look sees it
             records.append(Trial.from_keras_tuner(state, read_training_log(self.trial_log_path(trial_dir)),
                                                   read_prune_record(self.pruned_path(trial_dir)),
-                                                  trial_dir / "trial.json"))
+                                                  trial_dir / "trial.json",
+                                                  read_deployment(self.deployment_path(trial_dir))))
         return records
 
     def trial_logs(self, except_dir: Path | None = None) -> list[TrainingLog]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +49,7 @@ from kmnist_search.record import (
     ENDED_FILE,
     SCORED_STATUSES,
     TRIAL_LOG_FILE,
+    Budget,
     DatasetRecord,
     Epoch,
     RunRecord,
@@ -61,10 +63,11 @@ from kmnist_search.record import (
     read_training_ended,
     write,
 )
+from kmnist_search.reports import within_budget
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import SearchSpace
-from kmnist_search.tuners import make_tuner
+from kmnist_search.tuners import Measurer, make_tuner
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class SearchOptions:
     progress: SearchProgress | None = None  # told about trials and epochs as they run; None: silent
     deterministic: bool = False  # TensorFlow's op determinism: the same seed trains the same weights
     confirm: int = DEFAULT_CONFIRM  # train the best K configurations with more seeds (0: off)
+    measurement: Callable[[Split], Measurer] | None = None  # the measurer of each completed trial (None: off)
+    budget: Budget | None = None  # the winner is the most accurate measured trial within it
 
     def __post_init__(self) -> None:
         check_name(self.name, "run name")
@@ -91,6 +96,8 @@ class SearchOptions:
             raise RunError(f"--confirm {self.confirm}: must be 0 (off) or more configurations to confirm")
         if self.init_seed is not None:
             check_seed(self.init_seed, "init seed")
+        if self.budget is not None and self.measurement is None:
+            raise RunError("a budget needs every trial measured: leave out --no-measure")
 
     @property
     def weights_seed(self) -> int:
@@ -145,6 +152,8 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     started_at = datetime.now(timezone.utc)
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
                        options.max_trials, keep_checkpoints=max(options.confirm, 1))
+    tuner.measurer = options.measurement(split) if options.measurement else None
+    tuner.budget = options.budget
     if role != "worker":  # the oracle lives in this process: settle what a kill may have left half-recorded
         reconcile_oracle(tuner.oracle, run_dir)
         sync_journal(run_dir)  # the journal says what the settled trial files say
@@ -176,15 +185,20 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
                        f"see `python -m kmnist_search.summary {run_dir.path}`") from None
     if role == "worker":
         return None
-    trials = run_dir.trials()
+    trials = tuner.measure_pending(run_dir)  # what a kill left unmeasured
+    tuner.remove_spare_checkpoints(trials)
+    sync_journal(run_dir, trials)
     completed = [t for t in trials if t.status in SCORED_STATUSES and t.score is not None]
     if not completed:
         raise RunError(f"no trial completed in {run_dir.path}: see the trial messages with "
                        f"`python -m kmnist_search.summary {run_dir.path}`")
+    candidates = within_budget(trials, options.budget) if options.budget else trials
     confirmation, confirmed_model = None, None
     if options.confirm:
-        confirmation, confirmed_model = confirm_top(hypermodel, tuner, trials, split, space, run_dir, options)
+        confirmation, confirmed_model = confirm_top(hypermodel, tuner, candidates, split, space, run_dir, options)
         best_trial = tuner.oracle.get_trial(confirmation.winner.trial_id)
+    elif options.budget:
+        best_trial = tuner.oracle.get_trial(candidates[0].trial_id)
     else:
         best_trial = tuner.oracle.get_best_trials(1)[0]
     winner_record = next(t for t in trials if t.trial_id == best_trial.trial_id)
@@ -199,7 +213,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     else:
         with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.get_best_models(1)[0]
+            model = tuner.load_model(best_trial)
         retraining = None
     if options.progress is not None:
         options.progress.step("evaluating the winner once on the test set")
@@ -244,6 +258,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         trials=trials,
         confirmation=confirmation.to_record() if confirmation else None,
+        budget=options.budget,
         winner=winner,
         versions=library_versions(),
     )

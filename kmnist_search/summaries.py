@@ -22,12 +22,14 @@ from kmnist_search.errors import RunError
 from kmnist_search.formatting import duration, format_value, percent, trial_number
 from kmnist_search.record import RunRecord, Trial
 from kmnist_search.reports import (
+    describe_deployment,
     format_effects,
     format_trials_table,
     format_winner,
     format_winner_markdown,
     hyperparameter_effects,
     most_important,
+    pareto_front,
     rank_trials,
 )
 from kmnist_search.rundir import RunDir
@@ -143,6 +145,10 @@ def render(summary: dict[str, Any], trials: list[Trial], results: RunRecord | No
         return to_markdown(summary, trials, top) + "\n\n" + winner
     parts = [f"run {summary['run_dir']}: {len(trials)} trials", format_trials_table(trials, top), "",
              "per-hyperparameter effects (validation accuracy):", format_effects(hyperparameter_effects(trials))]
+    front = pareto_front(trials)
+    if front:
+        parts += ["", "measured as shipped, the trials no other beats on accuracy, latency and size at once:",
+                  *(f"  trial {trial_number(t.trial_id)}: {describe_deployment(t)}" for t in front)]
     if results:
         parts += ["", format_winner(results)]
         if results.export:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import keras
 import keras_tuner as kt
@@ -32,7 +33,7 @@ from kmnist_search.keras_tuner_patches import checkpoint_file
 from kmnist_search.plan import STRATEGIES, planned_trials
 from kmnist_search.progress import SearchClock, SearchProgress, TrialEnd, TrialStart
 from kmnist_search.pruners import NoPruning, make_pruner
-from kmnist_search.record import SCORED_STATUSES, Trial
+from kmnist_search.record import SCORED_STATUSES, Budget, Deployment, Trial, write
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir, failed_for_the_environment
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
@@ -51,6 +52,8 @@ class TrialRecorder:
     total_trials = 0
     epochs = 1
     keep_checkpoints: int | None = None  # best-epoch weights kept for the N best trials; None: every trial's
+    measurer: Measurer | None = None  # measures each completed trial as it would ship
+    budget: Budget | None = None  # the winner must fit it: only fitting trials' weights are worth keeping
 
     def run_trial(self, trial: kt.engine.trial.Trial, *args: Any, **kwargs: Any) -> Any:
         # Seed per trial, so a trial rerun after a crash starts from the same weights as it would have.
@@ -90,11 +93,9 @@ class TrialRecorder:
         if not failed_for_the_environment(trial.message):  # such a trial is retried by the rerun, from here
             TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).clear()  # recorded: nothing to resume
         run_dir = RunDir(self.project_dir)  # type: ignore[attr-defined]
-        records = run_dir.trials()
+        records = self.measure_pending(run_dir, only=trial.trial_id)
         sync_journal(run_dir, records)
-        if self.keep_checkpoints is not None:
-            for spare in spare_checkpoints(records, self.keep_checkpoints):
-                checkpoint_file(self, spare).unlink(missing_ok=True)  # type: ignore[arg-type]
+        self.remove_spare_checkpoints(records)
         if self.progress is None:
             return
         record = next((r for r in records if r.trial_id == trial.trial_id), None)
@@ -107,13 +108,53 @@ class TrialRecorder:
         self.progress.trial_ended(TrialEnd(int(trial.trial_id) + 1, self.total_trials, record, best, seconds_left))
 
 
-def spare_checkpoints(records: list[Trial], keep: int) -> list[str]:
+    def measure_pending(self, run_dir: RunDir, only: str | None = None) -> list[Trial]:
+        """Measure the completed trials (``only`` the one, where given) that have no measurement yet and
+        still have their best-epoch weights; return every trial's record as it now stands."""
+        records = run_dir.trials()
+        if self.measurer is None:
+            return records
+        pending = [r for r in records if r.status == "COMPLETED" and r.deployment is None
+                   and (only is None or r.trial_id == only)
+                   and checkpoint_file(self, r.trial_id).is_file()]  # type: ignore[arg-type]
+        for record in pending:
+            with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for inference
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                model = self.load_model(self.oracle.get_trial(record.trial_id))  # type: ignore[attr-defined]
+            write(RunDir.deployment_path(Path(self.get_trial_dir(record.trial_id))),  # type: ignore[attr-defined]
+                  self.measurer.measure(model))
+        return run_dir.trials() if pending else records
+
+    def remove_spare_checkpoints(self, records: list[Trial]) -> None:
+        """Delete the best-epoch weights nothing will load (see :func:`spare_checkpoints`); a completed trial
+        still to be measured keeps them."""
+        if self.keep_checkpoints is None:
+            return
+        unmeasured = {r.trial_id for r in records if self.measurer is not None and r.status == "COMPLETED"
+                      and r.deployment is None}
+        for spare in spare_checkpoints(records, self.keep_checkpoints, self.budget):
+            if spare not in unmeasured:
+                checkpoint_file(self, spare).unlink(missing_ok=True)  # type: ignore[arg-type]
+
+
+class Measurer(Protocol):
+    """Measures a trained model as it would ship (see :class:`kmnist_search.deployment.TrialMeasurer`)."""
+
+    def measure(self, trained: keras.Model) -> Deployment:
+        ...
+
+
+def spare_checkpoints(records: list[Trial], keep: int, budget: Budget | None = None) -> list[str]:
     """The scored trials whose best-epoch weights nothing will load: all but the ``keep`` best (and any tied
-    with the last of those, so that the oracle's own pick of the best is always kept). A failed trial keeps
-    its files: one failed by its environment is retried from them."""
-    scores = sorted((r.score for r in records if r.status in SCORED_STATUSES and r.score is not None), reverse=True)
+    with the last of those, so that the oracle's own pick of the best is always kept); with a budget, all but
+    the ``keep`` best of those measured within it. A failed trial keeps its files: one failed by its
+    environment is retried from them."""
+    scored = [r for r in records if r.status in SCORED_STATUSES and r.score is not None]
+    eligible = [r for r in scored if budget is None or (r.deployment is not None and budget.fits(r.deployment))]
+    scores = sorted((r.score for r in eligible if r.score is not None), reverse=True)
     bar = scores[keep - 1] if len(scores) >= keep else float("-inf")
-    return [r.trial_id for r in records if r.status in SCORED_STATUSES and r.score is not None and r.score < bar]
+    kept = {r.trial_id for r in eligible if r.score is not None and r.score >= bar}
+    return [r.trial_id for r in scored if r.trial_id not in kept]
 
 
 class KmnistTuner(TrialRecorder, kt.Tuner):

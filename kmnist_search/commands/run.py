@@ -67,6 +67,13 @@ def build_parser() -> OneLineArgumentParser:
                         help=f"after the search, train the K best configurations until each has "
                              f"{RUNS_PER_CONFIGURATION} runs with different seeds; the winner is the best mean "
                              f"(default {DEFAULT_CONFIRM}: off; cost in the README)")
+    parser.add_argument("--budget-ms", type=float, metavar="MS",
+                        help="the winner is the most accurate trial whose shipped ONNX model takes at most MS "
+                             "milliseconds per image with onnxruntime (measured per trial; docs/outputs.md)")
+    parser.add_argument("--budget-mb", type=float, metavar="MB",
+                        help="... and whose ONNX file is at most MB megabytes (int8's with --quantize)")
+    parser.add_argument("--no-measure", action="store_true",
+                        help="do not export and time each completed trial (a few seconds each); no budget then")
     parser.add_argument("--deterministic", action="store_true",
                         help="TensorFlow's op determinism: the same seeds train the same weights, run after run "
                              "(cost in BENCHMARKS.md)")
@@ -95,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise RunError(f"--max-trials {args.max_trials}: must be at least 1")
     if args.confirm < 0:
         raise RunError(f"--confirm {args.confirm}: must be 0 (off) or more configurations to confirm")
+    if args.no_measure and (args.budget_ms is not None or args.budget_mb is not None):
+        raise RunError("a budget needs every trial measured: drop --no-measure, or drop --budget-ms/--budget-mb")
+    pipeline.deployment_budget(args.budget_ms, args.budget_mb)  # checked before anything loads
     if args.quantize and args.no_export:
         raise RunError("--quantize quantizes the export: drop --no-export, or quantize later with "
                        "`python -m kmnist_search.quantize exports/NAME.json --name NAME-int8`")
@@ -133,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     search_options = {"project_dir": args.project_dir, "name": name, "seed": args.seed, "init_seed": args.init_seed,
                       "max_trials": args.max_trials, "overwrite": args.overwrite, "tensorboard": args.tensorboard,
                       "deterministic": args.deterministic, "confirm": args.confirm,
-                      "teacher": teacher}
+                      "teacher": teacher, "measure": False if args.no_measure else None,
+                      "measure_int8": args.quantize, "budget_ms": args.budget_ms, "budget_mb": args.budget_mb}
     with ConsoleProgress(quiet=args.quiet) as progress:
         if current_role() == "worker":
             pipeline.search(space, args.strategy, dataset=dataset, progress=progress, **search_options)
