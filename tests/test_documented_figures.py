@@ -36,3 +36,12 @@ def test_the_determinism_figures_are_rendered_from_their_record() -> None:
     from deterministic_cost import DOCUMENT, MARKER, RECORD, render
 
     assert section(DOCUMENT, MARKER) == render(read_record(RECORD))
+
+
+def test_the_deployment_figures_are_rendered_from_their_record_once_measured() -> None:
+    from deployment_budget import DOCUMENT, RECORD, render
+
+    if RECORD.is_file():
+        assert section(DOCUMENT, "deployment") == render(read_record(RECORD))
+    else:
+        assert section(DOCUMENT, "deployment").startswith("Not measured yet")
