@@ -49,7 +49,7 @@ def test_chief_and_two_workers_run_every_configuration_once(tmp_path: Path) -> N
     data_dir = write_kmnist_files(tmp_path / "data")
     run_args = ["--strategy", "grid", "--space", str(space_file), "--epochs", "1", "--data-dir", str(data_dir),
                 "--no-checksum", "--project-dir", str(tmp_path / "runs"), "--name", "spread",
-                "--no-export", "--quiet"]
+                "--no-export", "--quiet", "--budget-mb", "1000"]  # every trial measured
     port = free_port()
     processes = [start("chief", port, run_args),
                  start("worker", port, run_args, "worker-a"),
@@ -70,6 +70,7 @@ def test_chief_and_two_workers_run_every_configuration_once(tmp_path: Path) -> N
     assert len(configurations) == len(expected) == 4
     assert sorted(map(json.dumps, configurations)) == sorted(json.dumps(c) for c in expected)  # each exactly once
     assert all(t["status"] == "COMPLETED" and t["epochs_run"] == 1 for t in results["trials"])
+    assert all(t["deployment"]["onnx_bytes"] > 0 for t in results["trials"]) and results["budget"]["max_mb"] == 1000
     runners = {json.loads(log.read_text())["tuner_id"] for log in run_dir.glob("trial_*/trial_log.json")}
     assert runners and runners <= {"worker-a", "worker-b"}  # the chief only serves the oracle
     assert_journal_is_the_record(run_dir)  # three processes wrote it in turn
