@@ -200,7 +200,13 @@ def download(spec: DatasetSpec, cache_dir: Path | None = None, roles: tuple[str,
     ``NAME.part`` and renamed to ``NAME`` only once its checksum matches.
     """
     target_dir = (cache_dir or default_cache_dir()) / spec.name
-    target_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        target_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = ("--cache-dir" if cache_dir else f"the download cache (${CACHE_DIR_ENV}, else ~/.keras/datasets "
+                                                 f"under $HOME)")
+        raise DataError(f"cannot create {target_dir} ({error.strerror or error}): point {where} at a writable "
+                        f"folder, or pass --data-dir DIR with the official files") from None
     for data_file in (spec.files[role] for role in roles):
         final_path = target_dir / data_file.name
         if final_path.is_file():

@@ -75,6 +75,10 @@ def current_role() -> str | None:
     if missing:
         raise RunError(f"{ORACLE_IP_ENV} is set but {' and '.join(missing)} not: set both, or use --role and "
                        f"--oracle")
+    port = os.environ[ORACLE_PORT_ENV]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise RunError(f"{ORACLE_PORT_ENV}={port!r}: expected a port number from 1 to 65535; fix it, or unset the "
+                       f"KERASTUNER_* variables and use --role and --oracle")
     return "chief" if CHIEF_ID in os.environ[TUNER_ID_ENV] else "worker"
 
 

@@ -1,5 +1,7 @@
 """A trial that fails for a reason outside its configuration (a full disk, a file size limit, a damaged
-checkpoint) is retried by the rerun, from its last good epoch; only a configuration's own failure stays."""
+checkpoint) is retried by the rerun, from its last good epoch; only a configuration's own failure stays. An
+environment the package cannot use (a cache folder, HOME, another Keras backend, a bad oracle port) is one
+line naming the fix."""
 
 from __future__ import annotations
 
@@ -65,3 +67,31 @@ def test_a_damaged_checkpoint_restarts_the_trial_instead_of_failing_it(
     result = pipeline.search(SPACE, "grid", **kwargs)
     assert result is not None and result.trials[0].status == "COMPLETED"
     assert [e.epoch for e in result.trials[0].history] == [1, 2, 3]
+
+
+def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli("kmnist_search.download", "kmnist", "--cache-dir", "/proc/x", cwd=tmp_path),
+                          "cannot create /proc/x/kmnist", "point --cache-dir at a writable folder")
+    monkeypatch.delenv("KMNIST_SEARCH_CACHE_DIR")
+    monkeypatch.setenv("HOME", "/proc/nonexistent")
+    assert_one_line_error(run_cli("kmnist_search.run", "--space", "quick", "--no-export", cwd=tmp_path),
+                          "cannot create /proc/nonexistent/.keras/datasets/kmnist", "--data-dir DIR")
+
+
+def test_another_keras_backend_or_a_bad_oracle_port_is_one_line(tmp_path: Path, synthetic_data_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    arguments = ("--space", "quick", "--data-dir", str(synthetic_data_dir), "--no-checksum", "--no-export")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert_one_line_error(run_cli("kmnist_search.run", *arguments, cwd=tmp_path), "KERAS_BACKEND=jax",
+                          "set it to tensorflow")
+    monkeypatch.delenv("KERAS_BACKEND")
+    for name, value in (("KERASTUNER_ORACLE_IP", "127.0.0.1"), ("KERASTUNER_ORACLE_PORT", "abc"),
+                        ("KERASTUNER_TUNER_ID", "chief")):
+        monkeypatch.setenv(name, value)
+    assert_one_line_error(run_cli("kmnist_search.run", *arguments, cwd=tmp_path), "KERASTUNER_ORACLE_PORT='abc'",
+                          "port number")

@@ -6,11 +6,17 @@ import os
 import sys
 
 from kmnist_search.commands import common
+from kmnist_search.errors import RunError
 
 
 def load_tensorflow_quietly() -> None:
     """Import TensorFlow and Keras with standard error pointed at /dev/null: TensorFlow's C++ start-up
-    lines (absl, oneDNN, CPU features) are printed before any log level applies. ``--debug`` shows them."""
+    lines (absl, oneDNN, CPU features) are printed before any log level applies. ``--debug`` shows them.
+    Keras must run on TensorFlow: another ``KERAS_BACKEND`` is refused in one line."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        raise RunError(f"KERAS_BACKEND={backend}: kmnist-search trains and exports with TensorFlow; unset "
+                       f"KERAS_BACKEND or set it to tensorflow")
     if not common.libraries_silenced:
         return
     sys.stderr.flush()
