@@ -117,11 +117,7 @@ def best_so_far_figure(trials: list[Trial]) -> plt.Figure | None:
         if chosen:
             axis.scatter([numbers[i] for i in chosen], [scores[i] for i in chosen], s=18, color=COLOURS[status],
                          label=f"{STATUS_NAMES[status]} trial (its best score)")
-    axis.set_xlabel("trial")
-    axis.set_ylabel("validation accuracy (%)")
-    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="best")
+    _finish_accuracy_axis(axis, "trial")
     return figure
 
 
@@ -146,12 +142,17 @@ def learning_curves_figure(trials: list[Trial], winner_id: str | None) -> plt.Fi
         labelled.add(label)
         if status == "PRUNED":
             axis.plot(epochs[-1], values[-1], marker="x", color=colour, markersize=5)
-    axis.set_xlabel("epoch")
+    _finish_accuracy_axis(axis, "epoch")
+    return figure
+
+
+def _finish_accuracy_axis(axis: plt.Axes, counted: str) -> None:
+    """Label a validation-accuracy axis over whole trials or epochs, with a grid and a legend."""
+    axis.set_xlabel(counted)
     axis.set_ylabel("validation accuracy (%)")
     axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="best")
-    return figure
 
 
 def full_budget_trials(trials: list[Trial], epochs: int) -> list[Trial]:

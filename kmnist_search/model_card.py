@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -128,45 +129,41 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:.2f}%"
 
 
-def _model_lines(card: dict[str, Any]) -> list[str]:
-    lines = []
-    for model in card["models"]:
-        training = model["training"]
-        values = ", ".join(f"{name} {value}" for name, value in training["hyperparameters"].items())
-        lines.append(f"- From run `{model['run_name']}` ({model['strategy']} search over the "
-                     f"`{training['search_space']}` space): {values}.")
+def _model_lines(model: dict[str, Any]) -> list[str]:
+    training = model["training"]
+    values = ", ".join(f"{name} {value}" for name, value in training["hyperparameters"].items())
+    return [f"- From run `{model['run_name']}` ({model['strategy']} search over the `{training['search_space']}` "
+            f"space): {values}."]
+
+
+def _training_lines(model: dict[str, Any]) -> list[str]:
+    settings = TrainingSettings.model_validate(model["training"])  # a card copies the record's settings
+    trial, retraining = settings.search_trial, settings.retraining
+    lines = [f"- Searched on {trial.train_images:,} training images for {trial.epochs_trained} epochs "
+             f"(best epoch {trial.best_epoch})."]
+    if retraining:
+        hours = f", {retraining.wall_time_s / 3600:.1f} h" if retraining.wall_time_s else ""
+        lines.append(f"- Retrained on {retraining.train_images:,} images for {retraining.epochs_trained} epochs "
+                     f"(best epoch {retraining.best_epoch}{hours}).")
     return lines
 
 
-def _training_lines(card: dict[str, Any]) -> list[str]:
-    lines = []
-    for model in card["models"]:
-        settings = TrainingSettings.model_validate(model["training"])  # a card copies the record's settings
-        trial = settings.search_trial
-        lines.append(f"- Searched on {trial.train_images:,} training images for {trial.epochs_trained} epochs "
-                     f"(best epoch {trial.best_epoch}).")
-        retraining = settings.retraining
-        if retraining:
-            hours = f", {retraining.wall_time_s / 3600:.1f} h" if retraining.wall_time_s else ""
-            lines.append(f"- Retrained on {retraining.train_images:,} images for {retraining.epochs_trained} "
-                         f"epochs (best epoch {retraining.best_epoch}{hours}).")
-    return lines
+def _for_each_model(card: dict[str, Any], lines_of: Callable[[dict[str, Any]], list[str]]) -> list[str]:
+    """The lines ``lines_of`` gives for every network in the card, in order."""
+    return [line for model in card["models"] for line in lines_of(model)]
 
 
-def _budget_lines(card: dict[str, Any]) -> list[str]:
-    lines = []
-    for model in card["models"]:
-        measured = model.get("deployment")
-        if not measured:
-            continue
-        budget = measured["budget"]
-        limits = " and ".join([*([f"{budget['max_ms']:g} ms per image"] if budget and budget["max_ms"] else []),
-                               *([f"{budget['max_mb']:g} MB"] if budget and budget["max_mb"] else [])])
-        lines.append(f"- In the search, its trial measured {measured['single_image_ms']:.3f} ms per image "
-                     f"({measured['ratio_to_reference']:.2f}x the reference) and {measured['onnx_bytes']:,} bytes "
-                     f"({measured['precision']})" + (f"; it was chosen as the most accurate trial within the budget "
-                                                     f"of {limits}." if limits else "."))
-    return lines
+def _budget_lines(model: dict[str, Any]) -> list[str]:
+    measured = model.get("deployment")
+    if not measured:
+        return []
+    budget = measured["budget"]
+    limits = " and ".join([*([f"{budget['max_ms']:g} ms per image"] if budget and budget["max_ms"] else []),
+                           *([f"{budget['max_mb']:g} MB"] if budget and budget["max_mb"] else [])])
+    return [f"- In the search, its trial measured {measured['single_image_ms']:.3f} ms per image "
+            f"({measured['ratio_to_reference']:.2f}x the reference) and {measured['onnx_bytes']:,} bytes "
+            f"({measured['precision']})" + (f"; it was chosen as the most accurate trial within the budget of "
+                                            f"{limits}." if limits else ".")]
 
 
 def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
@@ -189,7 +186,7 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         f"{card['opset']}, {evaluation.onnx_bytes:,} bytes, sha256 `{evaluation.onnx_sha256[:16]}...`.",
         f"- Input: {card['input']['layout']}, shape {card['input']['shape']}, {card['input']['scaling']}.",
         f"- Output: {card['output']['meaning']} over {len(classes)} classes.",
-        *_model_lines(card),
+        *_for_each_model(card, _model_lines),
         "",
         "## Intended use",
         "",
@@ -210,7 +207,7 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         f"KMNIST's 60,000 training images (checksums in the card). {split['validation_images']:,} of them, drawn "
         f"with seed {split['seed']} and stratified by class, are held out for validation and never trained on.",
         "",
-        *_training_lines(card),
+        *_for_each_model(card, _training_lines),
         "",
         "## Evaluation data",
         "",
@@ -243,7 +240,7 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         f"{speed['reference_single_image_ms']:.3f} ms measured beside it.",
         f"- Batches: {speed['images_per_second']:,.0f} images/s.",
         f"- Measured {evaluation.measured_at} on {speed['machine']}: {speed['protocol']}.",
-        *_budget_lines(card),
+        *_for_each_model(card, _budget_lines),
     ]
     if quantized:
         source = quantized["source_metrics"]
