@@ -26,7 +26,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from kmnist_search.errors import RunError
 from kmnist_search.files import atomic_write_text
@@ -46,6 +55,11 @@ TrialStatus = Literal["RUNNING", "IDLE", "INVALID", "STOPPED", "COMPLETED", "FAI
 Value = bool | int | float | str  # a hyperparameter's value
 
 
+def trial_number_of(trial_id: str | None) -> int | None:
+    """Keras Tuner's trial id ("0", "1", ...) as people count trials, from 1; None for another id."""
+    return int(trial_id) + 1 if trial_id is not None and trial_id.isdigit() else None
+
+
 def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -57,6 +71,14 @@ class Record(BaseModel):
     """A part of the run record: unknown fields are refused, and it serialises to strict JSON."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_computed_fields(cls, data: Any) -> Any:
+        """A written record carries its computed fields (such as ``trial``); reading leaves them out."""
+        if isinstance(data, dict) and cls.model_computed_fields:
+            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        return data
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
@@ -235,6 +257,12 @@ class Trial(Record):
     best_val_balanced_accuracy: Figure = None  # tracked when it is the objective (K49)
     deployment: Deployment | None = None  # measured as it would ship (completed trials)
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def trial(self) -> int | None:
+        """The trial as the console, the report and the summaries number it (Keras Tuner's id + 1)."""
+        return trial_number_of(self.trial_id)
+
     @property
     def score(self) -> float | None:
         """What the search maximised: balanced accuracy where tracked, else accuracy."""
@@ -313,11 +341,17 @@ class TrainingRun(Record):
     validation_balanced_accuracy: Figure = None  # where it is the objective
     wall_time_s: float | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def trial(self) -> int | None:
+        """The search's trial as the console numbers it; None for a retraining."""
+        return trial_number_of(self.trial_id)
+
     @model_serializer(mode="wrap")
     def _leave_out_what_is_absent(self, handler: Any) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
         return {k: v for k, v in data.items()
-                if not (v is None and k in ("trial_id", "validation_balanced_accuracy"))}
+                if not (v is None and k in ("trial_id", "trial", "validation_balanced_accuracy"))}
 
 
 class Seeds(Record):
@@ -416,6 +450,12 @@ class Winner(Record):
     test_balanced_accuracy: Figure
     test_loss: Figure
     confirmed: WinnerConfirmation | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def trial(self) -> int | None:
+        """The winner's trial as the console numbers it."""
+        return trial_number_of(self.trial_id)
 
 
 class SpaceRecord(BaseModel):

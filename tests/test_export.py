@@ -103,7 +103,7 @@ def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> N
     assert "parity on 200 test images" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted([  # the same name's leftovers swept, another's kept
         f"{PARTIAL_PREFIX}another.onnx-k1ll3d", ".export-test.lock", ".export-test.onnx.notes.tmp", "export-test.json",
-        "export-test.keras", "export-test.onnx"])
+        "export-test.keras", "export-test.onnx", "export-test.md", "export-test.evaluation.json"])
     assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
                           "is not a run directory")
     (tmp_path / "unfinished").mkdir()

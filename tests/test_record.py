@@ -174,3 +174,19 @@ def test_the_record_round_trips_through_json() -> None:
     results = read_results(FIXTURES / "results-v2.json")
     assert results is not None
     assert RunRecord.model_validate_json(results.to_json(), strict=True) == results
+
+
+def test_every_record_of_a_trial_carries_the_number_the_console_shows() -> None:
+    from kmnist_search.record import TrainingRun
+
+    run = TrainingRun(trial_id="4", epochs_planned=3, epochs_trained=3, best_epoch=2, train_images=10,
+                      validation_accuracy=0.5)
+    assert run.to_dict()["trial"] == 5 and TrainingRun.model_validate(run.to_dict()) == run
+    retraining = TrainingRun(epochs_planned=3, epochs_trained=3, best_epoch=3, train_images=10,
+                             validation_accuracy=0.5)
+    assert "trial" not in retraining.to_dict() and "trial_id" not in retraining.to_dict()
+    results = read_results(FIXTURES / "results-v2.json")
+    assert results is not None
+    written = json.loads(results.to_json())
+    assert [t["trial"] for t in written["trials"]] == [int(t["trial_id"]) + 1 for t in written["trials"]]
+    assert written["winner"]["trial"] == int(written["winner"]["trial_id"]) + 1
