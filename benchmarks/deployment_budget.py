@@ -92,12 +92,12 @@ def render(record: dict[str, Any]) -> str:
               f"{'yes' if r['trial'] in front else ''} |" for r in rows]
     measure = sum(r["measure_cpu_seconds"] for r in rows)
     training = sum(r["training_cpu_seconds"] for r in rows)
-    lines += ["", f"Measuring cost {measure / len(rows):.1f} CPU seconds per trial, {measure / training * 100:.0f}% "
+    lines += ["", f"- Measuring cost {measure / len(rows):.1f} CPU seconds per trial, {measure / training * 100:.0f}% "
               f"of the trials' training CPU seconds."]
     for label, winner in (("Without a budget", record["unbudgeted"]), ("With the budget", record["budgeted"])):
         budget = winner["budget"]
         limits = f" ({budget['max_ms']:g} ms, {budget['max_mb']:g} MB)" if budget else ""
-        lines.append(f"{label}{limits}: trial {winner['trial']}, test accuracy {winner['test_accuracy'] * 100:.2f}%, "
+        lines.append(f"- {label}{limits}: trial {winner['trial']}, test accuracy {winner['test_accuracy'] * 100:.2f}%, "
                      f"{winner['exported_bytes']:,} bytes exported; recorded {winner['recorded_ms']:.3f} ms, an "
                      f"independent onnxruntime timing of the exported file {winner['independent_ms']:.3f} ms "
                      f"({winner['independent_over_recorded']:.2f}x).")
