@@ -88,6 +88,9 @@ def are_probabilities(outputs: np.ndarray, images: int) -> bool:
             and bool((np.abs(outputs.sum(axis=1) - 1) <= PROBABILITY_SUM_TOLERANCE).all()))
 
 
+MAX_IMAGE_SIDE = 512  # KMNIST is 28 pixels a side, Kuzushiji-Kanji 64
+
+
 class Classifier:
     """An exported kmnist-search model, run with onnxruntime."""
 
@@ -123,6 +126,9 @@ class Classifier:
             raise ModelFileError(f"{path} takes input of shape {shape}, not (batch, height, width, 1) grayscale: "
                                  f"it is not a kmnist-search model")
         self.image_size: tuple[int, int] = (int(shape[1]), int(shape[2]))
+        if max(self.image_size) > MAX_IMAGE_SIDE:
+            raise ModelFileError(f"{path} takes {shape[1]}x{shape[2]} images, over the {MAX_IMAGE_SIDE}-pixel side a "
+                                 f"character classifier here takes: it is not a kmnist-search model")
         self.card = self._read_card()
         self.classes = [ClassInfo(c["index"], c["character"], c["codepoint"], c["romanized"])
                         for c in self.card.get("classes", [])]
@@ -142,7 +148,13 @@ class Classifier:
         return np.concatenate([self._run(batch[start:start + BATCH]) for start in range(0, len(batch), BATCH)])
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        outputs = np.asarray(self.session.run(None, {self.input_name: batch.astype(np.float32)[..., np.newaxis]})[0])
+        try:
+            pixels = batch.astype(np.float32)[..., np.newaxis]
+            outputs = np.asarray(self.session.run(None, {self.input_name: pixels})[0])
+        except Exception as error:  # onnxruntime raises its own exception types for a model that cannot run
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelFileError(f"{self.path} failed in onnxruntime ({first[:160]}): it is not a kmnist-search "
+                                 f"classifier, or it is broken; export it again") from None
         if not are_probabilities(outputs, len(batch)):
             raise ModelFileError(f"{self.path} returned values that are not class probabilities (one row per image, "
                                  f"each finite, from 0 to 1, summing to 1): it is not a kmnist-search classifier, or "

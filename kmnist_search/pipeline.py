@@ -184,6 +184,8 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
         return search_result(run_dir, results)
 
 
+MAX_PATH = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+RUN_FILE_PATH_ALLOWANCE = 200  # the longest path inside a run folder: confirm/trial_ID-seed_J/resume/... and locks
 MEASURE_ENV = "KMNIST_SEARCH_MEASURE"  # 0: do not measure trials unless asked (a budget always measures)
 
 
@@ -227,6 +229,11 @@ def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name
         raise RunError(f"the run folder {run_dir.path.absolute()} contains {' '.join(special)}: Keras Tuner finds "
                        f"trial folders by pattern and could never resume there; choose a --project-dir without "
                        f"{' '.join(GLOB_CHARACTERS)}")
+    room = MAX_PATH - RUN_FILE_PATH_ALLOWANCE
+    if len(str(run_dir.path.absolute())) > room:
+        raise RunError(f"the run folder's path is {len(str(run_dir.path.absolute())):,} characters: the run's files "
+                       f"need up to {RUN_FILE_PATH_ALLOWANCE} more, over the system's {MAX_PATH:,}; choose a shorter "
+                       f"--project-dir")
     return run_dir
 
 

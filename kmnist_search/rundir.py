@@ -26,6 +26,7 @@ import io
 import json
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -290,5 +291,10 @@ class RunDir:
     def read_test_predictions(self) -> TestPredictions | None:
         if not self.test_predictions_path.is_file():
             return None
-        with np.load(self.test_predictions_path, allow_pickle=False) as data:
-            return TestPredictions(data["labels"], data["probabilities"], data["first_images"])
+        try:
+            with np.load(self.test_predictions_path, allow_pickle=False) as data:
+                return TestPredictions(data["labels"], data["probabilities"], data["first_images"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+            raise RunError(f"{self.test_predictions_path} is damaged ({str(error)[:120] or type(error).__name__}): "
+                           f"delete it (the report then leaves out the winner's test results), or search again "
+                           f"with --overwrite") from None

@@ -261,3 +261,55 @@ def test_verify_reads_only_the_test_set(tmp_path: Path, exported: Path, finished
         shutil.copy(data_dir / name, only_test / name)
     assert pipeline.verify(exported, data_dir=only_test, verify_checksums=False).passed
     assert pipeline.evaluate(exported, data_dir=only_test, verify_checksums=False).test_images > 0
+
+
+def _model_file(path: Path, nodes: list[onnx.NodeProto], image: onnx.ValueInfoProto, output: onnx.ValueInfoProto,
+                initializers: tuple[onnx.TensorProto, ...] = ()) -> Path:
+    graph = helper.make_graph(nodes, path.stem, [image], [output], list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_model_with_a_giant_input_or_one_that_fails_in_onnxruntime_is_one_line(tmp_path: Path) -> None:
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    giant = _model_file(tmp_path / "giant.onnx", [helper.make_node("ReduceMean", ["image"], ["out"], keepdims=0)],
+                        helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 40000, 40000, 1]),
+                        helper.make_tensor_value_info("out", TensorProto.FLOAT, []))
+    shape = numpy_helper.from_array(np.array([400000, 1000000], dtype=np.int64), "shape")
+    huge = _model_file(tmp_path / "huge.onnx", [
+        helper.make_node("ConstantOfShape", ["shape"], ["zeros"]),
+        helper.make_node("ReduceSum", ["zeros"], ["total"], keepdims=0),
+        helper.make_node("Flatten", ["image"], ["flat"]), helper.make_node("Add", ["flat", "total"], ["out"])],
+        helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 28, 28, 1]),
+        helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 784]), (shape,))
+    image = Path(__file__).resolve().parents[1] / "docs" / "images" / "character.png"
+    assert_one_line_error(run_cli("kmnist_search.predict", str(giant), str(image), cwd=tmp_path),
+                          "takes 40000x40000 images", "not a kmnist-search model")
+    assert_one_line_error(run_cli("kmnist_search.predict", str(huge), str(image), cwd=tmp_path),
+                          "failed in onnxruntime", "export it again")
+
+
+def test_a_project_folder_too_deep_for_the_run_s_files_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    from kmnist_search.pipeline import MAX_PATH, run_dir_for
+    from kmnist_search.spaces import load_space
+
+    deep = tmp_path / "/".join(["d" * 200] * (MAX_PATH // 201))
+    with pytest.raises(RunError, match="choose a shorter --project-dir"):
+        run_dir_for(load_space("quick"), "grid", deep, None)
+    assert not (tmp_path / ("d" * 200)).exists()
+
+
+@pytest.mark.slow
+def test_damaged_test_predictions_are_one_line(finished_run: FinishedRun, tmp_path: Path) -> None:
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run[0], copy)
+    predictions = copy / "winner_test_predictions.npz"
+    predictions.write_bytes(predictions.read_bytes()[:1000])
+    shutil.rmtree(copy / "report", ignore_errors=True)
+    assert_one_line_error(run_cli("kmnist_search.summary", str(copy), "--format", "html", cwd=tmp_path),
+                          "winner_test_predictions.npz is damaged", "delete it")
