@@ -20,6 +20,17 @@ from kmnist_search.resume import TrainingCheckpoint, save_weights_atomically
 from kmnist_search.rundir import RunDir
 
 
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stop training at the first batch whose loss is NaN or infinite, without a word: the trial then fails
+    with one line saying so (:func:`kmnist_search.hypermodel.fail_on_non_finite_loss`). Keras's own
+    ``TerminateOnNaN`` prints a line of its own to the console."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+
+
 class EpochLogger(keras.callbacks.Callback):
     """Write every epoch's metrics, wall seconds and CPU seconds (this process's, all threads) to a trial's
     ``trial_log.json`` as it goes. A resumed run keeps the epochs its checkpoint holds and drops any it is

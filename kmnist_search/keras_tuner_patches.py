@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+from keras_tuner.src import config as keras_tuner_config
 from keras_tuner.src import utils as keras_tuner_utils
 from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
 
@@ -86,6 +87,11 @@ def apply_keras_tuner_patches() -> None:
     kt_tuner_utils.SaveBestEpoch = ResumableSaveBestEpoch
     kt.Oracle.end_trial = _end_trial_once
 
+
+def quiet_failed_trials() -> None:
+    """Keras Tuner prints a failed trial's whole traceback (its ``config.DEBUG`` is on by default); the console
+    prints one line per failed trial instead, and the trial's record keeps the traceback."""
+    keras_tuner_config.DEBUG = False
 
 
 def untried_configurations(oracle: kt.Oracle, trial_id: str) -> Iterator[dict[str, Any]]:

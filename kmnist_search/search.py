@@ -20,7 +20,13 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import balanced_accuracy_score
 
-from kmnist_search.callbacks import BestEpochWeights, EpochLogger, ProgressReporter, steps_in_an_epoch
+from kmnist_search.callbacks import (
+    BestEpochWeights,
+    EpochLogger,
+    ProgressReporter,
+    StopOnNonFiniteLoss,
+    steps_in_an_epoch,
+)
 from kmnist_search.confirm import (
     CONFIRM_DIR,
     DEFAULT_CONFIRM,
@@ -119,7 +125,7 @@ def run_record(space: SearchSpace, options: SearchOptions) -> dict[str, Any]:
 def search_callbacks(run_dir: RunDir, options: SearchOptions) -> list[keras.callbacks.Callback]:
     """Callbacks for every trial. With TensorBoard, Keras Tuner gives each trial its own log directory
     and records its hyperparameters for the HParams dashboard (``tensorboard --logdir RUN_DIR/tensorboard``)."""
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TerminateOnNaN()]
+    callbacks: list[keras.callbacks.Callback] = [StopOnNonFiniteLoss()]
     if options.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir.tensorboard_dir)))
     return callbacks
@@ -319,7 +325,7 @@ def train_fully(hypermodel: KmnistHyperModel, hyperparameters: kt.HyperParameter
     steps = steps_in_an_epoch(len(split.train_labels), int(hyperparameters.get("batch_size")))
     logger = EpochLogger(files.log, checkpoint, steps)
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TerminateOnNaN(), logger, BestEpochWeights(files.best_weights, monitor, files.log, checkpoint)]
+        StopOnNonFiniteLoss(), logger, BestEpochWeights(files.best_weights, monitor, files.log, checkpoint)]
     if options.progress is not None:
         options.progress.retraining_started(epochs, steps, label)
         callbacks.append(ProgressReporter(options.progress, None, dict(hyperparameters.values), steps))

@@ -81,6 +81,20 @@ def test_one_name_runs_every_command_and_run_is_the_default(tmp_path: Path) -> N
     assert_one_line_error(run_cli("kmnist_search", "summary", str(tmp_path), cwd=tmp_path), "holds no trials yet")
 
 
+@pytest.mark.slow
+def test_a_diverging_trial_is_one_line_on_the_console(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    space = tmp_path / "diverge.toml"
+    space.write_text('[hyperparameters]\nlearning_rate = [1e12, 1.0]\nbatch_size = [64]\n'
+                     'loss = ["categorical_crossentropy"]\noptimizer = "sgd"\n'
+                     '[training]\nepochs = 2\nvalidation_images = 100\ntrain_images = 300\n')
+    result = run_cli("kmnist_search.run", "--space", str(space), "--data-dir", str(synthetic_data_dir),
+                     "--no-checksum", "--no-export", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    console = result.stdout + result.stderr
+    assert "trial 1/2 failed: loss became nan at epoch 1" in console
+    assert "Traceback" not in console and "Invalid loss" not in console
+
+
 def test_unknown_strategy(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("kmnist_search.run", "--strategy", "annealing", cwd=tmp_path),
                           "invalid choice: 'annealing'")

@@ -56,6 +56,20 @@ def test_the_oracle_state_that_reconciliation_and_the_retry_patch_use_is_there(t
     assert hasattr(kt.Oracle, "_save_trial")
 
 
+def test_a_failed_trial_s_traceback_is_printed_under_the_switch_the_quiet_patch_turns_off() -> None:
+    from keras_tuner.src import config
+    from keras_tuner.src.engine import base_tuner
+
+    assert "config_module.DEBUG" in inspect.getsource(base_tuner.BaseTuner._try_run_and_update_trial), \
+        "quiet_failed_trials: Keras Tuner no longer prints a failed trial's traceback under config.DEBUG"
+    saved = config.DEBUG
+    try:
+        patches.quiet_failed_trials()
+        assert config.DEBUG is False
+    finally:
+        config.DEBUG = saved
+
+
 def test_the_bayesian_oracle_still_has_the_random_state_the_no_repeat_rule_draws_from() -> None:
     space = load_space("quick")
     oracle = strategies.REGISTRY["bayesian"].oracle(space, 4, strategies.oracle_settings(space, "val_accuracy", 1))
