@@ -6,6 +6,7 @@ line naming the fix."""
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,21 @@ def test_another_keras_backend_or_a_bad_oracle_port_is_one_line(tmp_path: Path, 
         monkeypatch.setenv(name, value)
     assert_one_line_error(run_cli("kmnist_search.run", *arguments, cwd=tmp_path), "KERASTUNER_ORACLE_PORT='abc'",
                           "port number")
+
+
+@pytest.mark.parametrize(("code", "fix"), [(errno.ENOSPC, "free space on that disk"),
+                                           (errno.EROFS, "read-only file system"),
+                                           (errno.EACCES, "you may not write there")])
+def test_a_full_or_read_only_disk_is_one_line_naming_the_file(code: int, fix: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from kmnist_search.commands.common import run_main
+
+    def writes_on_a_full_disk(argv: object) -> int:
+        raise OSError(code, os.strerror(code), "exports/model.keras")
+
+    with pytest.raises(SystemExit) as exit_code:
+        run_main(writes_on_a_full_disk, [])
+    assert exit_code.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "writing exports/model.keras" in lines[0]
+    assert fix in lines[0] and "rerun the same command" in lines[0]

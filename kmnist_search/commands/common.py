@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -14,6 +15,9 @@ from typing import Any, NoReturn
 from kmnist_search.errors import KmnistSearchError
 
 DEBUG_FLAG = "--debug"
+DISK_ERRORS = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space within your disk quota",
+               errno.EROFS: "the folder is on a read-only file system: choose another folder",
+               errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
 libraries_silenced = False  # set by run_main unless --debug
 
 
@@ -85,6 +89,13 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
+    except OSError as error:
+        if debug or error.errno not in DISK_ERRORS:
+            raise
+        where = f" writing {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}: {DISK_ERRORS[error.errno]}; then rerun the same command "
+              f"(what had finished is kept)", file=sys.stderr)
+        sys.exit(1)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
