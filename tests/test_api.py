@@ -12,8 +12,8 @@ from kmnist_search import pipeline as ks
 from kmnist_search.errors import RunError
 from kmnist_search.record import RECORD_SCHEMA_VERSION
 from kmnist_search.rundir import RunDir
+from tests.cli import TINY_SPACE
 from tests.conftest import FinishedRun
-from tests.test_cli import TINY_SPACE
 
 
 @pytest.mark.slow

@@ -273,7 +273,7 @@ def _model_file(path: Path, nodes: list[onnx.NodeProto], image: onnx.ValueInfoPr
 
 
 def test_a_model_with_a_giant_input_or_one_that_fails_in_onnxruntime_is_one_line(tmp_path: Path) -> None:
-    from tests.test_cli import assert_one_line_error, run_cli
+    from tests.cli import assert_one_line_error, run_cli
 
     giant = _model_file(tmp_path / "giant.onnx", [helper.make_node("ReduceMean", ["image"], ["out"], keepdims=0)],
                         helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 40000, 40000, 1]),
@@ -304,7 +304,7 @@ def test_a_project_folder_too_deep_for_the_run_s_files_is_refused_before_anythin
 
 @pytest.mark.slow
 def test_damaged_test_predictions_are_one_line(finished_run: FinishedRun, tmp_path: Path) -> None:
-    from tests.test_cli import assert_one_line_error, run_cli
+    from tests.cli import assert_one_line_error, run_cli
 
     copy = tmp_path / "run"
     shutil.copytree(finished_run[0], copy)

@@ -18,7 +18,7 @@ from kmnist_search.inference import Classifier
 from kmnist_search.onnx_export import export_winner
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import HYPERPARAMETERS, SGD_MOMENTUM, default_learning_rate, parse_space, study_default
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.cli import assert_one_line_error, run_cli
 
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.json"
 

@@ -10,32 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TINY_SPACE = """
-name = "tiny"
-[hyperparameters]
-learning_rate = [1.0, 0.1]
-batch_size = [64]
-loss = ["categorical_crossentropy"]
-[training]
-epochs = 1
-validation_images = 100
-train_images = 400
-"""
-
-
-def run_cli(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "python -m kmnist_search"))]
-    assert len(errors) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+from tests.cli import TINY_SPACE, assert_one_line_error, run_cli
 
 
 @pytest.fixture

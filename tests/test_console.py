@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import run_cli
 from tests.conftest import write_kmnist_files
-from tests.test_cli import run_cli
 
 COMMANDS = ("run", "export", "ensemble", "quantize", "verify", "predict", "summary", "download")
 NOISE = ("I0000", "absl::InitializeLog", "oneDNN", "cpu_feature_guard", "Warning", "WARNING", "Traceback")

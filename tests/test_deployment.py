@@ -15,9 +15,9 @@ from kmnist_search.errors import RunError
 from kmnist_search.record import Budget, Deployment
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import parse_space
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import load_journal
 from tests.kills import Killed
-from tests.test_cli import assert_one_line_error, run_cli
 
 # Two widths of the study's CNN: dense 8 is about 0.3 MB in ONNX, dense 96 about 3.6 MB.
 WIDTHS = {

@@ -16,8 +16,8 @@ from kmnist_search.inference import Classifier
 from kmnist_search.onnx_export import export_winner
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun, write_kmnist_files
-from tests.test_cli import assert_one_line_error, run_cli
 
 
 def test_targets_blend_the_teacher_with_the_labels(exported: Path, finished_run: FinishedRun) -> None:

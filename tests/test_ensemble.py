@@ -16,8 +16,8 @@ from kmnist_search.errors import ModelFileError
 from kmnist_search.files import file_digest
 from kmnist_search.inference import Classifier
 from kmnist_search.onnx_export import keras_probabilities
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
-from tests.test_cli import assert_one_line_error, run_cli
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def test_a_damaged_checkpoint_restarts_the_trial_instead_of_failing_it(
 
 def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_cli import assert_one_line_error, run_cli
+    from tests.cli import assert_one_line_error, run_cli
 
     assert_one_line_error(run_cli("kmnist_search.download", "kmnist", "--cache-dir", "/proc/x", cwd=tmp_path),
                           "cannot create /proc/x/kmnist", "point --cache-dir at a writable folder")
@@ -84,7 +84,7 @@ def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: P
 
 def test_another_keras_backend_or_a_bad_oracle_port_is_one_line(tmp_path: Path, synthetic_data_dir: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_cli import assert_one_line_error, run_cli
+    from tests.cli import assert_one_line_error, run_cli
 
     arguments = ("--space", "quick", "--data-dir", str(synthetic_data_dir), "--no-checksum", "--no-export")
     monkeypatch.setenv("KERAS_BACKEND", "jax")

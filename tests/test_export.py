@@ -20,8 +20,8 @@ from kmnist_search.files import PARTIAL_PREFIX, file_digest
 from kmnist_search.hypermodel import build_network
 from kmnist_search.inference import Classifier
 from kmnist_search.parity import EXACT, INT8, ParityRule, strictest
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
-from tests.test_cli import assert_one_line_error, run_cli
 
 
 def test_export_writes_checked_self_describing_onnx(exported: Path) -> None:

@@ -15,7 +15,7 @@ from kmnist_search.rundir import RunDir
 from kmnist_search.search import SearchOptions, run_search
 from kmnist_search.spaces import parse_space
 from kmnist_search.summaries import write_report
-from tests.test_cli import run_cli
+from tests.cli import run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 TWO_RATES = {

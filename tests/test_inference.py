@@ -16,8 +16,8 @@ from PIL import Image
 
 from kmnist_search.errors import InputImageError, ModelFileError
 from kmnist_search.inference import Classifier, predict_files, prepare_image, read_array, read_image
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
-from tests.test_cli import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ from sklearn.metrics import balanced_accuracy_score
 from kmnist_search.datasets import K49, load_dataset
 from kmnist_search.hypermodel import BalancedAccuracy
 from kmnist_search.inference import Classifier
+from tests.cli import run_cli
 from tests.conftest import write_dataset_files
-from tests.test_cli import run_cli
 
 TRAIN_COUNTS = [12 + (i % 5) * 8 for i in range(49)]  # 12 to 44 images a class: imbalanced, like K49
 TEST_COUNTS = [2 + (i % 3) for i in range(49)]

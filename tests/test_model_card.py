@@ -14,8 +14,8 @@ from kmnist_search import latency, pipeline
 from kmnist_search.cards import read_card
 from kmnist_search.errors import ModelFileError
 from kmnist_search.model_card import evaluation_path, page_path, read_evaluation, render, write_model_card
+from tests.cli import run_cli
 from tests.conftest import FinishedRun
-from tests.test_cli import run_cli
 
 SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx"
 

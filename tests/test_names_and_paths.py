@@ -18,7 +18,7 @@ from kmnist_search.errors import KmnistSearchError, ModelFileError, RunError, Sp
 from kmnist_search.names import check_name, check_seed
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import load_space
-from tests.test_cli import TINY_SPACE, run_cli
+from tests.cli import TINY_SPACE, run_cli
 
 BAD_NAMES = ["..", ".", "../x", "/abs", "a/b", "", ".hidden", "x" * 101, "a b", "a\\b", "-rf"]
 

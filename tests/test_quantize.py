@@ -19,8 +19,8 @@ from kmnist_search.inference import Classifier
 from kmnist_search.onnx_export import convert_to_onnx, keras_probabilities
 from kmnist_search.parity import INT8
 from kmnist_search.quantization import calibration_images, export_quantized, model_split
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
-from tests.test_cli import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")

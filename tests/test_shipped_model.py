@@ -44,7 +44,7 @@ def test_shipped_model_reproduces_its_accuracy_on_real_test_images(real_data_dir
 def test_predict_cli_names_the_right_characters_for_real_pngs(real_data_dir: Path, tmp_path: Path) -> None:
     from PIL import Image
 
-    from tests.test_cli import run_cli
+    from tests.cli import run_cli
 
     data = load_dataset("kmnist", real_data_dir)
     paths = []

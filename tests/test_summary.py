@@ -22,8 +22,8 @@ from kmnist_search.summaries import (
     to_markdown,
     write_report,
 )
+from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
-from tests.test_cli import assert_one_line_error, run_cli
 
 
 def record(trial_id: str, lr: float, loss: str, accuracy: float | None, status: str = "COMPLETED",
