@@ -41,6 +41,7 @@ from kmnist_search.reports import (
     rank_trials,
 )
 from kmnist_search.rundir import HTML_PAGE, RunDir, TestPredictions
+from kmnist_search.spaces import study_default
 
 COLOURS = {"COMPLETED": "#1f77b4", "PRUNED": "#ff7f0e", "FAILED": "#d62728"}
 WINNER_COLOUR = "#111111"
@@ -475,7 +476,7 @@ def render_page(run_dir: RunDir, trials: list[Trial], results: RunRecord | None)
                             f"trials that trained all {epochs} epochs, so every score is on the same budget "
                             f"(bars: mean; dots: the trials). {left_out} pruned or unfinished trials are left out: "
                             f"their scores are from fewer epochs.</p>" + svg(figure))
-    loss_figure = validation_loss_figure(trials, "categorical_crossentropy")
+    loss_figure = validation_loss_figure(trials, str(study_default("loss")))
     if loss_figure is not None:
         sections.append("<h2 id=loss>Validation loss</h2><p class=note>One panel per loss function, since "
                         "their values are not comparable; pruned trials dashed.</p>" + svg(loss_figure))
