@@ -145,17 +145,54 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()  # for the rest of the process
-    num_classes = dataset.spec.num_classes
     split = dataset.split(space.validation_images, options.seed, space.train_images)
     if max(space.batch_sizes) > len(split.train_labels):
         raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
                        f"images: lower the batch size or raise train_images in {space.source}")
-    hypermodel = KmnistHyperModel(space, num_classes, dataset.spec.image_shape, dataset.spec.objective)
+    hypermodel = KmnistHyperModel(space, dataset.spec.num_classes, dataset.spec.image_shape, dataset.spec.objective)
     check_buildable(hypermodel, space)  # before the run directory records the space: a fixed space may rerun
     run_dir = RunDir(options.project_dir / options.name)
     run_dir.prepare(run_record(space, options), options.overwrite)
     keras.utils.set_random_seed(options.weights_seed)
     started_at = datetime.now(timezone.utc)
+    tuner = start_tuner(hypermodel, space, split, run_dir, options, len(dataset.train_labels), role)
+    train_trials(tuner, hypermodel.num_classes, split, space, run_dir, options)
+    if role == "worker":
+        return None
+    trials = settled_trials(tuner, run_dir)
+    chosen = choose_winner(hypermodel, tuner, trials, split, space, run_dir, options)
+    model, retraining = winner_model(hypermodel, tuner, chosen, dataset, space, run_dir, options)
+    if options.progress is not None:
+        options.progress.step("evaluating the winner once on the test set")
+    winner = describe_winner(hypermodel, chosen, retraining, space, split, options, dataset.spec.objective,
+                             evaluate_winner(model, dataset, run_dir))
+    results = RunRecord(
+        run_name=options.name,
+        strategy=options.strategy,
+        seed=options.seed,
+        init_seed=options.init_seed,
+        teacher=options.teacher.describe() if options.teacher else None,
+        space=SpaceRecord.model_validate({"name": space.name, "source": space.source, **space.fingerprint()}),
+        dataset=DatasetRecord(name=dataset.spec.name, checksums=dataset.checksums,
+                              train_images=len(split.train_labels), validation_images=len(split.validation_labels),
+                              test_images=len(dataset.test_labels)),
+        started_at=started_at.isoformat(timespec="seconds"),
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        trials=trials,
+        confirmation=chosen.confirmation.to_record() if chosen.confirmation else None,
+        budget=options.budget,
+        winner=winner,
+        versions=library_versions(),
+    )
+    run_dir.write_results(results)
+    sync_journal(run_dir)
+    TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
+    return results
+
+
+def start_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, split: Split, run_dir: RunDir,
+                options: SearchOptions, all_train_images: int, role: str | None) -> kt.Tuner:
+    """The run's tuner, with its measurer, budget and progress, after settling what a kill left behind."""
     tuner = make_tuner(hypermodel, space, options.strategy, run_dir, options.seed, options.weights_seed,
                        options.max_trials, keep_checkpoints=max(options.confirm, 1))
     tuner.measurer = options.measurement(split) if options.measurement else None
@@ -168,9 +205,15 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if options.progress is not None:
         tuner.progress = options.progress
         tuner.clock = search_clock(run_dir, space, tuner.total_trials, len(split.train_labels),
-                                   len(dataset.train_labels) - space.validation_images)
+                                   all_train_images - space.validation_images)
         done = sum(1 for t in run_dir.trials() if t.status not in ("RUNNING", "IDLE"))
         options.progress.search_started(tuner.total_trials, done, tuner.clock.seconds_left(done))
+    return tuner
+
+
+def train_trials(tuner: kt.Tuner, num_classes: int, split: Split, space: SearchSpace, run_dir: RunDir,
+                 options: SearchOptions) -> None:
+    """Keras Tuner's search: every trial this process is given, trained (or resumed) and recorded."""
     try:
         with warnings.catch_warnings():
             # Bayesian search's Gaussian process warns on tiny discrete spaces; the search is fine.
@@ -189,15 +232,33 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
             raise
         raise RunError(f"search stopped after 3 consecutive failed trials (last: {message_gist(str(error))}): "
                        f"see `python -m kmnist_search.summary {run_dir.path}`") from None
-    if role == "worker":
-        return None
-    trials = tuner.measure_pending(run_dir)  # what a kill left unmeasured
+
+
+def settled_trials(tuner: kt.Tuner, run_dir: RunDir) -> list[Trial]:
+    """Every trial once the search is over: measured where a kill left one unmeasured, spare weights gone, the
+    journal up to date; a one-line error when none completed."""
+    trials: list[Trial] = tuner.measure_pending(run_dir)
     tuner.remove_spare_checkpoints(trials)
     sync_journal(run_dir, trials)
-    completed = [t for t in trials if t.status in SCORED_STATUSES and t.score is not None]
-    if not completed:
+    if not any(t.status in SCORED_STATUSES and t.score is not None for t in trials):
         raise RunError(f"no trial completed in {run_dir.path}: see the trial messages with "
                        f"`python -m kmnist_search.summary {run_dir.path}`")
+    return trials
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The search's winner: its Keras Tuner trial and record, and its confirmation where one was run."""
+
+    trial: kt.engine.trial.Trial
+    record: Trial
+    confirmation: Confirmation | None = None
+    confirmed_model: keras.Model | None = None
+
+
+def choose_winner(hypermodel: KmnistHyperModel, tuner: kt.Tuner, trials: list[Trial], split: Split,
+                  space: SearchSpace, run_dir: RunDir, options: SearchOptions) -> Chosen:
+    """The best trial (within the budget, where there is one), or the best mean of the confirmed top K."""
     candidates = within_budget(trials, options.budget) if options.budget else trials
     confirmation, confirmed_model = None, None
     if options.confirm:
@@ -207,71 +268,57 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         best_trial = tuner.oracle.get_trial(candidates[0].trial_id)
     else:
         best_trial = tuner.oracle.get_best_trials(1)[0]
-    winner_record = next(t for t in trials if t.trial_id == best_trial.trial_id)
+    record = next(t for t in trials if t.trial_id == best_trial.trial_id)
+    return Chosen(best_trial, record, confirmation, confirmed_model)
+
+
+def winner_model(hypermodel: KmnistHyperModel, tuner: kt.Tuner, chosen: Chosen, dataset: Dataset,
+                 space: SearchSpace, run_dir: RunDir, options: SearchOptions) -> tuple[keras.Model, TrainingRun | None]:
+    """The model that ships: the winner retrained on every training image where the space asks, else its
+    confirmation's best run or its trial's best epoch."""
     if space.retrain_epochs:
         if options.progress is not None:
-            options.progress.step(f"retraining the winner (trial {trial_number(winner_record.trial_id)}) on every "
+            options.progress.step(f"retraining the winner (trial {trial_number(chosen.record.trial_id)}) on every "
                                   f"training image for {space.retrain_epochs} epochs")
         full = dataset.split(space.validation_images, options.seed)
-        model, retraining = retrain(hypermodel, best_trial.hyperparameters, full, space, run_dir, options)
-    elif confirmed_model is not None:
-        model, retraining = confirmed_model, None
-    else:
-        with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.load_model(best_trial)
-        retraining = None
-    if options.progress is not None:
-        options.progress.step("evaluating the winner once on the test set")
+        return retrain(hypermodel, chosen.trial.hyperparameters, full, space, run_dir, options)
+    if chosen.confirmed_model is not None:
+        return chosen.confirmed_model, None
+    with warnings.catch_warnings():  # the checkpoint's optimizer state is not needed for evaluation
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        return tuner.load_model(chosen.trial), None
+
+
+def describe_winner(hypermodel: KmnistHyperModel, chosen: Chosen, retraining: TrainingRun | None,
+                    space: SearchSpace, split: Split, options: SearchOptions, objective: str,
+                    evaluation: dict[str, Any]) -> Winner:
+    """The winner's record: its effective settings, its validation figures and its test evaluation."""
+    record, confirmation = chosen.record, chosen.confirmation
     settings = TrainingSettings.resolve(
-        space, winner_record.hyperparameters,
-        optimizer=optimizer_config(str(hypermodel.value(best_trial.hyperparameters, "optimizer")),
-                                   hypermodel.build(best_trial.hyperparameters).optimizer),
-        search_trial=TrainingRun(trial_id=winner_record.trial_id, epochs_planned=space.epochs,
-                                 epochs_trained=winner_record.epochs_run, best_epoch=winner_record.best_epoch,
-                                 train_images=len(split.train_labels),
-                                 validation_accuracy=winner_record.best_val_accuracy,
-                                 wall_time_s=winner_record.wall_time_s),
+        space, record.hyperparameters,
+        optimizer=optimizer_config(str(hypermodel.value(chosen.trial.hyperparameters, "optimizer")),
+                                   hypermodel.build(chosen.trial.hyperparameters).optimizer),
+        search_trial=TrainingRun(trial_id=record.trial_id, epochs_planned=space.epochs,
+                                 epochs_trained=record.epochs_run, best_epoch=record.best_epoch,
+                                 train_images=len(split.train_labels), validation_accuracy=record.best_val_accuracy,
+                                 wall_time_s=record.wall_time_s),
         retraining=retraining, seed=options.seed, init_seed=options.init_seed,
         teacher=options.teacher.describe() if options.teacher else None)
-    shipped_val_accuracy = (retraining.validation_accuracy if retraining
-                            else confirmation.winner.best_run().val_accuracy if confirmation
-                            else winner_record.best_val_accuracy)
-    winner = Winner(
-        trial_id=best_trial.trial_id,
-        hyperparameters=winner_record.hyperparameters,
+    return Winner(
+        trial_id=record.trial_id,
+        hyperparameters=record.hyperparameters,
         settings=settings,
-        objective=f"val_{dataset.spec.objective}",
-        val_accuracy=shipped_val_accuracy,
+        objective=f"val_{objective}",
+        val_accuracy=(retraining.validation_accuracy if retraining
+                      else confirmation.winner.best_run().val_accuracy if confirmation
+                      else record.best_val_accuracy),
         val_balanced_accuracy=(retraining.validation_balanced_accuracy if retraining
-                               else winner_record.best_val_balanced_accuracy),
-        best_epoch=retraining.best_epoch if retraining else winner_record.best_epoch,
-        search_val_accuracy=winner_record.best_val_accuracy,
+                               else record.best_val_balanced_accuracy),
+        best_epoch=retraining.best_epoch if retraining else record.best_epoch,
+        search_val_accuracy=record.best_val_accuracy,
         confirmed=confirmation.winner_summary() if confirmation else None,
-        **evaluate_winner(model, dataset, run_dir),
+        **evaluation,
     )
-    results = RunRecord(
-        run_name=options.name,
-        strategy=options.strategy,
-        seed=options.seed,
-        init_seed=options.init_seed,
-        teacher=options.teacher.describe() if options.teacher else None,
-        space=SpaceRecord.model_validate({"name": space.name, "source": space.source, **space.fingerprint()}),
-        dataset=DatasetRecord(name=dataset.spec.name, checksums=dataset.checksums,
-                              train_images=len(split.train_labels), validation_images=len(split.validation_labels),
-                              test_images=len(dataset.test_labels)),
-        started_at=started_at.isoformat(timespec="seconds"),
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        trials=trials,
-        confirmation=confirmation.to_record() if confirmation else None,
-        budget=options.budget,
-        winner=winner,
-        versions=library_versions(),
-    )
-    run_dir.write_results(results)
-    sync_journal(run_dir)
-    TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
-    return results
 
 
 def check_buildable(hypermodel: KmnistHyperModel, space: SearchSpace) -> None:
