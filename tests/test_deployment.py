@@ -12,7 +12,8 @@ from kmnist_search import pipeline
 from kmnist_search.datasets import Dataset, load_dataset
 from kmnist_search.deployment import TrialMeasurer
 from kmnist_search.errors import RunError
-from kmnist_search.record import Budget, Deployment
+from kmnist_search.record import Budget, Deployment, Speed, Trial
+from kmnist_search.reports import pareto_front, within_budget
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import parse_space
 from tests.cli import assert_one_line_error, run_cli
@@ -107,3 +108,24 @@ def test_a_kill_before_a_trial_is_measured_is_measured_by_the_rerun_and_nothing_
     assert result is not None and len(calls) == 4  # only the trial the kill left unmeasured
     assert all(t.deployment is not None for t in result.results.trials)
     assert RunDir.deployment_path(run_dir.path / f"trial_{first.trial_id}").read_bytes() == recorded
+
+
+def measured(trial_id: str, accuracy: float, ms: float, size: int) -> Trial:
+    speed = Speed(single_image_ms=ms, single_image_p90_ms=ms, images_per_second=1000 / ms,
+                  reference_single_image_ms=0.3, reference_images_per_second=3000.0, ratio_to_reference=ms / 0.3,
+                  protocol="test", machine="test")
+    return Trial(trial_id=trial_id, hyperparameters={}, status="COMPLETED", best_val_accuracy=accuracy,
+                 best_val_loss=0.1, best_epoch=1, epochs_run=1, wall_time_s=1.0, message=None,
+                 deployment=Deployment(onnx_bytes=size, parity_label_agreement=1.0, parity_passed=True, speed=speed,
+                                       measure_seconds=1.0))
+
+
+def test_the_front_keeps_the_trials_no_other_beats_with_latency_noise_counted_as_a_tie() -> None:
+    trials = [measured("0", 0.93, 0.37, 4_800_000), measured("1", 0.78, 0.34, 4_800_000),  # same size, 9% apart
+              measured("2", 0.83, 0.06, 50_000), measured("3", 0.80, 0.06, 60_000),  # 3: worse and larger than 2
+              measured("4", 0.95, 0.12, 1_200_000)]
+    assert [t.trial_id for t in pareto_front(trials)] == ["2", "4"]
+    budget = Budget(max_ms=0.1, max_mb=0.055)
+    assert [t.trial_id for t in within_budget(trials, budget)] == ["2"]
+    with pytest.raises(RunError, match=r"no trial fits the budget of 0\.01 ms per image: the closest is trial 3 "):
+        within_budget(trials, Budget(max_ms=0.01))
