@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
+from pathlib import Path
 
 VERBS = {"run": "run", "export": "export", "verify": "verify", "predict": "predict", "quantize": "quantize",
          "ensemble": "ensemble", "summary": "summary", "download": "download", "model-card": "model_card"}
@@ -26,8 +27,11 @@ def cli(argv: Sequence[str] | None = None) -> None:
         print(f"usage: kmnist-search [VERB] [options]\n\nverbs: {', '.join(VERBS)} (default: run)\n"
               f"`kmnist-search VERB --help` describes each.")
         return
+    from kmnist_search.commands import common
+
+    common.invoked_as = "kmnist-search" if Path(sys.argv[0]).name == "kmnist-search" else "python -m kmnist_search"
     verb = args[0] if args and args[0] in VERBS else "run"
-    sys.argv = [f"kmnist-search {verb}", *(args[1:] if args and args[0] in VERBS else args)]
+    sys.argv = [common.program(verb), *(args[1:] if args and args[0] in VERBS else args)]
     command(verb)()
 
 

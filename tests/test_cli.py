@@ -54,6 +54,10 @@ def test_one_name_runs_every_command_and_run_is_the_default(tmp_path: Path) -> N
     assert planned.returncode == 0 and "strategy grid: 40 of 40 configurations" in planned.stdout
     assert run_cli("kmnist_search", "run", "--strategy", "grid", "--dry-run", cwd=tmp_path).stdout == planned.stdout
     assert_one_line_error(run_cli("kmnist_search", "summary", str(tmp_path), cwd=tmp_path), "holds no trials yet")
+    usage = run_cli("kmnist_search", "verify", "--help", cwd=tmp_path).stdout
+    assert usage.startswith("usage: python -m kmnist_search verify")  # the usage line says how it was called
+    direct = run_cli("kmnist_search.verify", "--help", cwd=tmp_path).stdout
+    assert direct.startswith("usage: python -m kmnist_search.verify")
 
 
 @pytest.mark.slow

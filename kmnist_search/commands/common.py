@@ -19,6 +19,15 @@ DISK_ERRORS = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free spac
                errno.EROFS: "the folder is on a read-only file system: choose another folder",
                errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
 libraries_silenced = False  # set by run_main unless --debug
+invoked_as: str | None = None  # "kmnist-search" or "python -m kmnist_search" when the one-name front end ran it
+
+
+def program(verb: str) -> str:
+    """A command as the user called it, for its usage line: ``kmnist-search run``, ``python -m kmnist_search
+    run`` or ``python -m kmnist_search.run``."""
+    if invoked_as:
+        return f"{invoked_as} {verb}"
+    return f"python -m kmnist_search {verb}" if verb == "model-card" else f"python -m kmnist_search.{verb}"
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):

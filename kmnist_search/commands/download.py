@@ -9,14 +9,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from kmnist_search.commands.common import OneLineArgumentParser, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.datasets import DATASETS, DatasetSpec, default_cache_dir, download, get_spec, with_mirror
 from kmnist_search.errors import DataError
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.download",
+    parser = OneLineArgumentParser(prog=program("download"),
                                    description="Download the official dataset files and verify their checksums.")
     parser.add_argument("datasets", nargs="*", metavar="DATASET", help=f"one or more of {', '.join(DATASETS)}")
     parser.add_argument("--cache-dir", type=Path, help=f"where to keep them (default {default_cache_dir()})")

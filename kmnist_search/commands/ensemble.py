@@ -8,14 +8,14 @@ from pathlib import Path
 
 from kmnist_search import pipeline
 from kmnist_search.cards import read_member_cards
-from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.formatting import percent
 from kmnist_search.names import check_name
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.ensemble",
+    parser = OneLineArgumentParser(prog=program("ensemble"),
                                    description="Average exported models into one ONNX model and verify it.")
     parser.add_argument("cards", type=Path, nargs="+", help="the members' model cards (exports/NAME.json)")
     parser.add_argument("--name", required=True, help="file name stem of the ensemble")

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.names import check_name
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.export",
+    parser = OneLineArgumentParser(prog=program("export"),
                                    description="Export a run's winner to ONNX and verify it with onnxruntime.")
     parser.add_argument("run_dir", type=Path, help="a finished run directory (with results.json)")
     parser.add_argument("--exports-dir", type=Path, default=Path("exports"), help="where to write (default exports/)")

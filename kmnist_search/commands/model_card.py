@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.inference import checked_export
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search model-card",
+    parser = OneLineArgumentParser(prog=program("model-card"),
                                    description="Write an export's model card page (NAME.md) from its card and a "
                                                "fresh measurement with onnxruntime.")
     parser.add_argument("model", type=Path, help="an exported .onnx file with its .json card beside it")

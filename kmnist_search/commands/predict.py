@@ -7,14 +7,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from kmnist_search.commands.common import OneLineArgumentParser, print_safely, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
 from kmnist_search.errors import InputImageError
 from kmnist_search.formatting import percent
 from kmnist_search.inference import Classifier, Prediction, predict_files
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.predict",
+    parser = OneLineArgumentParser(prog=program("predict"),
                                    description="Classify Kuzushiji characters with an exported ONNX model.")
     parser.add_argument("model", type=Path, help="an exported .onnx file")
     parser.add_argument("inputs", type=Path, nargs="*", help="image files (PNG, JPEG, ...) or .npy/.npz arrays")

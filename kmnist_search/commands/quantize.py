@@ -8,14 +8,14 @@ from pathlib import Path
 
 from kmnist_search import pipeline
 from kmnist_search.cards import read_quantizable_card
-from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.names import check_name
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.quantize",
+    parser = OneLineArgumentParser(prog=program("quantize"),
                                    description="Quantize an exported model to int8 ONNX and verify it.")
     parser.add_argument("card", type=Path, help="the float32 export's model card (exports/NAME.json)")
     parser.add_argument("--name", required=True, help="file name stem of the int8 model")

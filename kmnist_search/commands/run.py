@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.commands.common import OneLineArgumentParser, print_safely, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.confirm import DEFAULT_CONFIRM, RUNS_PER_CONFIGURATION
 from kmnist_search.datasets import DATA_DIR_ENV, get_spec, load_dataset
@@ -31,7 +31,7 @@ DEFAULT_SPACE = "report"
 
 def build_parser() -> OneLineArgumentParser:
     parser = OneLineArgumentParser(
-        prog="python -m kmnist_search.run",
+        prog=program("run"),
         description="Search the study's CNN hyperparameters on KMNIST with Keras Tuner, evaluate the winner "
                     "once on the test set, and export it to ONNX.",
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.commands.common import OneLineArgumentParser, print_safely, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
 from kmnist_search.errors import RunError
 from kmnist_search.rundir import HTML_PAGE, RunDir
 
@@ -19,7 +19,7 @@ FORMATS = ("table", "markdown", "csv", "json", "html")
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.summary",
+    parser = OneLineArgumentParser(prog=program("summary"),
                                    description="Summarise a search: ranked trials, effects and the winner.")
     parser.add_argument("run_dir", type=Path, help="a run directory, e.g. runs/quick-grid")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.commands.common import OneLineArgumentParser, data_options, run_main
+from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.errors import ParityError
 from kmnist_search.inference import checked_export
 
 
 def build_parser() -> OneLineArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m kmnist_search.verify",
+    parser = OneLineArgumentParser(prog=program("verify"),
                                    description="Prove an exported ONNX model reproduces its Keras model.")
     parser.add_argument("model", type=Path, help="an exported .onnx file with its .json card and .keras beside it")
     parser.add_argument("--keras-model", type=Path, help="the Keras model to compare with (default: beside it)")
