@@ -206,7 +206,8 @@ def validation_loss_figure(trials: list[Trial], default_loss: str) -> plt.Figure
 
 def deployment_figure(trials: list[Trial], winner_id: str | None, budget: Budget | None) -> plt.Figure | None:
     """Validation accuracy against single-image latency and against file size for every measured trial,
-    the trials on the Pareto front joined, the budget's limits dashed, the winner circled."""
+    the trials on the Pareto front (of all three at once) in orange, the budget's limits dashed, the winner
+    circled."""
     measured = [t for t in trials if t.deployment is not None and t.score is not None]
     if not measured:
         return None
@@ -218,9 +219,9 @@ def deployment_figure(trials: list[Trial], winner_id: str | None, budget: Budget
     for axis, label, value, limit in panels:
         points = [(value(t.deployment.shipped()), float(t.score or 0.0) * 100) for t in measured]  # type: ignore[union-attr]
         axis.scatter(*zip(*points, strict=True), s=16, color=COLOURS["COMPLETED"], label="trial")
-        ordered = sorted((value(t.deployment.shipped()), float(t.score or 0.0) * 100) for t in front)  # type: ignore[union-attr]
-        axis.plot(*zip(*ordered, strict=True), color=COLOURS["PRUNED"], linewidth=1.2, marker="o", markersize=4,
-                  label="Pareto front (accuracy, latency, size)")
+        on_front = [(value(t.deployment.shipped()), float(t.score or 0.0) * 100) for t in front]  # type: ignore[union-attr]
+        axis.scatter(*zip(*on_front, strict=True), s=30, color=COLOURS["PRUNED"],
+                     label="on the Pareto front (accuracy, latency, size)")
         won = next((t for t in measured if t.trial_id == winner_id), None)
         if won is not None:
             axis.scatter([value(won.deployment.shipped())], [float(won.score or 0.0) * 100], s=90,  # type: ignore[union-attr]
@@ -461,7 +462,7 @@ def render_page(run_dir: RunDir, trials: list[Trial], results: RunRecord | None)
         budget = f" within the budget of {results.budget.describe()}" if results and results.budget else ""
         sections.append(f"<h2 id=deployment>Accuracy against speed and size</h2><p class=note>Every completed "
                         f"trial exported to ONNX and timed with onnxruntime as it would ship{budget}; the front "
-                        f"joins the trials no other beats on accuracy, latency and size at once.</p>" + svg(shipped))
+                        f"marks the trials no other beats on accuracy, latency and size at once.</p>" + svg(shipped))
     curves = learning_curves_figure(trials, winner_id)
     if curves is not None:
         sections.append("<h2 id=curves>Learning curves</h2><p class=note>Validation accuracy per epoch. Pruned "
