@@ -8,17 +8,9 @@ import pytest
 
 from kmnist_search.errors import SpaceError
 from kmnist_search.spaces import BUILTIN_DIR, builtin_space_names, load_space, parse_space
+from tests.cli import TINY_SPACE
 
-VALID = """
-name = "tiny"
-[hyperparameters]
-learning_rate = [1.0, 0.1]
-batch_size = [32]
-loss = ["categorical_crossentropy"]
-[training]
-epochs = 1
-validation_images = 100
-"""
+VALID = TINY_SPACE.replace("batch_size = [64]", "batch_size = [32]").replace("train_images = 400\n", "")
 
 
 def test_report_space_is_the_study_exactly() -> None:
