@@ -198,7 +198,7 @@ def deployment_budget(max_ms: float | None, max_mb: float | None) -> Budget | No
     """The budget asked for, checked; None without one."""
     for value, option in ((max_ms, "--budget-ms"), (max_mb, "--budget-mb")):
         if value is not None and not (isinstance(value, (int, float)) and 0 < value < float("inf")):
-            raise RunError(f"{option} {value}: must be a positive number")
+            raise RunError(f"{option} {value}: must be a finite number above 0")
     return None if max_ms is None and max_mb is None else Budget(max_ms=max_ms, max_mb=max_mb)
 
 

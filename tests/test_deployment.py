@@ -77,7 +77,9 @@ def test_when_nothing_fits_the_search_says_so_in_one_line_and_names_the_closest_
 
 def test_a_budget_is_checked_before_anything_loads(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("kmnist_search.run", "--space", "quick", "--budget-ms", "-1", cwd=tmp_path),
-                          "--budget-ms -1.0: must be a positive number")
+                          "--budget-ms -1.0: must be a finite number above 0")
+    assert_one_line_error(run_cli("kmnist_search.run", "--space", "quick", "--budget-mb", "1e400", cwd=tmp_path),
+                          "--budget-mb inf: must be a finite number above 0")
     assert_one_line_error(run_cli("kmnist_search.run", "--space", "quick", "--budget-mb", "1", "--no-measure",
                                   cwd=tmp_path), "a budget needs every trial measured")
 
