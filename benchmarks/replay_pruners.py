@@ -304,6 +304,32 @@ def render_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def verdict(results: list[dict[str, Any]]) -> str:
+    """Which rules a default may be chosen from: those within both bounds (mean regret at most the true best's
+    seed sd, at most MAX_COST of the CPU seconds) in shuffled grid orders on every ground truth, with how
+    often each held on the workloads it was not chosen on."""
+    spaces = [result["space"] for result in results]
+    if sorted(spaces) != ["report", "report-small"]:
+        return ("Which rule may be the default is decided on both ground truths together; replayed so far: "
+                + (", ".join(f"`{space}`" for space in spaces) or "none") + ".")
+    within: dict[str, list[float]] = defaultdict(list)
+    for result in results:
+        sd = result["true_best_seed_sd_points"]
+        for row in result["table"]:
+            if (row["strategy"] == "grid (shuffled)" and row["pruner"] != "none" and sd is not None
+                    and row["regret_points"] <= sd and row["cpu_fraction"] <= MAX_COST):
+                within[row["pruner"]].append(row["cpu_fraction"])
+    chosen = sorted((statistics.fmean(costs), name) for name, costs in within.items() if len(costs) == len(results))
+    if not chosen:
+        return "No rule is within both bounds on both ground truths: the default is the best trade-off of the tables."
+    held = {name: statistics.fmean(row["within_unseen_bounds"] for result in results
+                                   for row in result.get("workloads", []) if row["pruner"] == name)
+            for _, name in chosen if any(row["pruner"] == name for r in results for row in r.get("workloads", []))}
+    return "Within both bounds on both ground truths (cheapest first): " + ", ".join(
+        f"{name} ({cost:.2f}x the CPU seconds" + (f", held on {held[name] * 100:.0f}% of the workload searches)"
+                                                   if name in held else ")") for cost, name in chosen) + "."
+
+
 def plot(results: list[dict[str, Any]]) -> None:
     """Cost against regret: one colour per pruner, one marker per strategy, the seed sd and 0.35x marked."""
     import matplotlib
@@ -355,6 +381,8 @@ def main() -> int:
         write_into(DOC, f"replay:{space_name}", render_table(result))
         results.append(result)
     write_record(RECORD, " ".join(["python benchmarks/replay_pruners.py", *sys.argv[1:]]), {"results": results})
+    write_into(DOC, "replay:verdict", verdict(results))
+    print(verdict(results))
     plot(results)
     return 0
 

@@ -45,3 +45,28 @@ def test_the_deployment_figures_are_rendered_from_their_record_once_measured() -
         assert section(DOCUMENT, "deployment") == render(read_record(RECORD))
     else:
         assert section(DOCUMENT, "deployment").startswith("Not measured yet")
+
+
+def test_the_default_pruner_verdict_is_rendered_from_the_replay_record() -> None:
+    from replay_pruners import verdict
+
+    assert section(DOC, "replay:verdict") == verdict(read_record(RECORD)["results"])
+
+
+def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths() -> None:
+    from replay_pruners import verdict
+
+    def result(space: str, sd: float, rows: list[tuple[str, float, float]]) -> dict[str, object]:
+        return {"space": space, "true_best_seed_sd_points": sd,
+                "table": [{"strategy": "grid (shuffled)", "pruner": name, "regret_points": regret,
+                           "cpu_fraction": cost} for name, regret, cost in rows],
+                "workloads": [{"pruner": "rule a", "within_unseen_bounds": 0.5},
+                              {"pruner": "rule a", "within_unseen_bounds": 1.0}]}
+
+    results = [result("report-small", 0.5, [("none", 0.2, 1.0), ("rule a", 0.4, 0.30), ("rule b", 0.1, 0.20)]),
+               result("report", 0.1, [("none", 0.0, 1.0), ("rule a", 0.05, 0.34), ("rule b", 0.3, 0.20)])]
+    assert verdict(results) == ("Within both bounds on both ground truths (cheapest first): rule a (0.32x the CPU "
+                                "seconds, held on 75% of the workload searches).")
+    assert verdict(results[:1]).startswith("Which rule may be the default is decided on both ground truths")
+    results[1]["table"][1]["regret_points"] = 0.2  # type: ignore[index]
+    assert verdict(results).startswith("No rule is within both bounds on both ground truths")
