@@ -21,6 +21,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -268,8 +269,10 @@ def trial_table(trials: list[Trial], winner_id: str | None) -> str:
     them, every status and reason; the winner's row marked."""
     names = sorted({n for t in trials for n in t.hyperparameters})
     numeric = {n for n in names if all(isinstance(t.hyperparameters.get(n), (int, float)) for t in trials)}
+    measured = any(t.deployment is not None for t in trials)
     head = [("rank", True), ("trial", True), *((n, n in numeric) for n in names), ("val accuracy (%)", True),
-            ("val loss", True), ("best epoch", True), ("epochs", True), ("time (s)", True), ("status", False)]
+            ("val loss", True), ("best epoch", True), ("epochs", True), ("time (s)", True),
+            *([("ms per image (shipped)", True), ("MB (shipped)", True)] if measured else []), ("status", False)]
     header = "".join(f"<th data-type={'number' if is_number else 'text'} tabindex=0>{html.escape(label)}</th>"
                      for label, is_number in head)
     rows = []
@@ -283,7 +286,8 @@ def trial_table(trials: list[Trial], winner_id: str | None) -> str:
                  (accuracy, "-" if accuracy is None else f"{accuracy:.2f}"),
                  (t.best_val_loss, "-" if t.best_val_loss is None else f"{t.best_val_loss:.4f}"),
                  (t.best_epoch, format_value(t.best_epoch)), (t.epochs_run, str(t.epochs_run)),
-                 (seconds, "-" if seconds is None else f"{seconds:.1f}"), (status, status + reason)]
+                 (seconds, "-" if seconds is None else f"{seconds:.1f}"),
+                 *(_shipped_cells(t) if measured else []), (status, status + reason)]
         marks = [t.status.lower(), *(["winner"] if t.trial_id == winner_id else [])]
         rows.append(f"<tr class='{' '.join(marks)}' data-status={t.status.lower()}>" + "".join(
             f"<td data-value=\"{html.escape(json.dumps(value))}\">{html.escape(text)}</td>" for value, text in cells)
@@ -295,6 +299,15 @@ def trial_table(trials: list[Trial], winner_id: str | None) -> str:
                 f"<span id=shown></span></p>")
     return (f"{controls}<div class=scroll><table id=trials class=sortable><thead><tr>{header}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _shipped_cells(trial: Trial) -> list[tuple[Any, str]]:
+    """A measured trial's single-image milliseconds and megabytes as it would ship; dashes if unmeasured."""
+    if trial.deployment is None:
+        return [(None, "-"), (None, "-")]
+    shipped = trial.deployment.shipped()
+    return [(shipped.speed.single_image_ms, f"{shipped.speed.single_image_ms:.3f}"),
+            (round(shipped.megabytes, 4), f"{shipped.megabytes:.3f}")]
 
 
 TABLE_SCRIPT = """

@@ -58,6 +58,7 @@ def test_a_budget_picks_the_most_accurate_trial_that_fits_and_everything_carries
     assert "no other beats on accuracy, latency and size" in summary
     page = pipeline.write_report(result).read_text(encoding="utf-8")
     assert "id=deployment" in page and "Chosen within the budget of 1 MB" in page
+    assert "MB (shipped)</th>" in page and f"{sizes[8] / 1_000_000:.3f}</td>" in page
     exported = pipeline.export(result, dataset=dataset, exports_dir=tmp_path / "exports")
     shipped = exported.card["models"][0]["deployment"]
     assert shipped["budget"] == {"max_ms": None, "max_mb": 1.0} and shipped["onnx_bytes"] == sizes[8]
