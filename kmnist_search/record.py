@@ -224,8 +224,9 @@ class Budget(Record):
     max_mb: float | None = Field(default=None, gt=0)
 
     def fits(self, deployment: Deployment) -> bool:
-        shipped = deployment.shipped()
-        return (deployment.parity_passed and (self.max_ms is None or shipped.speed.single_image_ms <= self.max_ms)
+        shipped = deployment.shipped()  # its int8 copy must pass its own parity rule too
+        return (deployment.parity_passed and shipped.parity_passed
+                and (self.max_ms is None or shipped.speed.single_image_ms <= self.max_ms)
                 and (self.max_mb is None or shipped.megabytes <= self.max_mb))
 
     def excess(self, deployment: Deployment) -> float:
