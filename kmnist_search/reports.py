@@ -205,8 +205,9 @@ def pareto_front(trials: list[Trial]) -> list[Trial]:
     """The measured trials no other beats on accuracy, latency and size at once, fastest first. Latencies
     within :data:`LATENCY_TIE` of each other count as equal (measurement noise, as the independent timings
     in BENCHMARKS.md show), so a trial is beaten by one at least as accurate, no larger and no slower beyond
-    that noise, and better on accuracy or size."""
-    measured = [t for t in trials if t.deployment is not None and t.score is not None]
+    that noise, and better on accuracy or size. A trial whose shipped copy failed its parity check is left out."""
+    measured = [t for t in trials if t.deployment is not None and t.score is not None
+                and t.deployment.parity_passed and t.deployment.shipped().parity_passed]
 
     def point(trial: Trial) -> tuple[float, float, float]:
         shipped = trial.deployment.shipped()  # type: ignore[union-attr]
