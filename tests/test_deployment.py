@@ -132,3 +132,13 @@ def test_the_front_keeps_the_trials_no_other_beats_with_latency_noise_counted_as
     assert [t.trial_id for t in within_budget(trials, budget)] == ["2"]
     with pytest.raises(RunError, match=r"no trial fits the budget of 0\.01 ms per image: the closest is trial 3 "):
         within_budget(trials, Budget(max_ms=0.01))
+
+
+@pytest.mark.slow
+def test_confirming_under_a_budget_confirms_only_trials_that_fit(dataset: Dataset, tmp_path: Path) -> None:
+    result = pipeline.search(parse_space(WIDTHS), "grid", dataset=dataset, project_dir=tmp_path, name="sure",
+                             budget_mb=1.0, confirm=1)
+    assert result is not None and result.results.confirmation is not None
+    confirmed = {c.trial_id for c in result.results.confirmation.configurations}
+    fitting = {t.trial_id for t in result.results.trials if t.hyperparameters["dense_units"] == 8}
+    assert confirmed == fitting and result.winner.trial_id in fitting
