@@ -114,3 +114,19 @@ def test_a_full_or_read_only_disk_is_one_line_naming_the_file(code: int, fix: st
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "writing exports/model.keras" in lines[0]
     assert fix in lines[0] and "rerun the same command" in lines[0]
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_an_export_leaves_no_partial_files(finished_run: FinishedRun, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from kmnist_search import onnx_export
+
+    def full_disk(model: object, path: Path) -> None:
+        path.write_bytes(b"\0" * 1_000_000)  # a megabyte written, then the disk is full
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(onnx_export, "save_inference_copy", full_disk)
+    exports = tmp_path / "exports"
+    with pytest.raises(OSError, match="No space left"):
+        pipeline.export(finished_run[0], dataset=finished_run[1], exports_dir=exports, name="full")
+    assert sorted(p.name for p in exports.iterdir()) == [".full.lock"]  # nothing staged is left behind
