@@ -418,7 +418,16 @@ def load_space(name_or_path: str) -> SearchSpace:
         raise SpaceError(f"search space {path}: malformed TOML ({error}): fix the syntax") from None
     except (OSError, UnicodeDecodeError) as error:
         raise SpaceError(f"search space {path}: cannot be read ({error})") from None
-    return parse_space(data, source=str(path))
+    return parse_space(data, source=shown_source(path))
+
+
+def shown_source(path: Path) -> str:
+    """Where a space came from, as records and messages show it: a built-in space (or one of the working
+    folder's search_spaces/) as ``search_spaces/NAME.toml``, never the machine's own install path; a file
+    the user named, as they gave it."""
+    if path.resolve().parent in (BUILTIN_DIR, (Path.cwd() / "search_spaces").resolve()):
+        return f"search_spaces/{path.name}"
+    return str(path)
 
 
 def parse_space(data: dict[str, Any], source: str = IN_MEMORY_SOURCE) -> SearchSpace:

@@ -138,3 +138,12 @@ def test_every_hyperparameter_is_documented() -> None:
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "search-spaces.md").read_text(encoding="utf-8")
     assert [name for name in HYPERPARAMETERS if f"`{name}`" not in page] == []
+
+
+def test_a_space_s_source_never_shows_the_machine_s_install_path(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_space("quick").source == "search_spaces/quick.toml"
+    assert load_space(str(BUILTIN_DIR / "report.toml")).source == "search_spaces/report.toml"
+    (tmp_path / "mine.toml").write_text(VALID)
+    assert load_space(str(tmp_path / "mine.toml")).source == str(tmp_path / "mine.toml")  # as the user gave it
