@@ -11,7 +11,6 @@ how to reproduce, citation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -24,9 +23,9 @@ import numpy as np
 from kmnist_search import latency
 from kmnist_search.cards import card_path_for, read_card
 from kmnist_search.errors import ModelFileError
-from kmnist_search.files import atomic_write_text
+from kmnist_search.files import atomic_write_text, file_digest
 from kmnist_search.inference import Classifier
-from kmnist_search.record import TrainingSettings
+from kmnist_search.record import Budget, TrainingSettings
 
 EVALUATION_SUFFIX = ".evaluation.json"
 PAGE_SUFFIX = ".md"
@@ -90,9 +89,8 @@ def evaluate(onnx_path: Path, test_images: np.ndarray, test_labels: np.ndarray) 
     pairs = [(a, p) for a in range(classes) for p in range(classes) if a != p and counts[a, p]]
     confused = [ConfusedPair(a, p, int(counts[a, p])) for a, p in sorted(pairs, key=lambda pair: -counts[pair])]
     per_class_images = counts.sum(axis=1)
-    data = onnx_path.read_bytes()
     return ModelEvaluation(
-        onnx_sha256=hashlib.sha256(data).hexdigest(), onnx_bytes=len(data), test_images=len(labels),
+        onnx_sha256=file_digest(onnx_path, "sha256"), onnx_bytes=onnx_path.stat().st_size, test_images=len(labels),
         test_accuracy=round(float(np.trace(counts) / len(labels)), 6),
         per_class_accuracy=[round(float(counts[c, c] / max(per_class_images[c], 1)), 6) for c in range(classes)],
         per_class_images=[int(n) for n in per_class_images], confused=confused[:CONFUSED_PAIRS],
@@ -158,8 +156,7 @@ def _budget_lines(model: dict[str, Any]) -> list[str]:
     if not measured:
         return []
     budget = measured["budget"]
-    limits = " and ".join([*([f"{budget['max_ms']:g} ms per image"] if budget and budget["max_ms"] else []),
-                           *([f"{budget['max_mb']:g} MB"] if budget and budget["max_mb"] else [])])
+    limits = Budget.model_validate(budget).describe() if budget else ""
     return [f"- In the search, its trial measured {measured['single_image_ms']:.3f} ms per image "
             f"({measured['ratio_to_reference']:.2f}x the reference) and {measured['onnx_bytes']:,} bytes "
             f"({measured['precision']})" + (f"; it was chosen as the most accurate trial within the budget of "
