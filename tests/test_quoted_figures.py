@@ -8,8 +8,11 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "exports" / "kmnist-reference.onnx"
+INT8_KERNEL_POINTS = 1.0  # how far the int8 model's probabilities move between x86 instruction sets
 CARD = json.loads(SHIPPED.with_suffix(".json").read_text(encoding="utf-8"))
 DOCUMENTS = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
@@ -72,7 +75,14 @@ def test_the_readme_s_prediction_is_what_the_command_prints() -> None:
     quoted = text.split(command)[1].splitlines()[0]
     (prediction,) = Classifier(SHIPPED).predict([ROOT / "docs" / "images" / "character.png"])
     prediction.source = "docs/images/character.png"
-    assert quoted == format_prediction(prediction)
+    printed = format_prediction(prediction)
+    # The shipped model is int8: onnxruntime's int8 kernels differ between x86 instruction sets (AVX2 against
+    # AVX-512 VNNI), which moves its probabilities by under a point. Everything else is exact.
+    percent = re.compile(r"\d+\.\d%")
+    assert percent.sub("P", quoted) == percent.sub("P", printed)
+    quoted_figures, printed_figures = (np.array([float(figure[:-1]) for figure in percent.findall(line)])
+                                       for line in (quoted, printed))
+    assert np.abs(quoted_figures - printed_figures).max() < INT8_KERNEL_POINTS, (quoted, printed)
 
 
 def test_the_same_seed_repeat_is_as_the_reliability_page_says() -> None:
