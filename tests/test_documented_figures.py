@@ -69,4 +69,9 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
                                 "seconds, held on 75% of the workload searches).")
     assert verdict(results[:1]).startswith("Which rule may be the default is decided on both ground truths")
     results[1]["table"][1]["regret_points"] = 0.2  # type: ignore[index]
-    assert verdict(results).startswith("No rule is within both bounds on both ground truths")
+    assert verdict(results).startswith("No rule keeps the regret within the true best's seed sd on both")
+    results[1]["table"][1]["regret_points"] = 0.05  # type: ignore[index]
+    results[1]["table"][1]["cpu_fraction"] = 0.5  # type: ignore[index]
+    assert verdict(results) == ("No rule is within both bounds on both ground truths. Within the regret bound on "
+                                "both, cheapest first (CPU seconds on `report-small` and `report`): rule a (0.30x "
+                                "and 0.50x).")
