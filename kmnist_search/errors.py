@@ -8,6 +8,15 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+
+# Failures of the disk a run writes to, with what to do about each: no trial can go on after one, so a search
+# stops at once with one line (a trial failed by one is retried by the rerun, from its last good epoch)
+DISK_ERRORS = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space within your disk quota",
+               errno.EFBIG: "a file size limit stopped the write: raise it (ulimit -f)",
+               errno.EROFS: "the folder is on a read-only file system: choose another folder",
+               errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
+
 
 class KmnistSearchError(Exception):
     """An expected failure, reported to the user as one line."""
@@ -42,3 +51,8 @@ class InputImageError(KmnistSearchError):
 class BadNameError(KmnistSearchError):
     """A name given for a run, a space, an export or a worker is not a plain, safe name (or a seed is
     out of range)."""
+
+
+class TrialDiskError(OSError):
+    """The disk failed a trial's write (one of :data:`DISK_ERRORS`): the search stopped, and the rerun
+    continues the trial from its last good epoch."""

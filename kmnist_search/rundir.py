@@ -76,12 +76,12 @@ TRIAL_DIR_PATTERN = re.compile(r"trial_\d+")  # Keras Tuner's trial folders: tri
 def failed_for_the_environment(message: str | None) -> bool:
     """True when a failed trial's recorded traceback ends in an OSError (of any kind, h5py's included):
     a full disk, a file size limit, a damaged file; not the configuration's own failure."""
-    if not message or not message.strip():
-        return False
-    last = message.strip().splitlines()[-1]
-    match = re.match(r"^(?:[\w.]*\.)?(\w+)(?::|$)", last)
-    error = getattr(builtins, match.group(1), None) if match else None
-    return isinstance(error, type) and issubclass(error, OSError)
+    for line in reversed((message or "").strip().splitlines()):  # an error's text may span lines (h5py's do)
+        match = re.match(r"^(?:[\w.]*\.)?(\w+)(?::|$)", line)
+        error = getattr(builtins, match.group(1), None) if match else None
+        if isinstance(error, type) and issubclass(error, BaseException):
+            return issubclass(error, OSError)
+    return False
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -73,7 +73,7 @@ from kmnist_search.reports import within_budget
 from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir
 from kmnist_search.spaces import SearchSpace
-from kmnist_search.tuners import Measurer, make_tuner
+from kmnist_search.tuners import DiskStop, Measurer, make_tuner
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,8 @@ def train_trials(tuner: kt.Tuner, num_classes: int, split: Split, space: SearchS
                 callbacks=search_callbacks(run_dir, options),
                 verbose=0,  # Keras's and Keras Tuner's own console output; options.progress replaces them
             )
+    except DiskStop as stop:
+        raise stop.error from None  # one line from the command: the disk, the trial's folder, the fix
     except RuntimeError as error:
         if "consecutive failures" not in str(error):
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +27,7 @@ from kmnist_search.callbacks import (
     whole_history,
 )
 from kmnist_search.distributed import PatientOracleClient, current_role
-from kmnist_search.errors import RunError
+from kmnist_search.errors import DISK_ERRORS, RunError, TrialDiskError
 from kmnist_search.hypermodel import KmnistHyperModel
 from kmnist_search.journal import sync_journal
 from kmnist_search.keras_tuner_patches import checkpoint_file
@@ -38,6 +39,15 @@ from kmnist_search.resume import TrainingCheckpoint
 from kmnist_search.rundir import RunDir, failed_for_the_environment
 from kmnist_search.spaces import BOOLEAN_HYPERPARAMETERS, Pruning, SearchSpace
 from kmnist_search.strategies import REGISTRY, oracle_settings
+
+
+class DiskStop(kt.errors.FatalError):
+    """The disk failed a trial's write (full, over quota, a size limit, read-only): the search stops at once,
+    and the trial, still running on record, is continued by the rerun from its last good epoch."""
+
+    def __init__(self, number: int, trial_dir: Path) -> None:
+        super().__init__(os.strerror(number))
+        self.error = TrialDiskError(number, os.strerror(number), str(trial_dir))
 
 
 class TrialRecorder:
@@ -77,7 +87,12 @@ class TrialRecorder:
             extra.append(self._report_trial_start(trial, epochs, steps_per_epoch))
         kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
         kwargs.update(checkpoint=checkpoint, shuffle_seed=self.trial_seed_base + int(trial.trial_id))
-        histories = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+        try:
+            histories = super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+        except OSError as error:
+            if error.errno in DISK_ERRORS:  # every later trial would fail alike: stop, the rerun continues this one
+                raise DiskStop(error.errno, trial_dir) from error
+            raise
         return [whole_history(history, log_path) for history in histories]
 
     def _report_trial_start(self, trial: kt.engine.trial.Trial, epochs: int, steps: int) -> ProgressReporter:

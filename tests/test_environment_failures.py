@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kmnist_search import pipeline, resume
-from kmnist_search.errors import RunError
-from kmnist_search.rundir import RunDir
+from kmnist_search.errors import DISK_ERRORS, RunError, TrialDiskError
+from kmnist_search.rundir import RunDir, failed_for_the_environment
 from tests.conftest import FinishedRun
 
 SPACE = {
@@ -23,25 +23,30 @@ SPACE = {
 }
 
 
-def file_too_large_at_epoch(epoch: int) -> object:
+def failing_at_epoch(epoch: int, code: int) -> object:
     original = resume.TrainingCheckpoint.save
 
     def save(self: resume.TrainingCheckpoint, model: object, reached: int) -> None:
         if reached == epoch:
-            raise OSError(errno.EFBIG, "File too large")
+            raise OSError(code, os.strerror(code))
         original(self, model, reached)
 
     return save
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("code", [errno.EFBIG, errno.EIO])
 def test_a_trial_failed_by_the_disk_is_retried_by_the_rerun_from_its_last_good_epoch(
-        finished_run: FinishedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        code: int, finished_run: FinishedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk error (a size limit here) stops the search at once; another OSError fails the trial, and the
+    search goes on. Either way the rerun continues the trial from its last good epoch."""
     dataset = finished_run[1]
     kwargs = {"dataset": dataset, "project_dir": tmp_path, "name": "disk"}
     with monkeypatch.context() as patch:
-        patch.setattr(resume.TrainingCheckpoint, "save", file_too_large_at_epoch(2))
-        with pytest.raises(RunError, match="no trial completed"):
+        patch.setattr(resume.TrainingCheckpoint, "save", failing_at_epoch(2, code))
+        expected = (pytest.raises(TrialDiskError, match="File too large") if code in DISK_ERRORS
+                    else pytest.raises(RunError, match="no trial completed"))
+        with expected:
             pipeline.search(SPACE, "grid", **kwargs)
     trial_dir = RunDir(tmp_path / "disk").trial_dirs()[0]
     assert resume.TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).saved_epoch() == 1  # kept for the rerun
@@ -50,6 +55,53 @@ def test_a_trial_failed_by_the_disk_is_retried_by_the_rerun_from_its_last_good_e
     trial = result.trials[0]
     assert trial.status == "COMPLETED" and trial.epochs_run == 3
     assert [e.epoch for e in trial.history] == [1, 2, 3]
+
+
+FULL_DISK_AT_EPOCH_2 = """
+import errno, os
+from kmnist_search import resume
+from kmnist_search.commands import run
+from kmnist_search.commands.common import run_main
+original = resume.TrainingCheckpoint.save
+def save(self, model, reached):
+    if reached == 2:
+        raise OSError(errno.ENOSPC, "Can't synchronously write data (file write failed:\\n, errno = 28)")  # h5py's
+    original(self, model, reached)
+resume.TrainingCheckpoint.save = save
+run_main(run.main)
+"""
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_during_a_trial_stops_the_search_in_one_line(synthetic_data_dir: Path,
+                                                                        tmp_path: Path) -> None:
+    """The process boundary is what is tested: one line, exit 1, no traceback and no crash at exit."""
+    import subprocess
+    import sys
+
+    from tests.cli import TINY_SPACE, assert_one_line_error
+
+    (tmp_path / "tiny.toml").write_text(TINY_SPACE.replace("epochs = 1", "epochs = 3"), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["--space", "tiny.toml", "--data-dir", str(synthetic_data_dir), "--no-checksum", "--no-export", "--name",
+            "full"]
+    result = subprocess.run([sys.executable, "-c", FULL_DISK_AT_EPOCH_2, *args], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert_one_line_error(result, "No space left on device writing", "trial_0", "free space on that disk",
+                          "rerun the same command")
+    assert "trial 2/2" not in result.stdout  # the search stopped at the first trial
+    trial_dir = RunDir(tmp_path / "runs" / "full").trial_dirs()[0]
+    assert resume.TrainingCheckpoint(RunDir.trial_resume_dir(trial_dir)).saved_epoch() == 1
+
+
+def test_only_an_os_error_counts_as_the_environment_s_even_when_its_text_spans_lines() -> None:
+    h5py_error = ("Traceback (most recent call last):\n  File \"h5py/h5d.pyx\", line 307, in write\n"
+                  "OSError: [Errno 28] Can't synchronously write data (file write failed: time = Wed Dec  2\n"
+                  ", filename = 'trial_0/checkpoint.weights.h5', errno = 28)")
+    assert failed_for_the_environment(h5py_error)
+    assert not failed_for_the_environment("Traceback (most recent call last):\nValueError: NaN loss\n, at epoch 2")
+    assert not failed_for_the_environment("")
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import os
 import sys
@@ -12,12 +11,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kmnist_search.errors import KmnistSearchError
+from kmnist_search.errors import DISK_ERRORS, KmnistSearchError, TrialDiskError
 
 DEBUG_FLAG = "--debug"
-DISK_ERRORS = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space within your disk quota",
-               errno.EROFS: "the folder is on a read-only file system: choose another folder",
-               errno.EACCES: "you may not write there: choose another folder or fix its permissions"}
 libraries_silenced = False  # set by run_main unless --debug
 invoked_as: str | None = None  # "kmnist-search" or "python -m kmnist_search" when the one-name front end ran it
 
@@ -67,6 +63,15 @@ def silence_libraries() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     logging.getLogger("matplotlib").setLevel(logging.ERROR)
+    sys.unraisablehook = _quiet_h5py_cleanup
+
+
+def _quiet_h5py_cleanup(unraisable: Any) -> None:
+    """h5py reports a failed write a second time while it frees the file's handles ("Exception ignored in
+    ObjectID.__dealloc__", with tracebacks): the write's own error already says it in one line."""
+    if type(unraisable.object).__module__.startswith("h5py") or "h5py" in repr(unraisable.object):
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def print_safely(text: str) -> None:
@@ -104,6 +109,12 @@ def run_main(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | 
         where = f" writing {error.filename}" if error.filename else ""
         print(f"error: {error.strerror or error}{where}: {DISK_ERRORS[error.errno]}; then rerun the same command "
               f"(what had finished is kept)", file=sys.stderr)
+        if isinstance(error, TrialDiskError):
+            # End here: freeing the h5py file whose write failed prints its error again, or crashes the
+            # interpreter. Every file the run keeps is written whole or not at all; its locks end with it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         sys.exit(1)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
