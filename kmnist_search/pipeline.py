@@ -253,6 +253,7 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
     result = run if isinstance(run, SearchResult) else open_run(run)
     refuse_overlap(result.run_dir, Path(exports_dir))
     check_writable_directory(Path(exports_dir), "exports directory")
+    refuse_foreign_files(Path(exports_dir), name or result.run_dir.name)
     loaded = resolve_dataset(dataset or result.results.dataset.name, data_dir, cache_dir, verify_checksums)
     from kmnist_search.onnx_export import export_winner
 
@@ -278,6 +279,7 @@ def write_model_card(model: ExportResult | Path | str, *, dataset: DatasetLike |
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     _, card = checked_export(onnx_path)
+    refuse_foreign_files(onnx_path.parent, onnx_path.stem)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums,
                              test_only=True)
     _with_model_card(ExportResult(onnx_path, card), loaded)
@@ -292,6 +294,17 @@ def refuse_overwriting_sources(card_paths: Sequence[Path], exports_dir: Path, na
         if targets & sources:
             raise RunError(f"--name {name} in {exports_dir} would overwrite its own source {card_path}: choose "
                            f"another --name or --exports-dir")
+
+
+def refuse_foreign_files(exports_dir: Path, name: str) -> None:
+    """Refuse an export name whose files in the exports folder are someone's own, not an earlier export of
+    this package: an export replaces only its own files."""
+    from kmnist_search.model_card import foreign_files
+
+    found = foreign_files(exports_dir, name)
+    if found:
+        raise RunError(f"{found[0]} is not part of a kmnist-search export named {name}, and exporting would replace "
+                       f"it: choose another --name or --exports-dir, or move the file")
 
 
 def refuse_overlap(run_dir: RunDir, exports_dir: Path) -> None:
@@ -325,6 +338,7 @@ def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLik
     check_writable_directory(Path(exports_dir), "exports directory")
     card_path = _card_path(model)
     refuse_overwriting_sources([card_path], Path(exports_dir), name)
+    refuse_foreign_files(Path(exports_dir), name)
     card = read_quantizable_card(card_path)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     with export_lock(Path(exports_dir), name):
@@ -346,6 +360,7 @@ def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset
     if repeated is not None:
         raise RunError(f"{repeated} is listed twice: an ensemble averages different models, so list each once")
     refuse_overwriting_sources(card_paths, Path(exports_dir), name)
+    refuse_foreign_files(Path(exports_dir), name)
     first = read_member_cards(card_paths)[0]
     loaded = resolve_dataset(dataset or first["dataset"]["name"], data_dir, cache_dir, verify_checksums)
     with export_lock(Path(exports_dir), name):
@@ -484,6 +499,8 @@ def run(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Dataset
     if export_winner:  # found out now, not after the search
         refuse_overlap(run_dir, Path(exports_dir))
         check_writable_directory(Path(exports_dir), "exports directory")
+        for name in (run_dir.name, *([f"{run_dir.name}{INT8_SUFFIX}"] if quantize_export else [])):
+            refuse_foreign_files(Path(exports_dir), name)
     loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
     search_options.setdefault("measure_int8", quantize_export)  # trials are measured as they will ship
     with held(run_dir):

@@ -281,3 +281,47 @@ def test_a_planted_publication_marker_cannot_move_files_from_outside_the_exports
     with pytest.raises(RunError, match=r"names '\.\./victim\.txt', which no export of this package stages"):
         read_card(exports / "t1.json")
     assert victim.read_text() == "mine" and not (exports / "t1.json").exists()
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference"
+
+
+def test_an_export_replaces_only_its_own_files_never_a_user_s_of_the_same_name(tmp_path: Path) -> None:
+    from kmnist_search.model_card import foreign_files
+
+    for suffix in (".onnx", ".json", ".keras", ".md", ".evaluation.json"):
+        (tmp_path / f"mine{suffix}").write_bytes(SHIPPED.with_name(SHIPPED.name + suffix).read_bytes())
+    (tmp_path / "mine.json").write_text(
+        (tmp_path / "mine.json").read_text(encoding="utf-8").replace("kmnist-reference.onnx", "mine.onnx"),
+        encoding="utf-8")
+    (tmp_path / "mine.md").write_text((tmp_path / "mine.md").read_text(encoding="utf-8").replace(
+        "# Model card: kmnist-reference", "# Model card: mine"), encoding="utf-8")
+    assert foreign_files(tmp_path, "mine") == []  # an earlier export of that name: it may be replaced
+    (tmp_path / "mine.md").write_text("my own notes\n", encoding="utf-8")
+    (tmp_path / "mine.evaluation.json").write_text('{"mine": 1}\n', encoding="utf-8")
+    assert foreign_files(tmp_path, "mine") == [tmp_path / "mine.md", tmp_path / "mine.evaluation.json"]
+    (tmp_path / "mine.json").unlink()  # without its card, the model files are no export of ours either
+    assert foreign_files(tmp_path, "mine")[:2] == [tmp_path / "mine.onnx", tmp_path / "mine.keras"]
+    (tmp_path / "other.md").symlink_to(tmp_path / "mine.onnx")
+    assert foreign_files(tmp_path, "other") == [tmp_path / "other.md"]
+
+
+def test_quantize_ensemble_and_model_card_refuse_a_user_s_file_before_any_work(tmp_path: Path) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    notes = exports / "small.md"
+    notes.write_text("my own notes\n", encoding="utf-8")
+    with pytest.raises(RunError, match=r"small\.md is not part of a kmnist-search export named small.*--name"):
+        pipeline.quantize(SHIPPED.with_suffix(".json"), "small", exports_dir=exports, data_dir=tmp_path / "none")
+    with pytest.raises(RunError, match=r"small\.md is not part of a kmnist-search export"):
+        pipeline.ensemble([tmp_path / "a.json", tmp_path / "b.json"], "small", exports_dir=exports,
+                          data_dir=tmp_path / "none")
+    shipped_copy = tmp_path / "shipped"
+    shipped_copy.mkdir()
+    for suffix in (".onnx", ".json"):
+        (shipped_copy / f"{SHIPPED.name}{suffix}").write_bytes(SHIPPED.with_name(SHIPPED.name + suffix).read_bytes())
+    (shipped_copy / f"{SHIPPED.name}.md").write_text("my own notes\n", encoding="utf-8")
+    with pytest.raises(RunError, match=r"kmnist-reference\.md is not part of a kmnist-search export"):
+        pipeline.write_model_card(shipped_copy / f"{SHIPPED.name}.onnx", data_dir=tmp_path / "none")
+    assert notes.read_text(encoding="utf-8") == "my own notes\n"
+    assert (shipped_copy / f"{SHIPPED.name}.md").read_text(encoding="utf-8") == "my own notes\n"
