@@ -80,7 +80,10 @@ def _quiet_optuna() -> Iterator[None]:
 
 
 def _cut_partial_line(path: Path) -> None:
-    """Drop a last line that a killed write left without its newline (Optuna would stop reading there)."""
+    """Drop a last line that a killed write left without its newline (Optuna would stop reading there). A link
+    in the journal's place is removed, never followed: the journal is written afresh from the record."""
+    if path.is_symlink():
+        path.unlink()
     if not path.is_file() or path.stat().st_size == 0:
         return
     with path.open("rb+") as handle:

@@ -89,6 +89,17 @@ def test_a_line_cut_by_a_kill_is_dropped_and_a_contradicted_journal_is_rewritten
     assert not [p for p in run.iterdir() if p.name.startswith(".kmnist-search-partial")]
 
 
+def test_a_link_in_the_journal_s_place_is_replaced_never_followed(run: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"precious, no newline at the end")
+    journal_path(RunDir(run)).symlink_to(victim)
+    write_trial(run, 0, "COMPLETED", 2, 1.0)
+    sync_journal(RunDir(run))
+    assert victim.read_bytes() == b"precious, no newline at the end"  # neither cut nor appended to
+    assert not journal_path(RunDir(run)).is_symlink()
+    assert [t.user_attrs["trial_id"] for t in load_journal(run).trials] == ["0"]
+
+
 @pytest.fixture
 def dataset(synthetic_data_dir: Path) -> Dataset:
     return load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
