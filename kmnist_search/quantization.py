@@ -2,6 +2,10 @@
 
 onnxruntime's static quantizer: int8 per-channel weights, uint8 activations, QDQ format, activation
 ranges calibrated on training images of the model's own split (never its validation or test images).
+Weights use 7 of their 8 bits (onnxruntime's ``reduce_range``): x86 CPUs without VNNI (AVX2, plain
+AVX-512) multiply uint8 by int8 with an instruction that saturates, so with full 8-bit weights an int8
+model that passes its parity check on one CPU can fail it on another; 7-bit weights cannot saturate it,
+as onnxruntime's quantization guide recommends for such CPUs.
 The convolutional body is quantized; each classifier head (the dense layer feeding a softmax), the
 softmax and an ensemble's average stay in float32, so the probabilities keep full resolution instead
 of steps of 1/255. The result is written only if it meets :data:`kmnist_search.parity.INT8` against
@@ -43,7 +47,7 @@ from kmnist_search.parity import INT8, INT8_CALIBRATION_IMAGES
 
 CALIBRATION_BATCH = 100
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "MaxPool", "Relu", "Reshape"]  # not Softmax, Add, Mul: probabilities
-METHOD = ("onnxruntime static quantization, QDQ format: int8 per-channel weights, uint8 activations, "
+METHOD = ("onnxruntime static quantization, QDQ format: int8 per-channel weights (7-bit range), uint8 activations, "
           "min-max calibration; classifier heads, softmax and averaging kept in float32")
 
 
@@ -91,6 +95,7 @@ def quantize_onnx(source: Path, images: np.ndarray, op_types: list[str] | None =
         heads = classifier_heads(onnx.load(str(prepared))) if float_heads else None
         quantize_static(str(prepared), str(quantized), TrainingImageBatches(images), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        reduce_range=True,
                         op_types_to_quantize=op_types, nodes_to_exclude=heads)
         proto = onnx.load(str(quantized))
     onnx.checker.check_model(proto, full_check=True)
