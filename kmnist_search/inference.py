@@ -358,7 +358,10 @@ def read_image(path: Path) -> Image.Image:
             return image.copy()
     except InputImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as error:
+    except Image.DecompressionBombError:  # Pillow refuses to even open it: far over MAX_IMAGE_PIXELS
+        raise InputImageError(f"{path} has too many pixels to open, over the {MAX_IMAGE_PIXELS:,}-pixel limit (a "
+                              f"possible decompression bomb): crop or shrink it first") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
         raise InputImageError(f"{path} is not a readable image ({type(error).__name__}): pass a PNG or JPEG, "
                               f"or a .npy/.npz array of 28x28 images") from None
 

@@ -97,6 +97,9 @@ def test_decompression_bomb_is_refused(tmp_path: Path) -> None:
     Image.new("L", (5000, 5000)).save(path)
     with pytest.raises(InputImageError, match="decompression bomb"):
         read_image(path)
+    Image.new("L", (20000, 20000)).save(path)  # so large that Pillow itself refuses to open it
+    with pytest.raises(InputImageError, match=r"too many pixels to open, over the 16,777,216-pixel limit .*shrink"):
+        read_image(path)
 
 
 def test_array_checks() -> None:
