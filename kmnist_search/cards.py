@@ -306,3 +306,24 @@ def read_member_cards(card_paths: Sequence[Path]) -> list[dict[str, Any]]:
                                      f"{key(cards[0])}): ensemble members must share the dataset and validation "
                                      f"split; retrain with the same --seed")
     return cards
+
+
+def describe_export(card: dict[str, Any], exports_dir: Path) -> str:
+    """What was written and how it was verified, for people."""
+    report, rule = parity_of(card)
+    return (f"exported {exports_dir / card['onnx_file']} (sha256 {card['onnx_sha256'][:12]}..., opset {card['opset']}) "
+            f"and its model card {card_path_for(exports_dir / card['onnx_file'])}\n{report.describe(rule)}")
+
+
+def describe_quantized(card: dict[str, Any], exports_dir: Path) -> str:
+    """What was written, how faithful it is, and what it saves."""
+    quantization, metrics = card["quantization"], card["metrics"]
+    size = (exports_dir / card["onnx_file"]).stat().st_size
+    report, rule = parity_of(card)
+    return "\n".join([
+        describe_export(card, exports_dir).splitlines()[0],
+        report.describe(rule),
+        f"{size:,} bytes ({quantization['source_onnx_bytes'] / size:.1f}x smaller); validation accuracy "
+        f"{metrics['validation_accuracy'] * 100:.2f}%, test accuracy {metrics['test_accuracy'] * 100:.2f}% "
+        f"(float32: {quantization['source_metrics']['test_accuracy'] * 100:.2f}%)",
+    ])

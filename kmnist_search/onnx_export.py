@@ -26,7 +26,6 @@ from kmnist_search.cards import (
     card_path_for,
     embedded_text,
     finish_publication,
-    parity_of,
     publication_marker,
     single_model_card,
     write_card,
@@ -245,10 +244,3 @@ def save_inference_copy(model: keras.Model, path: Path) -> None:
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     copy.save(path)
-
-
-def describe_export(card: dict[str, Any], exports_dir: Path) -> str:
-    """What was written and how it was verified, for people."""
-    report, rule = parity_of(card)
-    return (f"exported {exports_dir / card['onnx_file']} (sha256 {card['onnx_sha256'][:12]}..., opset {card['opset']}) "
-            f"and its model card {card_path_for(exports_dir / card['onnx_file'])}\n{report.describe(rule)}")

@@ -11,6 +11,10 @@ notebook can call them directly::
 
 Every function takes a dataset by name (found or downloaded as the commands do) or as a loaded
 :class:`~kmnist_search.datasets.Dataset`, and returns typed results.
+
+The commands reach the package through this module alone (besides the base: errors, files, names and
+formatting; and inference, which predicts without TensorFlow): the other names they use are re-exported
+here as ``import NAME as NAME``. An import contract holds them to it.
 """
 
 from __future__ import annotations
@@ -22,16 +26,47 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmnist_search.cards import card_path_for, read_card, read_member_cards, read_quantizable_card
+from kmnist_search.cards import (
+    card_path_for,
+    describe_export,
+    describe_quantized,
+    read_card,
+    read_member_cards,
+    read_quantizable_card,
+)
 from kmnist_search.confirm import DEFAULT_CONFIRM
+from kmnist_search.confirm import RUNS_PER_CONFIGURATION as RUNS_PER_CONFIGURATION
+from kmnist_search.datasets import DATA_DIR_ENV as DATA_DIR_ENV
+from kmnist_search.datasets import DATASETS as DATASETS
 from kmnist_search.datasets import Dataset, Split, check_split_sizes, load_dataset
+from kmnist_search.datasets import DatasetSpec as DatasetSpec
+from kmnist_search.datasets import default_cache_dir as default_cache_dir
+from kmnist_search.datasets import download as download
+from kmnist_search.datasets import get_spec as get_spec
+from kmnist_search.datasets import with_mirror as with_mirror
+from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE as DEFAULT_TEACHER_TEMPERATURE
+from kmnist_search.distillation import DEFAULT_TEACHER_WEIGHT as DEFAULT_TEACHER_WEIGHT
+from kmnist_search.distillation import load_teacher as load_teacher
+from kmnist_search.distributed import DEFAULT_ORACLE as DEFAULT_ORACLE
+from kmnist_search.distributed import ROLES as ROLES
+from kmnist_search.distributed import configure as configure_distribution  # noqa: F401  (for the commands)
+from kmnist_search.distributed import current_role as current_role
+from kmnist_search.distributed import tuner_id as tuner_id
 from kmnist_search.errors import ModelFileError, RunError
 from kmnist_search.files import check_writable_directory, exclusive_lock
 from kmnist_search.names import MAX_NAME_LENGTH, check_name, check_seed
 from kmnist_search.parity import INT8_CALIBRATION_IMAGES
+from kmnist_search.plan import STRATEGIES as STRATEGIES
+from kmnist_search.plan import describe_plan as describe_plan
+from kmnist_search.progress import TrialEnd as TrialEnd
+from kmnist_search.progress import TrialStart as TrialStart
 from kmnist_search.record import Budget, ExportRecord, RunRecord, TrainingSettings, Trial
+from kmnist_search.reports import STATUS_NAMES as STATUS_NAMES
+from kmnist_search.rundir import HTML_PAGE as HTML_PAGE
 from kmnist_search.rundir import RunDir
+from kmnist_search.spaces import PRUNERS as PRUNERS
 from kmnist_search.spaces import SearchSpace, load_space, parse_space
+from kmnist_search.spaces import builtin_space_names as builtin_space_names
 
 DatasetLike = Dataset | str
 GLOB_CHARACTERS = "[]*?"
@@ -77,6 +112,12 @@ class ExportResult:
     def test_accuracy(self) -> float:
         return float(self.card["metrics"]["test_accuracy"])
 
+    def describe(self) -> str:
+        """What was written and how it was verified (for int8, also how faithful and how much smaller)."""
+        if self.card.get("quantization"):
+            return describe_quantized(self.card, self.onnx_path.parent)
+        return describe_export(self.card, self.onnx_path.parent)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -97,6 +138,13 @@ before; None where there is none) and the report."""
     export: ExportResult | None
     quantized: ExportResult | None
     report_path: Path | None
+
+
+def quiet_keras_tuner() -> None:
+    """Keras Tuner prints a failed trial's traceback itself; a search says it in one line instead."""
+    from kmnist_search.keras_tuner_patches import quiet_failed_trials
+
+    quiet_failed_trials()
 
 
 def resolve_space(space: SpaceLike) -> SearchSpace:

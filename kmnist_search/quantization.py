@@ -30,13 +30,12 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from kmnist_search.cards import parity_of, quantized_card, read_quantizable_card
+from kmnist_search.cards import quantized_card, read_quantizable_card
 from kmnist_search.contract import INPUT_NAME, to_model_input
 from kmnist_search.datasets import Dataset, Split
 from kmnist_search.errors import ModelFileError, ParityError
 from kmnist_search.onnx_export import (
     EXPORT_REFERENCE_MISSING,
-    describe_export,
     export_versions,
     load_keras_model,
     measure_parity,
@@ -127,17 +126,3 @@ def export_quantized(card_path: Path, dataset: Dataset, exports_dir: Path, name:
     card = quantized_card(source, card_path, source_onnx.stat().st_size, dataset.spec, validation_accuracy, parity,
                           INT8, name, METHOD, len(images), export_versions())
     return publish(proto, card, keras_model, exports_dir, f"int8 quantization of {card_path.name}")
-
-
-def describe_quantized(card: dict[str, Any], exports_dir: Path) -> str:
-    """What was written, how faithful it is, and what it saves."""
-    quantization, metrics = card["quantization"], card["metrics"]
-    size = (exports_dir / card["onnx_file"]).stat().st_size
-    report, rule = parity_of(card)
-    return "\n".join([
-        describe_export(card, exports_dir).splitlines()[0],
-        report.describe(rule),
-        f"{size:,} bytes ({quantization['source_onnx_bytes'] / size:.1f}x smaller); validation accuracy "
-        f"{metrics['validation_accuracy'] * 100:.2f}%, test accuracy {metrics['test_accuracy'] * 100:.2f}% "
-        f"(float32: {quantization['source_metrics']['test_accuracy'] * 100:.2f}%)",
-    ])

@@ -15,8 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from kmnist_search.formatting import counted, duration, percent, settings_text, trial_number
-from kmnist_search.progress import TrialEnd, TrialStart
-from kmnist_search.reports import STATUS_NAMES
+from kmnist_search.pipeline import STATUS_NAMES, TrialEnd, TrialStart
 
 RETRAINING = "retraining"
 

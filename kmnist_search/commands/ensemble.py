@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.cards import read_member_cards
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.formatting import percent
@@ -27,13 +26,11 @@ def build_parser() -> OneLineArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_name(args.name, "--name")
-    read_member_cards(args.cards)  # checked before TensorFlow loads
+    pipeline.read_member_cards(args.cards)  # checked before TensorFlow loads
     load_tensorflow_quietly()
-    from kmnist_search.onnx_export import describe_export
-
     written = pipeline.ensemble(args.cards, args.name, **data_options(args), exports_dir=args.exports_dir)
     card = written.card
-    print(describe_export(card, args.exports_dir))
+    print(written.describe())
     print(f"validation accuracy {percent(card['metrics']['validation_accuracy'])}, test accuracy "
           f"{percent(card['metrics']['test_accuracy'])} (members: "
           + ", ".join(percent(m["metrics"]["test_accuracy"]) for m in card["models"]) + ")")

@@ -27,10 +27,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_name(args.name, "--name")
     pipeline.open_run(args.run_dir)  # checked before TensorFlow loads
     load_tensorflow_quietly()
-    from kmnist_search.onnx_export import describe_export
-
     exported = pipeline.export(args.run_dir, **data_options(args), exports_dir=args.exports_dir, name=args.name)
-    print(describe_export(exported.card, args.exports_dir))
+    print(exported.describe())
     return 0
 
 

@@ -7,11 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
-from kmnist_search.cards import read_quantizable_card
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
 from kmnist_search.names import check_name
-from kmnist_search.parity import INT8_CALIBRATION_IMAGES
 
 
 def build_parser() -> OneLineArgumentParser:
@@ -20,8 +18,9 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("card", type=Path, help="the float32 export's model card (exports/NAME.json)")
     parser.add_argument("--name", required=True, help="file name stem of the int8 model")
     parser.add_argument("--exports-dir", type=Path, default=Path("exports"), help="where to write (default exports/)")
-    parser.add_argument("--calibration-images", type=int, default=INT8_CALIBRATION_IMAGES,
-                        help=f"training images used to calibrate activation ranges (default {INT8_CALIBRATION_IMAGES})")
+    parser.add_argument("--calibration-images", type=int, default=pipeline.INT8_CALIBRATION_IMAGES,
+                        help=f"training images used to calibrate activation ranges "
+                             f"(default {pipeline.INT8_CALIBRATION_IMAGES})")
     parser.add_data_arguments()
     return parser
 
@@ -32,13 +31,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_name(args.name, "--name")
     if args.calibration_images < 1:
         parser.error(f"--calibration-images must be at least 1, got {args.calibration_images}")
-    read_quantizable_card(args.card)  # checked before TensorFlow loads
+    pipeline.read_quantizable_card(args.card)  # checked before TensorFlow loads
     load_tensorflow_quietly()
-    from kmnist_search.quantization import describe_quantized
-
     written = pipeline.quantize(args.card, args.name, **data_options(args), exports_dir=args.exports_dir,
                                 calibration_images=args.calibration_images)
-    print(describe_quantized(written.card, args.exports_dir))
+    print(written.describe())
     return 0
 
 

@@ -14,17 +14,30 @@ from pathlib import Path
 from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
-from kmnist_search.confirm import DEFAULT_CONFIRM, RUNS_PER_CONFIGURATION
-from kmnist_search.datasets import DATA_DIR_ENV, get_spec, load_dataset
-from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE, DEFAULT_TEACHER_WEIGHT, load_teacher
-from kmnist_search.distributed import DEFAULT_ORACLE, ROLES, tuner_id
-from kmnist_search.distributed import configure as configure_distribution
 from kmnist_search.errors import RunError
 from kmnist_search.files import check_writable_directory
 from kmnist_search.formatting import percent, trial_number
 from kmnist_search.names import check_name, check_seed
-from kmnist_search.plan import STRATEGIES, describe_plan
-from kmnist_search.spaces import PRUNERS, builtin_space_names, load_space
+from kmnist_search.pipeline import (
+    DATA_DIR_ENV,
+    DEFAULT_CONFIRM,
+    DEFAULT_ORACLE,
+    DEFAULT_TEACHER_TEMPERATURE,
+    DEFAULT_TEACHER_WEIGHT,
+    PRUNERS,
+    ROLES,
+    RUNS_PER_CONFIGURATION,
+    STRATEGIES,
+    builtin_space_names,
+    configure_distribution,
+    current_role,
+    describe_plan,
+    get_spec,
+    load_dataset,
+    load_space,
+    load_teacher,
+    tuner_id,
+)
 
 DEFAULT_SPACE = "report"
 
@@ -138,7 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                if args.teacher else None)
     load_tensorflow_quietly()
     from kmnist_search.commands.console import ConsoleProgress
-    from kmnist_search.distributed import current_role
 
     search_options = {"project_dir": args.project_dir, "name": name, "seed": args.seed, "init_seed": args.init_seed,
                       "max_trials": args.max_trials, "overwrite": args.overwrite, "tensorboard": args.tensorboard,
@@ -154,8 +166,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = pipeline.run(space, args.strategy, dataset=dataset, exports_dir=args.exports_dir,
                                export_winner=not args.no_export, quantize_export=args.quantize,
                                on_step=progress.step, progress=progress, **search_options)
-    from kmnist_search.onnx_export import describe_export
-
     if outcome.search.resumed_finished:
         print_safely(f"run {name} had finished (winner trial {trial_number(outcome.search.winner.trial_id)}, test "
                      f"accuracy {percent(outcome.search.winner.test_accuracy)}): nothing was trained"
@@ -163,11 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      + f". Pass --overwrite to search again, or export again with "
                      f"`python -m kmnist_search.export {run_dir.path}`.")
     if outcome.export is not None:
-        print_safely(describe_export(outcome.export.card, args.exports_dir))
+        print_safely(outcome.export.describe())
     if outcome.quantized is not None:
-        from kmnist_search.quantization import describe_quantized
-
-        print_safely(describe_quantized(outcome.quantized.card, args.exports_dir))
+        print_safely(outcome.quantized.describe())
     print_safely("\n" + pipeline.summarise(outcome.search))
     print_safely(f"results: {run_dir.results_path}")
     if outcome.report_path is not None:

@@ -29,6 +29,6 @@ def load_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    from kmnist_search.keras_tuner_patches import quiet_failed_trials
+    from kmnist_search.pipeline import quiet_keras_tuner
 
-    quiet_failed_trials()
+    quiet_keras_tuner()
