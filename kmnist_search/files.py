@@ -10,6 +10,7 @@ killed write left behind is told apart from anything else in the folder.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import hashlib
@@ -191,8 +192,13 @@ def exclusive_lock(lock_path: Path, what: str) -> Iterator[None]:
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as error:
-        raise RunError(f"cannot lock {what} at {lock_path} ({error.strerror or error}): is it a link or "
-                       f"read-only?") from None
+        if error.errno == errno.ELOOP:
+            reason = "a link is planted in its place: remove it"
+        elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            reason = "its folder cannot be written: copy it to a folder you can write, or fix its permissions"
+        else:
+            reason = "check the folder"
+        raise RunError(f"cannot lock {what} at {lock_path} ({error.strerror or error}): {reason}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

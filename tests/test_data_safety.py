@@ -325,3 +325,23 @@ def test_quantize_ensemble_and_model_card_refuse_a_user_s_file_before_any_work(t
         pipeline.write_model_card(shipped_copy / f"{SHIPPED.name}.onnx", data_dir=tmp_path / "none")
     assert notes.read_text(encoding="utf-8") == "my own notes\n"
     assert (shipped_copy / f"{SHIPPED.name}.md").read_text(encoding="utf-8") == "my own notes\n"
+
+
+def test_a_lock_that_cannot_be_taken_says_why_and_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    (tmp_path / ".kmnist-search.lock").symlink_to(victim)
+    planted = pytest.raises(RunError, match=r"cannot lock run .*a link is planted in its place: remove it")
+    with planted, exclusive_lock(tmp_path / ".kmnist-search.lock", "run"):
+        pass
+    assert victim.read_text(encoding="utf-8") == "precious"
+
+    def read_only(path: object, flags: int, mode: int = 0o777) -> int:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(os, "open", read_only)  # as a run folder on a read-only disk (root ignores chmod)
+    with pytest.raises(RunError, match=r"\(Read-only file system\): its folder cannot be written: copy it to a "
+                                       r"folder you can write"), exclusive_lock(tmp_path / "other.lock", "run"):
+        pass
