@@ -3,6 +3,7 @@ that says anything else fails here."""
 
 from __future__ import annotations
 
+import csv
 import sys
 from pathlib import Path
 
@@ -75,3 +76,40 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     assert verdict(results) == ("No rule is within both bounds on both ground truths. Within the regret bound on "
                                 "both, cheapest first (CPU seconds on `report-small` and `report`): rule a (0.30x "
                                 "and 0.50x).")
+
+
+def test_the_study_page_is_rendered_from_the_ground_truth_once_the_grid_is_recorded() -> None:
+    from ground_truth import OUT_DIR, read_csv
+    from study_truth import DOCUMENT, MARKER, PRUNED_SEARCH, SETTINGS, ground_truth, pruned_search, render
+
+    truth = ground_truth(read_csv(OUT_DIR / "report.csv"), read_csv(OUT_DIR / "units.csv"), 40)
+    if truth is None:
+        assert section(DOCUMENT, MARKER).startswith("Written by `python benchmarks/study_truth.py`")
+    else:
+        with PRUNED_SEARCH.open(newline="", encoding="utf-8") as file:
+            searched = pruned_search(list(csv.DictReader(file)))
+        assert section(DOCUMENT, MARKER) == render(truth, searched, SETTINGS)
+
+
+def test_the_study_page_names_the_true_best_and_where_the_declared_winner_ranks() -> None:
+    from study_truth import Configuration, PrunedTrial, ground_truth, render
+
+    def epochs(lr: float, batch: int, seed: int, final: float) -> list[dict[str, str]]:
+        return [{"space": "report", "repeat": "0", "learning_rate": str(lr), "batch_size": str(batch),
+                 "loss": "categorical_crossentropy", "seed": str(seed), "epoch": str(e),
+                 "val_accuracy": str(final - (12 - e) * 0.01)} for e in range(1, 13)]
+
+    rows = epochs(0.1, 128, 42, 0.97) + epochs(0.1, 16, 42, 0.965) + epochs(0.1, 128, 1042, 0.95)
+    units = [{"space": "report", "repeat": "0", "learning_rate": lr, "batch_size": b,
+              "loss": "categorical_crossentropy", "seed": "42", "test_accuracy_at_best_epoch": "0.9"}
+             for lr, b in (("0.1", "128"), ("0.1", "16"))]
+    assert ground_truth(rows[:12], units, 2) is None  # one configuration of two: no ranking yet
+    truth = ground_truth(rows, units, 2)
+    assert truth is not None
+    large, small = (Configuration(0.1, batch, "categorical_crossentropy") for batch in (128, 16))
+    assert truth[large].finals == (0.97, 0.95) and truth[large].mean == pytest.approx(0.96)
+    searched = {large: PrunedTrial(2, 2, 0.87, False), small: PrunedTrial(1, 12, 0.96, True)}
+    text = render(truth, searched, {})
+    assert "**The true best**: lr 0.1, batch 16, cross-entropy, 96.50%." in text  # above the mean of two seeds
+    assert "declared** lr 0.1, batch 16, cross-entropy (trial 1): it ranks 1 of 2 here, 0.00 points below" in text
+    assert "1 of the 5 best configurations (lr 0.1, batch 128, cross-entropy at epoch 2, 87.00%)" in text
