@@ -26,18 +26,10 @@ def description(docstring: str | None) -> str:
 def machine() -> str:
     """The machine a figure was measured on: architecture, CPU model and its int8 instruction set (int8
     results and speeds depend on them), cores and Python."""
+    from kmnist_search.latency import cpu
+
     return f"{platform.machine()} {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
-
-def cpu() -> str:
-    """The CPU's model name, and whether it has VNNI (the int8 instructions onnxruntime uses when present)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
-                 "unknown CPU")
-    return f"{model} ({'with' if 'vnni' in text else 'without'} VNNI)"
 
 
 def write_record(path: Path, command: str, figures: dict[str, Any]) -> dict[str, Any]:

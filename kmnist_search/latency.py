@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,9 +67,22 @@ class Latency:
 
 
 def machine() -> str:
+    """Where a measurement was taken: the CPU (its speed, and its int8 results, depend on it), cores, runtime."""
     import os
 
-    return f"{platform.machine()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}"
+    return f"{platform.machine()} {cpu()}, {os.cpu_count()} cores, onnxruntime {ort.__version__}"
+
+
+def cpu() -> str:
+    """The CPU's model name, and whether it has VNNI: onnxruntime's int8 kernels use those instructions when
+    present, and without them compute differently (and slower)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 "unknown CPU")
+    return f"{model} ({'with' if 'vnni' in text else 'without'} VNNI)"
 
 
 def reference_model() -> bytes:
