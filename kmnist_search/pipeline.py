@@ -330,7 +330,9 @@ def write_model_card(model: ExportResult | Path | str, *, dataset: DatasetLike |
     refuse_foreign_files(onnx_path.parent, onnx_path.stem)
     loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums,
                              test_only=True)
-    _with_model_card(ExportResult(onnx_path, card), loaded)
+    with export_lock(onnx_path.parent, onnx_path.stem):  # not while an export of that name replaces the model
+        _, card = checked_export(onnx_path)
+        _with_model_card(ExportResult(onnx_path, card), loaded)
     return page_path(onnx_path)
 
 

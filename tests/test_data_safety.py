@@ -345,3 +345,25 @@ def test_a_lock_that_cannot_be_taken_says_why_and_what_to_do(tmp_path: Path, mon
     with pytest.raises(RunError, match=r"\(Read-only file system\): its folder cannot be written: copy it to a "
                                        r"folder you can write"), exclusive_lock(tmp_path / "other.lock", "run"):
         pass
+
+
+def test_a_model_card_page_is_not_written_while_an_export_of_that_name_is(tmp_path: Path,
+                                                                         synthetic_data_dir: Path) -> None:
+    from kmnist_search.model_card import page_path
+
+    for suffix in (".onnx", ".json", ".md", ".evaluation.json"):
+        (tmp_path / f"{SHIPPED.name}{suffix}").write_bytes(SHIPPED.with_name(SHIPPED.name + suffix).read_bytes())
+    page = page_path(tmp_path / f"{SHIPPED.name}.onnx")
+    before = page.read_bytes()
+    exporting = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from pathlib import Path; from kmnist_search.pipeline import export_lock\n"
+        f"with export_lock(Path({str(tmp_path)!r}), {SHIPPED.name!r}):\n"
+        "    print('held', flush=True); sys.stdin.read()\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert exporting.stdout is not None and exporting.stdout.readline().strip() == "held"
+        with pytest.raises(RunError, match="is in use by process"):
+            pipeline.write_model_card(tmp_path / f"{SHIPPED.name}.onnx", data_dir=synthetic_data_dir,
+                                      verify_checksums=False)
+    finally:
+        exporting.communicate("", timeout=60)
+    assert page.read_bytes() == before
