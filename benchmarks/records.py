@@ -31,7 +31,6 @@ def machine() -> str:
     return f"{platform.machine()} {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-
 def write_record(path: Path, command: str, figures: dict[str, Any]) -> dict[str, Any]:
     """Write a record of ``figures`` measured by ``command`` here and now; return it."""
     record = {"command": command, "machine": machine(), "date": datetime.now(timezone.utc).date().isoformat(),

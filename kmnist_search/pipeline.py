@@ -326,12 +326,11 @@ def write_model_card(model: ExportResult | Path | str, *, dataset: DatasetLike |
     from kmnist_search.model_card import page_path
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
-    _, card = checked_export(onnx_path)
-    refuse_foreign_files(onnx_path.parent, onnx_path.stem)
-    loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums,
-                             test_only=True)
     with export_lock(onnx_path.parent, onnx_path.stem):  # not while an export of that name replaces the model
         _, card = checked_export(onnx_path)
+        refuse_foreign_files(onnx_path.parent, onnx_path.stem)
+        loaded = resolve_dataset(dataset or card["dataset"]["name"], data_dir, cache_dir, verify_checksums,
+                                 test_only=True)
         _with_model_card(ExportResult(onnx_path, card), loaded)
     return page_path(onnx_path)
 

@@ -69,7 +69,7 @@ def silence_libraries() -> None:
 def _quiet_h5py_cleanup(unraisable: Any) -> None:
     """h5py reports a failed write a second time while it frees the file's handles ("Exception ignored in
     ObjectID.__dealloc__", with tracebacks): the write's own error already says it in one line."""
-    if type(unraisable.object).__module__.startswith("h5py") or "h5py" in repr(unraisable.object):
+    if "h5py" in repr(unraisable.object):
         return
     sys.__unraisablehook__(unraisable)
 
