@@ -84,7 +84,8 @@ def render(record: dict[str, Any]) -> str:
     rows = record["trials"]
     front = set(record["front"])
     lines = [f"`{record['command']}` ({record['machine']}, {record['date']}). Each trial's int8 copy as it ships; "
-             "latency by the protocol of `kmnist_search/latency.py` (one thread, beside the fixed reference).", "",
+             "latency by the protocol of `kmnist_search/export/latency.py` (one thread, beside the fixed "
+             "reference).", "",
              "| trial | conv layers | dense | val accuracy | int8 bytes | ms per image | x reference | on the front |",
              "|---:|---|---:|---:|---:|---:|---:|:---:|"]
     lines += [f"| {r['trial']} | {r['conv_layers']} | {r['dense_units']} | {r['val_accuracy'] * 100:.2f}% | "
@@ -117,8 +118,8 @@ def main() -> int:
         write_into(DOCUMENT, "deployment", render(read_record(RECORD)))
         return 0
     from kmnist_search import pipeline
-    from kmnist_search.datasets import load_dataset
-    from kmnist_search.reports import pareto_front
+    from kmnist_search.data.datasets import load_dataset
+    from kmnist_search.report.rankings import pareto_front
 
     dataset = load_dataset("kmnist", args.data_dir)
     common = {"dataset": dataset, "project_dir": ROOT / "runs", "exports_dir": ROOT / "runs" / "bench-deploy-exports",

@@ -88,7 +88,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     """Write the whole table atomically (a kill leaves the previous file)."""
-    from kmnist_search.files import atomic_write_text
+    from kmnist_search.base.files import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -110,7 +110,7 @@ def commit() -> str:
 
 def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0,
              only: list[dict[str, Any]] | None = None) -> Iterator[Unit]:
-    from kmnist_search.spaces import load_space
+    from kmnist_search.data.spaces import load_space
 
     configurations = list(enumerate(load_space(space_name).configurations()))
     for seed in seeds:  # one seed's whole grid before the next seed's
@@ -122,7 +122,7 @@ def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0,
 def best_configurations(rows: list[dict[str, str]], space: str, seed: int, count: int) -> list[dict[str, Any]] | None:
     """The ``count`` configurations with the highest final validation accuracy at ``seed``; None until every
     configuration of the space has finished at that seed."""
-    from kmnist_search.spaces import load_space
+    from kmnist_search.data.spaces import load_space
 
     configurations = load_space(space).configurations()
     final: dict[int, float] = {}
@@ -141,7 +141,7 @@ def train(unit: Unit, dataset: Any, project_dir: Path) -> tuple[list[dict[str, A
     import keras
 
     from kmnist_search import pipeline
-    from kmnist_search.spaces import load_space
+    from kmnist_search.data.spaces import load_space
 
     full = load_space(unit.space)
     space = replace(full, hyperparameters={name: (value,) for name, value in unit.configuration.items()})
@@ -189,7 +189,7 @@ def main() -> int:
     parser.add_argument("--stop-after", type=int, metavar="N", help="stop after training N units (testing)")
     args = parser.parse_args()
     from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
-    from kmnist_search.datasets import load_dataset
+    from kmnist_search.data.datasets import load_dataset
 
     dataset = load_dataset("kmnist", args.data_dir, None)
     load_tensorflow_quietly()

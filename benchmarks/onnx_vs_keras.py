@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 from records import description
 
-from kmnist_search.datasets import load_dataset
+from kmnist_search.data.datasets import load_dataset
 
 
 def main() -> None:

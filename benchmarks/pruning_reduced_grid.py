@@ -30,8 +30,8 @@ from typing import Any
 
 from records import description
 
-from kmnist_search.record import RunRecord
-from kmnist_search.rundir import RunDir
+from kmnist_search.data.record import RunRecord
+from kmnist_search.data.rundir import RunDir
 
 MAX_COST_RATIO = 0.4
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from records import description
 
-from kmnist_search import study
-from kmnist_search.formatting import duration, format_value, percent, trial_number
-from kmnist_search.html_report import importance
-from kmnist_search.record import RunRecord, Trial
-from kmnist_search.reports import hyperparameter_effects
-from kmnist_search.rundir import RunDir
-from kmnist_search.summaries import to_csv, write_report
+from kmnist_search.base.formatting import duration, format_value, percent, trial_number
+from kmnist_search.data import study
+from kmnist_search.data.record import RunRecord, Trial
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.report.html import importance
+from kmnist_search.report.rankings import hyperparameter_effects
+from kmnist_search.report.summarize import to_csv, write_report
 
 
 def key(trial: Trial) -> tuple[Any, ...]:

@@ -20,9 +20,9 @@ import numpy as np
 import onnxruntime as ort
 from records import description
 
-from kmnist_search.datasets import load_dataset
-from kmnist_search.onnx_export import onnx_probabilities
-from kmnist_search.quantization import QUANTIZED_OPS, calibration_images, model_split, quantize_onnx
+from kmnist_search.data.datasets import load_dataset
+from kmnist_search.export.convert import onnx_probabilities
+from kmnist_search.export.int8 import QUANTIZED_OPS, calibration_images, model_split, quantize_onnx
 
 VARIANTS = {  # name: (op types to quantize, keep the classifier heads in float32)
     "every op": (None, False),

@@ -26,7 +26,7 @@ def description(docstring: str | None) -> str:
 def machine() -> str:
     """The machine a figure was measured on: architecture, CPU model and its int8 instruction set (int8
     results and speeds depend on them), cores and Python."""
-    from kmnist_search.latency import cpu
+    from kmnist_search.export.latency import cpu
 
     return f"{platform.machine()} {cpu()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 

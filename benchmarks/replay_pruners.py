@@ -4,7 +4,7 @@ Run: python benchmarks/replay_pruners.py [--space report-small] [--space report]
 
 Reads benchmarks/ground_truth/SPACE.csv (written by benchmarks/ground_truth.py) and replays, on every
 seed's curves, each strategy with each pruner through the search's own oracles and pruners
-(:mod:`kmnist_search.replay`). For each pair it reports, averaged over the seeds' curves and the
+(:mod:`kmnist_search.search.replay`). For each pair it reports, averaged over the seeds' curves and the
 strategy's orders or seeds:
 
 - cost: epochs and CPU seconds trained, as a fraction of the same search without pruning (Hyperband:
@@ -58,8 +58,8 @@ def typed(space_name: str, name: str, text: str) -> Any:
 
 def recorded_runs(rows: list[dict[str, str]], space_name: str) -> dict[int, dict[str, Any]]:
     """Seed -> configuration key -> RecordedRun, from the epoch rows of whole 12-epoch trainings."""
-    from kmnist_search.pruners import Curve
-    from kmnist_search.replay import RecordedRun, configuration_key
+    from kmnist_search.search.pruners import Curve
+    from kmnist_search.search.replay import RecordedRun, configuration_key
 
     grouped: dict[tuple[int, str], list[dict[str, str]]] = defaultdict(list)
     for row in rows:
@@ -81,7 +81,7 @@ def recorded_runs(rows: list[dict[str, str]], space_name: str) -> dict[int, dict
 def pruners(strategy: str, epochs: int = FINAL_EPOCH) -> dict[str, Any]:
     """The rules compared; Bayesian search (slow to replay: Keras Tuner fits its Gaussian process with 20
     restarts per trial) with the two main ones beside no pruning."""
-    from kmnist_search.pruners import CatchUpPruner, NoPruning, PercentilePruner, SuccessiveHalvingPruner
+    from kmnist_search.search.pruners import CatchUpPruner, NoPruning, PercentilePruner, SuccessiveHalvingPruner
 
     rules = {
         "none": NoPruning(),
@@ -118,8 +118,8 @@ def scenarios() -> list[Scenario]:
 
 def evaluate(space_name: str) -> dict[str, Any] | None:
     """The replay of one ground truth; None until some seed has every configuration recorded."""
-    from kmnist_search.replay import replay
-    from kmnist_search.spaces import load_space
+    from kmnist_search.data.spaces import load_space
+    from kmnist_search.search.replay import replay
 
     space = load_space(space_name)
     by_seed = recorded_runs(read_csv(OUT_DIR / f"{space_name}.csv"), space_name)
@@ -188,7 +188,7 @@ def workloads(space: Any) -> list[tuple[str, Any]]:
 def workload_table(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """The main rules on each workload, grid search in the space's order and in shuffled orders, every seed:
     mean cost and regret, the worst regret, and how often the true best survived."""
-    from kmnist_search.replay import RecordedRun, configuration_key, replay
+    from kmnist_search.search.replay import RecordedRun, configuration_key, replay
 
     rows = []
     for label, variant in workloads(space):
@@ -223,8 +223,8 @@ def workload_table(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[dict[
 def confirm_replays(by_seed: dict[int, dict[str, Any]], seeds: list[int], truth: dict[str, float],
                     best: str) -> list[dict[str, Any]]:
     """What --confirm K buys after an unpruned grid: the winner by one seed's curves, against the winner by
-    the mean of three seeds over that seed's K best (through kmnist_search.confirm's own ranking)."""
-    from kmnist_search.confirm import RUNS_PER_CONFIGURATION, ConfirmationRun, ConfirmedConfiguration, ranked
+    the mean of three seeds over that seed's K best (through kmnist_search.search.confirm's own ranking)."""
+    from kmnist_search.search.confirm import RUNS_PER_CONFIGURATION, ConfirmationRun, ConfirmedConfiguration, ranked
 
     rows = []
     for k in (0, 1, 2, 3, 5):

@@ -5,7 +5,7 @@ Run: python benchmarks/residual_epoch_cost.py [--steps 20] [--rounds 3]
 Builds pre-activation ResNets of several depths and widths (SGD, batch 128, no augmentation), trains
 each on the same random batches in turn, round after round, and keeps each network's fastest round:
 the machine's noise hits every network alike. Prints the training seconds per 54,000 images, each
-network's cost relative to ResNet-20 of width 16 as measured and as :mod:`kmnist_search.plan` models
+network's cost relative to ResNet-20 of width 16 as measured and as :mod:`kmnist_search.search.plan` models
 it, with the multiply-adds and activation values per image the model prices.
 """
 
@@ -18,8 +18,8 @@ import time
 import numpy as np
 from records import description
 
-from kmnist_search.hypermodel import Architecture, build_network
-from kmnist_search.plan import activation_elements, multiply_adds, network_cost
+from kmnist_search.search.hypermodel import Architecture, build_network
+from kmnist_search.search.plan import activation_elements, multiply_adds, network_cost
 
 NETWORKS = [(14, 24), (8, 16), (14, 16), (20, 16), (8, 24)]  # (depth, width)
 REFERENCE = (20, 16)

@@ -2,7 +2,7 @@
 
 Run: python benchmarks/resumable_batches.py --data-dir ../shared/data/kmnist [--images 8000] [--rounds 2]
 
-Trials and retraining feed the model through ``kmnist_search.resume.epoch_batches``: a ``tf.data``
+Trials and retraining feed the model through ``kmnist_search.search.resume.epoch_batches``: a ``tf.data``
 pipeline that gathers each batch by an order drawn from (seed, epoch), so that a resumed run sees the
 same batches as an uninterrupted one. This compares one epoch of the study's CNN (as a trial trains
 it: uint8 input, ``steps_per_execution=32``) with that input against ``model.fit`` on the arrays with
@@ -23,10 +23,10 @@ import keras
 import numpy as np
 from records import description
 
-from kmnist_search.contract import to_model_input
-from kmnist_search.datasets import load_dataset
-from kmnist_search.hypermodel import build_network
-from kmnist_search.resume import epoch_batches
+from kmnist_search.data.contract import to_model_input
+from kmnist_search.data.datasets import load_dataset
+from kmnist_search.search.hypermodel import build_network
+from kmnist_search.search.resume import epoch_batches
 
 
 def one_epoch(kind: str, images: np.ndarray, targets: np.ndarray, batch_size: int) -> tuple[float, float]:

@@ -4,7 +4,7 @@ what the pruned search declared.
 Run: python benchmarks/study_truth.py
 
 Reads benchmarks/ground_truth/report.csv and units.csv (written by benchmarks/ground_truth.py), the
-study's figures (:mod:`kmnist_search.study`) and the pruned search published in docs/study/trials.csv.
+study's figures (:mod:`kmnist_search.data.study`) and the pruned search published in docs/study/trials.csv.
 Rewrites the ``study:truth`` section of docs/study/README.md and draws docs/study/curves.png. It writes
 nothing until every configuration of the ``report`` grid is recorded at some seed: a ranking of part of
 the grid would name the wrong best.
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ground_truth import OUT_DIR, read_csv
 from records import ROOT, description, write_into
 
-from kmnist_search.study import SETTINGS, StudySetting
+from kmnist_search.data.study import SETTINGS, StudySetting
 
 SPACE = "report"
 FINAL_EPOCH = 12
@@ -208,7 +208,7 @@ def plot(truth: dict[Configuration, Truth]) -> None:
 
 def main() -> int:
     argparse.ArgumentParser(description=description(__doc__)).parse_args()
-    from kmnist_search.spaces import load_space
+    from kmnist_search.data.spaces import load_space
 
     configurations = len(load_space(SPACE).configurations())
     truth = ground_truth(read_csv(OUT_DIR / f"{SPACE}.csv"), read_csv(OUT_DIR / "units.csv"), configurations)

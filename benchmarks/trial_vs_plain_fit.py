@@ -5,7 +5,7 @@ Run: python benchmarks/trial_vs_plain_fit.py --data-dir ../shared/data/kmnist [-
 "Plain" is how the study trained: float32 images scaled to [0, 1] in memory, one step per call
 (Keras's defaults), Keras's own Adadelta. "Trial" is what kmnist-search does in every trial: uint8
 images in memory (scaled inside the model), ``steps_per_execution=32`` and the fused Adadelta update
-(``kmnist_search.optimizers``, same arithmetic). Same network, learning rate, loss and data. Both
+(``kmnist_search.search.optimizers``, same arithmetic). Same network, learning rate, loss and data. Both
 models are traced first; then each slice of the epoch (``--segments``) is trained by one and then the
 other, in alternating order, so that spells of noise on the shared host hit both alike. The figures
 are one full epoch each (the sum of the slices) and the spread of the per-slice ratios.
@@ -25,8 +25,8 @@ import keras
 import numpy as np
 from records import description
 
-from kmnist_search.datasets import load_dataset, split_train_validation
-from kmnist_search.hypermodel import STEPS_PER_EXECUTION, build_network, to_model_input
+from kmnist_search.data.datasets import load_dataset, split_train_validation
+from kmnist_search.search.hypermodel import STEPS_PER_EXECUTION, build_network, to_model_input
 
 
 def compiled_model(plain: bool, warm_up: tuple[np.ndarray, np.ndarray], batch_size: int) -> keras.Model:

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from records import description
 
-from kmnist_search.datasets import load_dataset
-from kmnist_search.onnx_export import keras_probabilities, load_keras_model, without_augmentation
+from kmnist_search.data.datasets import load_dataset
+from kmnist_search.export.convert import keras_probabilities, load_keras_model, without_augmentation
 
 SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 VIEW_SETS = {

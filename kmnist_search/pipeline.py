@@ -10,7 +10,7 @@ notebook can call them directly::
     pipeline.verify(outcome.export.onnx_path, data_dir="data/kmnist")
 
 Every function takes a dataset by name (found or downloaded as the commands do) or as a loaded
-:class:`~kmnist_search.datasets.Dataset`, and returns typed results.
+:class:`~kmnist_search.data.datasets.Dataset`, and returns typed results.
 
 The commands reach the package through this module alone (besides the base: errors, files, names and
 formatting; and inference, which predicts without TensorFlow): the other names they use are re-exported
@@ -26,7 +26,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kmnist_search.cards import (
+from kmnist_search.base.errors import ModelFileError, RunError
+from kmnist_search.base.files import check_writable_directory, exclusive_lock
+from kmnist_search.base.names import MAX_NAME_LENGTH, check_name, check_seed
+from kmnist_search.data.datasets import DATA_DIR_ENV as DATA_DIR_ENV
+from kmnist_search.data.datasets import DATASETS as DATASETS
+from kmnist_search.data.datasets import Dataset, Split, check_split_sizes, load_dataset
+from kmnist_search.data.datasets import DatasetSpec as DatasetSpec
+from kmnist_search.data.datasets import default_cache_dir as default_cache_dir
+from kmnist_search.data.datasets import download as download
+from kmnist_search.data.datasets import get_spec as get_spec
+from kmnist_search.data.datasets import with_mirror as with_mirror
+from kmnist_search.data.record import Budget, ExportRecord, RunRecord, TrainingSettings, Trial
+from kmnist_search.data.rundir import HTML_PAGE as HTML_PAGE
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.spaces import PRUNERS as PRUNERS
+from kmnist_search.data.spaces import SearchSpace, load_space, parse_space
+from kmnist_search.data.spaces import builtin_space_names as builtin_space_names
+from kmnist_search.export.card import (
     card_path_for,
     describe_export,
     describe_quantized,
@@ -34,39 +51,22 @@ from kmnist_search.cards import (
     read_member_cards,
     read_quantizable_card,
 )
-from kmnist_search.confirm import DEFAULT_CONFIRM
-from kmnist_search.confirm import RUNS_PER_CONFIGURATION as RUNS_PER_CONFIGURATION
-from kmnist_search.datasets import DATA_DIR_ENV as DATA_DIR_ENV
-from kmnist_search.datasets import DATASETS as DATASETS
-from kmnist_search.datasets import Dataset, Split, check_split_sizes, load_dataset
-from kmnist_search.datasets import DatasetSpec as DatasetSpec
-from kmnist_search.datasets import default_cache_dir as default_cache_dir
-from kmnist_search.datasets import download as download
-from kmnist_search.datasets import get_spec as get_spec
-from kmnist_search.datasets import with_mirror as with_mirror
-from kmnist_search.distillation import DEFAULT_TEACHER_TEMPERATURE as DEFAULT_TEACHER_TEMPERATURE
-from kmnist_search.distillation import DEFAULT_TEACHER_WEIGHT as DEFAULT_TEACHER_WEIGHT
-from kmnist_search.distillation import load_teacher as load_teacher
-from kmnist_search.distributed import DEFAULT_ORACLE as DEFAULT_ORACLE
-from kmnist_search.distributed import ROLES as ROLES
-from kmnist_search.distributed import configure as configure_distribution  # noqa: F401  (for the commands)
-from kmnist_search.distributed import current_role as current_role
-from kmnist_search.distributed import tuner_id as tuner_id
-from kmnist_search.errors import ModelFileError, RunError
-from kmnist_search.files import check_writable_directory, exclusive_lock
-from kmnist_search.names import MAX_NAME_LENGTH, check_name, check_seed
-from kmnist_search.parity import INT8_CALIBRATION_IMAGES
-from kmnist_search.plan import STRATEGIES as STRATEGIES
-from kmnist_search.plan import describe_plan as describe_plan
-from kmnist_search.progress import TrialEnd as TrialEnd
-from kmnist_search.progress import TrialStart as TrialStart
-from kmnist_search.record import Budget, ExportRecord, RunRecord, TrainingSettings, Trial
-from kmnist_search.reports import STATUS_NAMES as STATUS_NAMES
-from kmnist_search.rundir import HTML_PAGE as HTML_PAGE
-from kmnist_search.rundir import RunDir
-from kmnist_search.spaces import PRUNERS as PRUNERS
-from kmnist_search.spaces import SearchSpace, load_space, parse_space
-from kmnist_search.spaces import builtin_space_names as builtin_space_names
+from kmnist_search.export.distillation import DEFAULT_TEACHER_TEMPERATURE as DEFAULT_TEACHER_TEMPERATURE
+from kmnist_search.export.distillation import DEFAULT_TEACHER_WEIGHT as DEFAULT_TEACHER_WEIGHT
+from kmnist_search.export.distillation import load_teacher as load_teacher
+from kmnist_search.export.parity import INT8_CALIBRATION_IMAGES
+from kmnist_search.report.rankings import STATUS_NAMES as STATUS_NAMES
+from kmnist_search.search.confirm import DEFAULT_CONFIRM
+from kmnist_search.search.confirm import RUNS_PER_CONFIGURATION as RUNS_PER_CONFIGURATION
+from kmnist_search.search.distributed import DEFAULT_ORACLE as DEFAULT_ORACLE
+from kmnist_search.search.distributed import ROLES as ROLES
+from kmnist_search.search.distributed import configure as configure_distribution  # noqa: F401  (for the commands)
+from kmnist_search.search.distributed import current_role as current_role
+from kmnist_search.search.distributed import tuner_id as tuner_id
+from kmnist_search.search.plan import STRATEGIES as STRATEGIES
+from kmnist_search.search.plan import describe_plan as describe_plan
+from kmnist_search.search.progress import TrialEnd as TrialEnd
+from kmnist_search.search.progress import TrialStart as TrialStart
 
 DatasetLike = Dataset | str
 GLOB_CHARACTERS = "[]*?"
@@ -142,7 +142,7 @@ before; None where there is none) and the report."""
 
 def quiet_keras_tuner() -> None:
     """Keras Tuner prints a failed trial's traceback itself; a search says it in one line instead."""
-    from kmnist_search.keras_tuner_patches import quiet_failed_trials
+    from kmnist_search.search.keras_tuner_patches import quiet_failed_trials
 
     quiet_failed_trials()
 
@@ -209,7 +209,7 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     if init_seed is not None:
         check_seed(init_seed, "init seed")
     run_dir = run_dir_for(resolved_space, strategy, project_dir, name)
-    from kmnist_search.search import SearchOptions, run_record, run_search
+    from kmnist_search.search.runner import SearchOptions, run_record, run_search
 
     budget = deployment_budget(budget_ms, budget_mb)
     measured = measuring(measure) or budget is not None
@@ -253,8 +253,8 @@ def deployment_budget(max_ms: float | None, max_mb: float | None) -> Budget | No
 def trial_measurement(int8: bool, seed: int) -> Callable[[Split], Any]:
     """What measures each completed trial, on its split's validation images (and int8 calibrated on its
     training images)."""
-    from kmnist_search.deployment import CALIBRATION_IMAGES, TrialMeasurer
-    from kmnist_search.quantization import calibration_images
+    from kmnist_search.export.deployment import CALIBRATION_IMAGES, TrialMeasurer
+    from kmnist_search.export.int8 import calibration_images
 
     def measurer(split: Split) -> TrialMeasurer:
         calibration = calibration_images(split, seed, CALIBRATION_IMAGES) if int8 else None
@@ -287,7 +287,7 @@ def run_dir_for(space: SearchSpace, strategy: str, project_dir: Path | str, name
 
 def held(run_dir: RunDir) -> contextlib.AbstractContextManager[None]:
     """The run's lock for this process; a distributed worker shares its chief's run and takes none."""
-    from kmnist_search.distributed import current_role
+    from kmnist_search.search.distributed import current_role
 
     return contextlib.nullcontext() if current_role() == "worker" else run_dir.locked()
 
@@ -303,7 +303,7 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
     check_writable_directory(Path(exports_dir), "exports directory")
     refuse_foreign_files(Path(exports_dir), name or result.run_dir.name)
     loaded = resolve_dataset(dataset or result.results.dataset.name, data_dir, cache_dir, verify_checksums)
-    from kmnist_search.onnx_export import export_winner
+    from kmnist_search.export.convert import export_winner
 
     with held(result.run_dir), export_lock(Path(exports_dir), name or result.run_dir.name):
         card = export_winner(result.run_dir, loaded, Path(exports_dir), name)
@@ -312,7 +312,7 @@ def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None
 
 def _with_model_card(exported: ExportResult, dataset: Dataset) -> ExportResult:
     """Every export writes its model card page (NAME.md) beside it, measured on the test set."""
-    from kmnist_search.model_card import write_model_card
+    from kmnist_search.export.card_page import write_model_card
 
     write_model_card(exported.onnx_path, dataset.test_images, dataset.test_labels)
     return exported
@@ -322,8 +322,8 @@ def write_model_card(model: ExportResult | Path | str, *, dataset: DatasetLike |
                      data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
                      verify_checksums: bool = True) -> Path:
     """(Re)write an export's model card page from its card and a fresh onnxruntime measurement; return its path."""
-    from kmnist_search.inference import checked_export
-    from kmnist_search.model_card import page_path
+    from kmnist_search.export.card_page import page_path
+    from kmnist_search.export.inference import checked_export
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     with export_lock(onnx_path.parent, onnx_path.stem):  # not while an export of that name replaces the model
@@ -348,7 +348,7 @@ def refuse_overwriting_sources(card_paths: Sequence[Path], exports_dir: Path, na
 def refuse_foreign_files(exports_dir: Path, name: str) -> None:
     """Refuse an export name whose files in the exports folder are someone's own, not an earlier export of
     this package: an export replaces only its own files."""
-    from kmnist_search.model_card import foreign_files
+    from kmnist_search.export.card_page import foreign_files
 
     found = foreign_files(exports_dir, name)
     if found:
@@ -379,7 +379,7 @@ def quantize(model: ExportResult | Path | str, name: str, *, dataset: DatasetLik
              data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
              exports_dir: Path | str = "exports", calibration_images: int = INT8_CALIBRATION_IMAGES) -> ExportResult:
     """Write an int8 copy of an export, verified against its Keras model within the int8 tolerance."""
-    from kmnist_search.quantization import export_quantized
+    from kmnist_search.export.int8 import export_quantized
 
     if calibration_images < 1:
         raise RunError(f"--calibration-images must be at least 1, got {calibration_images}")
@@ -399,7 +399,7 @@ def ensemble(members: Sequence[ExportResult | Path | str], name: str, *, dataset
              data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
              exports_dir: Path | str = "exports") -> ExportResult:
     """Average exported models into one ONNX model, verified against the Keras ensemble."""
-    from kmnist_search.ensembles import export_ensemble
+    from kmnist_search.export.ensemble_graph import export_ensemble
 
     check_name(name, "export name")
     check_writable_directory(Path(exports_dir), "exports directory")
@@ -421,9 +421,9 @@ def verify(model: ExportResult | Path | str, *, dataset: DatasetLike | None = No
            data_dir: Path | str | None = None, cache_dir: Path | str | None = None, verify_checksums: bool = True,
            keras_model: Path | str | None = None, raise_on_failure: bool = True) -> Any:
     """Re-verify an export: sha256 against its card, then onnxruntime against Keras on every test image,
-    under the rule its card records. Returns a :class:`~kmnist_search.verification.Verification`."""
-    from kmnist_search.inference import checked_export
-    from kmnist_search.verification import verify_export
+    under the rule its card records. Returns a :class:`~kmnist_search.export.reverify.Verification`."""
+    from kmnist_search.export.inference import checked_export
+    from kmnist_search.export.reverify import verify_export
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     classifier, card = checked_export(onnx_path)
@@ -438,7 +438,7 @@ def evaluate(model: ExportResult | Path | str, *, dataset: DatasetLike | None = 
     """An exported model's test accuracy, overall and per class, with onnxruntime alone."""
     import numpy as np
 
-    from kmnist_search.inference import Classifier
+    from kmnist_search.export.inference import Classifier
 
     onnx_path = model.onnx_path if isinstance(model, ExportResult) else Path(model)
     classifier = Classifier(onnx_path)
@@ -453,14 +453,14 @@ def evaluate(model: ExportResult | Path | str, *, dataset: DatasetLike | None = 
 
 def summarise(run: SearchResult | Path | str, fmt: str = "table", top: int | None = None) -> str:
     """A run's summary (ranked trials, effects, winner) as table, markdown, csv or json text."""
-    from kmnist_search.summaries import summarise as render_summary
+    from kmnist_search.report.summarize import summarise as render_summary
 
     return render_summary(run.run_dir.path if isinstance(run, SearchResult) else Path(run), fmt, top)
 
 
 def write_report(run: SearchResult | Path | str) -> Path:
     """Write the run's report (figures and pages) into RUN_DIR/report; return the page's path."""
-    from kmnist_search.summaries import write_report as write
+    from kmnist_search.report.summarize import write_report as write
 
     return write(run.run_dir.path if isinstance(run, SearchResult) else Path(run))
 
@@ -476,7 +476,7 @@ def valid_card(path: Path) -> bool:
 
 def export_intact(card_path: Path) -> bool:
     """True when ``card_path`` is a valid model card and the ONNX file beside it matches its sha256."""
-    from kmnist_search.files import file_digest
+    from kmnist_search.base.files import file_digest
 
     if not valid_card(card_path):
         return False
@@ -512,7 +512,7 @@ def adopt_written_export(result: SearchResult, exports_dir: Path) -> bool:
     """Record in results.json an export of this run's winner that was written whole (ONNX file and valid
     card, the file matching the card's sha256) but that a kill kept out of results.json; False if there
     is none, so it is exported again."""
-    from kmnist_search.files import file_digest
+    from kmnist_search.base.files import file_digest
 
     card_path = exports_dir / f"{result.run_dir.name}.json"
     if not valid_card(card_path):

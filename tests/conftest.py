@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import DATA_DIR_ENV, KMNIST, Dataset, DatasetSpec, load_dataset
-from kmnist_search.journal import STATES
-from kmnist_search.record import RunRecord
+from kmnist_search.data.datasets import DATA_DIR_ENV, KMNIST, Dataset, DatasetSpec, load_dataset
+from kmnist_search.data.record import RunRecord
+from kmnist_search.search.journal import STATES
 
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
 
@@ -85,8 +85,8 @@ EXPORT_TEST_SPACE = {
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     """A small search on synthetic data, run once per test session."""
-    from kmnist_search.search import SearchOptions, run_search
-    from kmnist_search.spaces import parse_space
+    from kmnist_search.data.spaces import parse_space
+    from kmnist_search.search.runner import SearchOptions, run_search
 
     root = tmp_path_factory.mktemp("export")
     data_dir = write_kmnist_files(root / "data")
@@ -100,7 +100,7 @@ def exported(finished_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory
     """The finished run's winner, exported and verified."""
     run_dir, dataset, _ = finished_run
     exports_dir = tmp_path_factory.mktemp("exports")
-    from kmnist_search.onnx_export import export_winner
+    from kmnist_search.export.convert import export_winner
 
     export_winner(run_dir, dataset, exports_dir)
     return exports_dir / "export-test.onnx"

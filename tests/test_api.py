@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from kmnist_search import pipeline as ks
-from kmnist_search.errors import RunError
-from kmnist_search.record import RECORD_SCHEMA_VERSION
-from kmnist_search.rundir import RunDir
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.record import RECORD_SCHEMA_VERSION
+from kmnist_search.data.rundir import RunDir
 from tests.cli import TINY_SPACE
 from tests.conftest import FinishedRun
 
@@ -53,7 +53,7 @@ def test_the_whole_job_from_python(synthetic_data_dir: Path, tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_an_in_memory_space_and_a_loaded_dataset(synthetic_data_dir: Path, tmp_path: Path) -> None:
-    from kmnist_search.datasets import load_dataset
+    from kmnist_search.data.datasets import load_dataset
 
     dataset = load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
     space = {"name": "memory", "hyperparameters": {"learning_rate": [1.0], "batch_size": [64],

@@ -16,15 +16,15 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from kmnist_search import pipeline
-from kmnist_search.contract import MODEL_CARD_KEY
-from kmnist_search.datasets import KMNIST, load_dataset
-from kmnist_search.errors import DataError, InputImageError, ModelFileError, RunError, SpaceError
-from kmnist_search.files import PARTIAL_PREFIX
-from kmnist_search.inference import Classifier, predict_files, read_image
-from kmnist_search.plan import describe_plan
-from kmnist_search.rundir import RunDir
-from kmnist_search.spaces import MAX_CONFIGURATIONS, load_space, parse_space
-from kmnist_search.summaries import load_run
+from kmnist_search.base.errors import DataError, InputImageError, ModelFileError, RunError, SpaceError
+from kmnist_search.base.files import PARTIAL_PREFIX
+from kmnist_search.data.contract import MODEL_CARD_KEY
+from kmnist_search.data.datasets import KMNIST, load_dataset
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.spaces import MAX_CONFIGURATIONS, load_space, parse_space
+from kmnist_search.export.inference import Classifier, predict_files, read_image
+from kmnist_search.report.summarize import load_run
+from kmnist_search.search.plan import describe_plan
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun, write_kmnist_files
 
 SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx"
@@ -293,8 +293,8 @@ def test_a_model_with_a_giant_input_or_one_that_fails_in_onnxruntime_is_one_line
 
 
 def test_a_project_folder_too_deep_for_the_run_s_files_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    from kmnist_search.data.spaces import load_space
     from kmnist_search.pipeline import MAX_PATH, run_dir_for
-    from kmnist_search.spaces import load_space
 
     deep = tmp_path / "/".join(["d" * 200] * (MAX_PATH // 201))
     with pytest.raises(RunError, match="choose a shorter --project-dir"):

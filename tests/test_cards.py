@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import onnx
 import pytest
 
-from kmnist_search.cards import CARD_SCHEMA_VERSION, SCHEMA_PATH, card_schema, read_card, validate_card
-from kmnist_search.contract import MODEL_CARD_KEY
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.errors import ModelFileError
-from kmnist_search.inference import Classifier
-from kmnist_search.onnx_export import export_winner
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import HYPERPARAMETERS, SGD_MOMENTUM, default_learning_rate, parse_space, study_default
+import kmnist_search
+from kmnist_search.base.errors import ModelFileError
+from kmnist_search.data.contract import MODEL_CARD_KEY
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.spaces import HYPERPARAMETERS, SGD_MOMENTUM, default_learning_rate, parse_space, study_default
+from kmnist_search.export.card import CARD_SCHEMA_VERSION, SCHEMA_PATH, card_schema, read_card, validate_card
+from kmnist_search.export.convert import export_winner
+from kmnist_search.export.inference import Classifier
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.cli import assert_one_line_error, run_cli
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.json"
 
@@ -129,7 +136,9 @@ def test_defaults_are_resolved_in_the_card(dataset: Dataset, tmp_path: Path) -> 
 
 
 def test_the_schema_file_ships_inside_the_package() -> None:
-    assert SCHEMA_PATH.parent.name == "kmnist_search"
+    package = Path(kmnist_search.__file__).parent
+    patterns = tomllib.loads((package.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(SCHEMA_PATH.relative_to(package).match(pattern) for pattern in patterns["kmnist_search"])
     assert card_schema()["properties"]["schema_version"]["const"] == CARD_SCHEMA_VERSION
 
 

@@ -161,7 +161,7 @@ def test_rerunning_a_finished_search_says_so_and_trains_nothing(synthetic_data_d
 
 OFFLINE_RUN = """
 import sys
-from kmnist_search import datasets
+from kmnist_search.data import datasets
 datasets.DATASETS["kmnist"] = datasets.with_mirror(datasets.DATASETS["kmnist"], "http://127.0.0.1:9")  # nothing there
 from kmnist_search.commands.run import cli
 sys.argv = ["run", "--space", "quick", "--project-dir", sys.argv[1]]

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search import pipeline, resume
-from kmnist_search.cards import read_card
-from kmnist_search.confirm import (
+from kmnist_search import pipeline
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.datasets import load_dataset
+from kmnist_search.data.record import Trial
+from kmnist_search.export.card import read_card
+from kmnist_search.search import resume
+from kmnist_search.search.confirm import (
     RUNS_PER_CONFIGURATION,
     ConfirmationRun,
     ConfirmedConfiguration,
@@ -17,10 +21,7 @@ from kmnist_search.confirm import (
     ranked,
     top_configurations,
 )
-from kmnist_search.datasets import load_dataset
-from kmnist_search.errors import RunError
-from kmnist_search.record import Trial
-from kmnist_search.search import SearchOptions
+from kmnist_search.search.runner import SearchOptions
 from tests.kills import Killed, killed_when
 
 SPACE = {

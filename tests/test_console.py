@@ -26,7 +26,7 @@ def quick_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def quick_space(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The quick space with a training subset that fits quick_data's 1,000 images left after validation."""
-    from kmnist_search.spaces import BUILTIN_DIR
+    from kmnist_search.data.spaces import BUILTIN_DIR
 
     path = tmp_path_factory.mktemp("spaces") / "quick.toml"
     path.write_text((BUILTIN_DIR / "quick.toml").read_text().replace("train_images = 10000", "train_images = 1000"))
@@ -100,7 +100,7 @@ def test_help_answers_at_once_without_tensorflow(command: str) -> None:
 
 
 def test_run_help_lists_every_built_in_space(tmp_path: Path) -> None:
-    from kmnist_search.spaces import builtin_space_names
+    from kmnist_search.data.spaces import builtin_space_names
 
     result = run_cli("kmnist_search.run", "--help", cwd=tmp_path)
     text = "".join(result.stdout.split())  # argparse wraps long help lines, also at hyphens
@@ -120,9 +120,9 @@ def test_json_output_survives_a_closed_pipe(exported: Path, tmp_path: Path) -> N
 
 
 def test_the_time_left_prices_the_retraining_on_every_training_image() -> None:
-    from kmnist_search.plan import estimate_epoch_seconds
-    from kmnist_search.progress import SearchClock
-    from kmnist_search.spaces import load_space
+    from kmnist_search.data.spaces import load_space
+    from kmnist_search.search.plan import estimate_epoch_seconds
+    from kmnist_search.search.progress import SearchClock
 
     space = load_space("resnet14")  # one configuration, retrained for 60 epochs on 54,000 images
     configuration = space.configurations()[0]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kmnist_search import pipeline
-from kmnist_search.errors import RunError
-from kmnist_search.files import (
+from kmnist_search.base.errors import RunError
+from kmnist_search.base.files import (
     PARTIAL_PREFIX,
     atomic_write_bytes,
     check_writable_directory,
@@ -22,7 +22,7 @@ from kmnist_search.files import (
     remove_leftovers,
     staged_path,
 )
-from kmnist_search.rundir import RunDir
+from kmnist_search.data.rundir import RunDir
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun
 
 USER_FILES = ("keep.txt", "report.partial.docx", ".notes.txt.tmp", ".partial-config", "trial_photos/holiday.jpg",
@@ -123,8 +123,8 @@ def test_a_search_and_export_through_planted_links_leave_the_victim_untouched(tm
                                                                               finished_run: FinishedRun) -> None:
     """Links planted, in the run folder and the exports folder, under every fixed name earlier versions
     wrote through."""
-    from kmnist_search.search import SearchOptions, run_record
-    from kmnist_search.spaces import parse_space
+    from kmnist_search.data.spaces import parse_space
+    from kmnist_search.search.runner import SearchOptions, run_record
 
     _, dataset, _ = finished_run
     victim = tmp_path / "victim.txt"
@@ -146,7 +146,7 @@ def test_a_search_and_export_through_planted_links_leave_the_victim_untouched(tm
 
 HOLD_THE_RUN = """
 import sys, time
-from kmnist_search.rundir import RunDir
+from kmnist_search.data.rundir import RunDir
 with RunDir(sys.argv[1]).locked():
     print("held", flush=True)
     time.sleep(600)
@@ -180,8 +180,8 @@ def test_an_export_name_is_written_by_one_process_at_a_time(tmp_path: Path) -> N
         with exclusive_lock(lock, "export t1"):  # nested in one process: allowed
             pass
         child = subprocess.run([sys.executable, "-c", (
-            "import sys; from pathlib import Path; from kmnist_search.files import exclusive_lock\n"
-            "from kmnist_search.errors import RunError\n"
+            "import sys; from pathlib import Path; from kmnist_search.base.files import exclusive_lock\n"
+            "from kmnist_search.base.errors import RunError\n"
             "try:\n    exclusive_lock(Path(sys.argv[1]), 'export t1').__enter__()\n"
             "except RunError as e:\n    print(e)\n"), str(lock)], capture_output=True, text=True)
         assert child.stdout.startswith(f"export t1 is in use by process {os.getpid()}")
@@ -254,7 +254,7 @@ def test_a_project_folder_with_glob_characters_is_refused_before_anything_is_wri
 
 def test_names_and_sizes_that_would_fail_late_are_refused_before_the_search(finished_run: FinishedRun,
                                                                             tmp_path: Path) -> None:
-    from kmnist_search.errors import BadNameError, DataError
+    from kmnist_search.base.errors import BadNameError, DataError
 
     _, dataset, _ = finished_run
     with pytest.raises(BadNameError, match=r"the int8 copy's name .* use a --name of at most 95 characters"):
@@ -271,7 +271,7 @@ def test_names_and_sizes_that_would_fail_late_are_refused_before_the_search(fini
 
 
 def test_a_planted_publication_marker_cannot_move_files_from_outside_the_exports(tmp_path: Path) -> None:
-    from kmnist_search.cards import read_card
+    from kmnist_search.export.card import read_card
 
     exports = tmp_path / "exports"
     exports.mkdir()
@@ -287,7 +287,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference"
 
 
 def test_an_export_replaces_only_its_own_files_never_a_user_s_of_the_same_name(tmp_path: Path) -> None:
-    from kmnist_search.model_card import foreign_files
+    from kmnist_search.export.card_page import foreign_files
 
     for suffix in (".onnx", ".json", ".keras", ".md", ".evaluation.json"):
         (tmp_path / f"mine{suffix}").write_bytes(SHIPPED.with_name(SHIPPED.name + suffix).read_bytes())
@@ -349,7 +349,7 @@ def test_a_lock_that_cannot_be_taken_says_why_and_what_to_do(tmp_path: Path, mon
 
 def test_a_model_card_page_is_not_written_while_an_export_of_that_name_is(tmp_path: Path,
                                                                          synthetic_data_dir: Path) -> None:
-    from kmnist_search.model_card import page_path
+    from kmnist_search.export.card_page import page_path
 
     for suffix in (".onnx", ".json", ".md", ".evaluation.json"):
         (tmp_path / f"{SHIPPED.name}{suffix}").write_bytes(SHIPPED.with_name(SHIPPED.name + suffix).read_bytes())

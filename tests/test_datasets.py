@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search import datasets
-from kmnist_search.datasets import DATASETS, KMNIST, DataFile, DatasetSpec, load_dataset, split_train_validation
-from kmnist_search.errors import DataError
-from kmnist_search.files import PARTIAL_PREFIX
+from kmnist_search.base.errors import DataError
+from kmnist_search.base.files import PARTIAL_PREFIX
+from kmnist_search.data import datasets
+from kmnist_search.data.datasets import DATASETS, KMNIST, DataFile, DatasetSpec, load_dataset, split_train_validation
 from tests.conftest import write_kmnist_files
 
 # The official md5s, as listed in shared/data/PROVENANCE.md.

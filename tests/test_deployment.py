@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from kmnist_search import pipeline
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.deployment import TrialMeasurer
-from kmnist_search.errors import RunError
-from kmnist_search.record import Budget, Deployment, Speed, Trial
-from kmnist_search.reports import pareto_front, within_budget
-from kmnist_search.rundir import RunDir
-from kmnist_search.spaces import parse_space
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.record import Budget, Deployment, Speed, Trial
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.export.deployment import TrialMeasurer
+from kmnist_search.report.rankings import pareto_front, within_budget
 from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import load_journal
 from tests.kills import Killed

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import K49, KMNIST, load_dataset, split_train_validation
-from kmnist_search.distillation import load_teacher, soften, training_targets
-from kmnist_search.errors import ModelFileError, RunError
-from kmnist_search.files import file_digest
-from kmnist_search.hypermodel import KmnistHyperModel
-from kmnist_search.inference import Classifier
-from kmnist_search.onnx_export import export_winner
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
+from kmnist_search.base.errors import ModelFileError, RunError
+from kmnist_search.base.files import file_digest
+from kmnist_search.data.datasets import K49, KMNIST, load_dataset, split_train_validation
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.export.convert import export_winner
+from kmnist_search.export.distillation import load_teacher, soften, training_targets
+from kmnist_search.export.inference import Classifier
+from kmnist_search.search.hypermodel import KmnistHyperModel
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun, write_kmnist_files
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search.distributed import (
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.spaces import load_space
+from kmnist_search.search.distributed import (
     ORACLE_IP_ENV,
     ORACLE_PORT_ENV,
     TUNER_ID_ENV,
@@ -19,8 +21,6 @@ from kmnist_search.distributed import (
     current_role,
     parse_oracle_address,
 )
-from kmnist_search.errors import RunError
-from kmnist_search.spaces import load_space
 from tests.conftest import assert_journal_is_the_record, write_kmnist_files
 from tests.test_reliability import FOUR_CONFIGURATIONS
 
@@ -82,7 +82,7 @@ def test_chief_and_two_workers_run_every_configuration_once(tmp_path: Path) -> N
 
 
 def test_oracle_address_and_roles(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from kmnist_search.search import SearchOptions, run_search
+    from kmnist_search.search.runner import SearchOptions, run_search
 
     for name in (ORACLE_IP_ENV, ORACLE_PORT_ENV, TUNER_ID_ENV):  # restored to unset after the test
         monkeypatch.setenv(name, "")

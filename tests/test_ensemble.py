@@ -10,12 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import split_train_validation
-from kmnist_search.ensembles import export_ensemble
-from kmnist_search.errors import ModelFileError
-from kmnist_search.files import file_digest
-from kmnist_search.inference import Classifier
-from kmnist_search.onnx_export import keras_probabilities
+from kmnist_search.base.errors import ModelFileError
+from kmnist_search.base.files import file_digest
+from kmnist_search.data.datasets import split_train_validation
+from kmnist_search.export.convert import keras_probabilities
+from kmnist_search.export.ensemble_graph import export_ensemble
+from kmnist_search.export.inference import Classifier
 from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
 

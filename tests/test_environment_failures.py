@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search import pipeline, resume
-from kmnist_search.errors import DISK_ERRORS, RunError, TrialDiskError
-from kmnist_search.rundir import RunDir, failed_for_the_environment
+from kmnist_search import pipeline
+from kmnist_search.base.errors import DISK_ERRORS, RunError, TrialDiskError
+from kmnist_search.data.rundir import RunDir, failed_for_the_environment
+from kmnist_search.search import resume
 from tests.conftest import FinishedRun
 
 SPACE = {
@@ -59,7 +60,7 @@ def test_a_trial_failed_by_the_disk_is_retried_by_the_rerun_from_its_last_good_e
 
 FULL_DISK_AT_EPOCH_2 = """
 import errno, os
-from kmnist_search import resume
+from kmnist_search.search import resume
 from kmnist_search.commands import run
 from kmnist_search.commands.common import run_main
 original = resume.TrainingCheckpoint.save
@@ -171,13 +172,13 @@ def test_a_full_or_read_only_disk_is_one_line_naming_the_file(code: int, fix: st
 @pytest.mark.slow
 def test_a_disk_that_fills_during_an_export_leaves_no_partial_files(finished_run: FinishedRun, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from kmnist_search import onnx_export
+    from kmnist_search.export import convert
 
     def full_disk(model: object, path: Path) -> None:
         path.write_bytes(b"\0" * 1_000_000)  # a megabyte written, then the disk is full
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-    monkeypatch.setattr(onnx_export, "save_inference_copy", full_disk)
+    monkeypatch.setattr(convert, "save_inference_copy", full_disk)
     exports = tmp_path / "exports"
     with pytest.raises(OSError, match="No space left"):
         pipeline.export(finished_run[0], dataset=finished_run[1], exports_dir=exports, name="full")

@@ -12,14 +12,14 @@ import keras
 import onnx
 import pytest
 
-from kmnist_search import onnx_export as export
 from kmnist_search import pipeline
-from kmnist_search.contract import OPSET
-from kmnist_search.errors import ModelFileError, ParityError
-from kmnist_search.files import PARTIAL_PREFIX, file_digest
-from kmnist_search.hypermodel import build_network
-from kmnist_search.inference import Classifier
-from kmnist_search.parity import EXACT, INT8, ParityRule, strictest
+from kmnist_search.base.errors import ModelFileError, ParityError
+from kmnist_search.base.files import PARTIAL_PREFIX, file_digest
+from kmnist_search.data.contract import OPSET
+from kmnist_search.export import convert as export
+from kmnist_search.export.inference import Classifier
+from kmnist_search.export.parity import EXACT, INT8, ParityRule, strictest
+from kmnist_search.search.hypermodel import build_network
 from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
 
@@ -113,7 +113,7 @@ def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> N
 
 def test_augmented_models_export_without_their_random_layers(finished_run: FinishedRun) -> None:
     """Regression: random augmentation ops used to be traced into the graph and fail the checker."""
-    from kmnist_search.hypermodel import Architecture
+    from kmnist_search.search.hypermodel import Architecture
 
     _, dataset, _ = finished_run
     trained = build_network(architecture=Architecture(augment=0.1, cutout=0.5, batch_norm=True))
@@ -130,7 +130,7 @@ def test_augmented_models_export_without_their_random_layers(finished_run: Finis
 @pytest.mark.slow
 def test_a_residual_network_with_augmentation_exports_exactly(finished_run: FinishedRun) -> None:
     """The augmentation layers are cut out of a non-sequential graph too, residual branches intact."""
-    from kmnist_search.hypermodel import Architecture
+    from kmnist_search.search.hypermodel import Architecture
 
     _, dataset, _ = finished_run
     trained = build_network(architecture=Architecture(network="preact_resnet", resnet_depth=8, resnet_width=4,
@@ -210,7 +210,7 @@ def test_verify_believes_no_card_that_contradicts_its_model(exported: Path, fini
 
 
 def test_a_card_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
-    from kmnist_search.cards import read_card
+    from kmnist_search.export.card import read_card
 
     card = tmp_path / "deep.json"
     card.write_text("[" * 100_000 + "]" * 100_000)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search.datasets import load_dataset
-from kmnist_search.html_report import importance
-from kmnist_search.rundir import RunDir
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
-from kmnist_search.summaries import write_report
+from kmnist_search.data.datasets import load_dataset
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.report.html import importance
+from kmnist_search.report.summarize import write_report
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.cli import run_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -56,7 +56,7 @@ def test_the_page_is_self_contained_complete_small_and_names_no_absolute_path(se
 
 @pytest.mark.slow
 def test_the_verdict_says_who_won_how_sure_what_pruning_saved_and_the_study_beside_it(searched: RunDir) -> None:
-    from kmnist_search import study
+    from kmnist_search.data import study
 
     page = (searched.report_dir / "index.html").read_text(encoding="utf-8")
     verdict = page[page.index("id=verdict"):page.index("</section>")]

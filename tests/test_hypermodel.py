@@ -7,15 +7,15 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from kmnist_search.hypermodel import (
+from kmnist_search.data.spaces import load_space
+from kmnist_search.search.hypermodel import (
     KmnistHyperModel,
     build_network,
     fail_on_non_finite_loss,
     search_hyperparameters,
     to_model_input,
 )
-from kmnist_search.resume import epoch_batches
-from kmnist_search.spaces import load_space
+from kmnist_search.search.resume import epoch_batches
 
 
 def test_cnn_is_the_study_architecture() -> None:
@@ -63,7 +63,7 @@ def test_diverging_loss_fails_the_trial() -> None:
 
 
 def test_extended_architecture_knobs() -> None:
-    from kmnist_search.hypermodel import Architecture
+    from kmnist_search.search.hypermodel import Architecture
 
     model = build_network(architecture=Architecture(conv_layers="32-32-p-64-64", batch_norm=True, dense_units=256,
                                                 augment=0.1, cutout=0.5), optimizer="adam", learning_rate=0.001)
@@ -104,7 +104,7 @@ def test_mixup_blends_images_and_labels_by_one_weight_per_batch(seeded: None) ->
 
 @pytest.mark.slow
 def test_mixup_trains_through_the_hypermodel(seeded: None) -> None:
-    from kmnist_search.spaces import parse_space
+    from kmnist_search.data.spaces import parse_space
 
     space = parse_space({"hyperparameters": {"batch_size": [16], "loss": ["categorical_crossentropy"],
                                              "learning_rate": [1.0], "mixup": [0.2]}, "training": {"epochs": 1}})
@@ -119,7 +119,7 @@ def test_mixup_trains_through_the_hypermodel(seeded: None) -> None:
 
 
 def test_unsearched_learning_rate_follows_the_optimizer() -> None:
-    from kmnist_search.spaces import parse_space
+    from kmnist_search.data.spaces import parse_space
 
     space = parse_space({"hyperparameters": {"optimizer": ["adam", "adadelta"], "batch_size": [8],
                                              "loss": ["categorical_crossentropy"]}, "training": {"epochs": 1}})
@@ -146,7 +146,7 @@ def test_each_epoch_is_shuffled_by_seed_and_epoch_alone() -> None:
 
 
 def test_the_residual_network_is_a_pre_activation_resnet() -> None:
-    from kmnist_search.hypermodel import Architecture
+    from kmnist_search.search.hypermodel import Architecture
 
     model = build_network(architecture=Architecture(network="preact_resnet", resnet_depth=20, resnet_width=16))
     assert model.count_params() == 273_370  # ResNet-20 for CIFAR-sized images: about 0.27 million weights
@@ -157,7 +157,7 @@ def test_the_residual_network_is_a_pre_activation_resnet() -> None:
 
 
 def test_warm_up_then_cosine() -> None:
-    from kmnist_search.hypermodel import learning_rate_schedule
+    from kmnist_search.search.hypermodel import learning_rate_schedule
 
     schedule = learning_rate_schedule(0.1, epochs=6, warmup_epochs=2).schedule
     rates = [schedule(epoch) for epoch in range(6)]

@@ -14,8 +14,8 @@ import onnx
 import pytest
 from PIL import Image
 
-from kmnist_search.errors import InputImageError, ModelFileError
-from kmnist_search.inference import Classifier, predict_files, prepare_image, read_array, read_image
+from kmnist_search.base.errors import InputImageError, ModelFileError
+from kmnist_search.export.inference import Classifier, predict_files, prepare_image, read_array, read_image
 from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
 
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_inference_path_imports_no_tensorflow() -> None:
-    code = ("import sys, kmnist_search.inference, kmnist_search.predict; "
+    code = ("import sys, kmnist_search.export.inference, kmnist_search.predict; "
             "heavy = [m for m in ('tensorflow', 'keras', 'keras_tuner', 'tf2onnx') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
@@ -148,7 +148,7 @@ def photo_of(character: np.ndarray, rng: np.random.Generator) -> Image.Image:
 
 @pytest.mark.real_data
 def test_photos_are_framed_as_kmnist_and_beat_squashing(real_data_dir: Path) -> None:
-    from kmnist_search.datasets import load_dataset
+    from kmnist_search.data.datasets import load_dataset
 
     data = load_dataset("kmnist", real_data_dir)
     classifier = Classifier(Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx")
@@ -266,7 +266,7 @@ def test_image_files_are_read_as_a_viewer_shows_them(tmp_path: Path) -> None:
 
 def test_predictions_run_in_bounded_batches(exported: Path, finished_run: FinishedRun) -> None:
     """Memory does not grow with the input: onnxruntime never sees more than BATCH images at once."""
-    from kmnist_search.inference import BATCH
+    from kmnist_search.export.inference import BATCH
 
     _, dataset, _ = finished_run
     classifier = Classifier(exported)

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from kmnist_search import callbacks
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.journal import JOURNAL_FILE, journal_path, sync_journal
-from kmnist_search.rundir import RunDir
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.search import callbacks
+from kmnist_search.search.journal import JOURNAL_FILE, journal_path, sync_journal
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.conftest import assert_journal_is_the_record, load_journal
 from tests.kills import Killed, killed_when
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from kmnist_search.datasets import K49, load_dataset
-from kmnist_search.hypermodel import BalancedAccuracy
-from kmnist_search.inference import Classifier
+from kmnist_search.data.datasets import K49, load_dataset
+from kmnist_search.export.inference import Classifier
+from kmnist_search.search.hypermodel import BalancedAccuracy
 from tests.cli import run_cli
 from tests.conftest import write_dataset_files
 

@@ -1,4 +1,4 @@
-"""What each entry of kmnist_search.keras_tuner_patches relies on in Keras Tuner is still there.
+"""What each entry of kmnist_search.search.keras_tuner_patches relies on in Keras Tuner is still there.
 
 When an upgrade of Keras Tuner moves one of these, the test names the entry to check (its upstream fix may
 make the entry unnecessary), instead of a search failing far from the cause."""
@@ -15,14 +15,14 @@ from keras_tuner.src.engine import oracle as kt_oracle
 from keras_tuner.src.engine import stateful, tuner_utils
 from keras_tuner.src.engine import tuner as kt_tuner
 
-from kmnist_search import keras_tuner_patches as patches
-from kmnist_search import plan, strategies
-from kmnist_search.spaces import load_space
+from kmnist_search.data.spaces import load_space
+from kmnist_search.search import keras_tuner_patches as patches
+from kmnist_search.search import plan, strategies
 
 
 def test_keras_tuner_is_a_version_the_patches_were_checked_against() -> None:
     assert kt.__version__ in patches.TESTED_VERSIONS, (
-        f"keras-tuner {kt.__version__} is untested: check every entry of kmnist_search/keras_tuner_patches.py "
+        f"keras-tuner {kt.__version__} is untested: check every entry of kmnist_search/search/keras_tuner_patches.py "
         f"(and whether upstream issue #1055 is fixed), then add the version to TESTED_VERSIONS")
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from kmnist_search import callbacks, keras_tuner_patches, tuners
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.search import callbacks, keras_tuner_patches, tuners
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.conftest import FinishedRun, as_dict
 from tests.kills import Killed, killed_when
 
@@ -147,15 +147,16 @@ def test_a_pruned_trial_killed_before_it_was_recorded_trains_no_further(dataset:
 @pytest.mark.slow
 def test_a_kill_during_the_export_is_completed_by_the_rerun_without_repeating_it(instant: str, dataset: Dataset,
                                                                                 tmp_path: Path) -> None:
-    from kmnist_search import onnx_export, pipeline
-    from kmnist_search.rundir import RunDir
+    from kmnist_search import pipeline
+    from kmnist_search.data.rundir import RunDir
+    from kmnist_search.export import convert
 
     space = {**SPACE, "hyperparameters": {**SPACE["hyperparameters"], "learning_rate": [1.0],
                                           "loss": ["categorical_crossentropy"]}, "training": {**SPACE["training"],
                                                                                              "epochs": 1}}
     options = {"dataset": dataset, "project_dir": tmp_path / "runs", "exports_dir": tmp_path / "exports",
                "report": False}
-    kill = (killed_when(onnx_export, "write_card", lambda path, card: True) if instant.startswith("the ONNX")
+    kill = (killed_when(convert, "write_card", lambda path, card: True) if instant.startswith("the ONNX")
             else killed_when(RunDir, "record_export", lambda self, export: True))
     with kill, pytest.raises(Killed):
         pipeline.run(space, "grid", **options)
@@ -206,8 +207,9 @@ def test_a_killed_re_export_leaves_the_previous_set_or_the_new_one_never_a_mix(
 
     import keras
 
-    from kmnist_search import files, pipeline
-    from kmnist_search.onnx_export import export_winner
+    from kmnist_search import pipeline
+    from kmnist_search.base import files
+    from kmnist_search.export.convert import export_winner
 
     run_dir, dataset, _ = finished_run
     exports = tmp_path / "exports"

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search import latency, pipeline
-from kmnist_search.cards import read_card
-from kmnist_search.errors import ModelFileError
-from kmnist_search.model_card import evaluation_path, page_path, read_evaluation, render, write_model_card
+from kmnist_search import pipeline
+from kmnist_search.base.errors import ModelFileError
+from kmnist_search.export import latency
+from kmnist_search.export.card import read_card
+from kmnist_search.export.card_page import evaluation_path, page_path, read_evaluation, render, write_model_card
 from tests.cli import run_cli
 from tests.conftest import FinishedRun
 

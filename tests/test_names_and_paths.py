@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search.cards import read_card
+from kmnist_search.base.errors import KmnistSearchError, ModelFileError, RunError, SpaceError
+from kmnist_search.base.names import check_name, check_seed
 from kmnist_search.commands import ensemble as ensemble_command
 from kmnist_search.commands import export as export_command
 from kmnist_search.commands import quantize as quantize_command
 from kmnist_search.commands import run as run_command
-from kmnist_search.errors import KmnistSearchError, ModelFileError, RunError, SpaceError
-from kmnist_search.names import check_name, check_seed
-from kmnist_search.rundir import RunDir
-from kmnist_search.spaces import load_space
+from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.spaces import load_space
+from kmnist_search.export.card import read_card
 from tests.cli import TINY_SPACE, run_cli
 
 BAD_NAMES = ["..", ".", "../x", "/abs", "a/b", "", ".hidden", "x" * 101, "a b", "a\\b", "-rf"]

@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from kmnist_search.hypermodel import build_network, make_optimizer
-from kmnist_search.optimizers import FusedAdadelta, FusedAdam, FusedSGD
+from kmnist_search.search.hypermodel import build_network, make_optimizer
+from kmnist_search.search.optimizers import FusedAdadelta, FusedAdam, FusedSGD
 
 KERAS_TWINS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
     "adadelta": lambda rate: keras.optimizers.Adadelta(learning_rate=rate),

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from kmnist_search.errors import SpaceError
-from kmnist_search.inference import prepare_image
-from kmnist_search.spaces import LOSSES, parse_space
+from kmnist_search.base.errors import SpaceError
+from kmnist_search.data.spaces import LOSSES, parse_space
+from kmnist_search.export.inference import prepare_image
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 300), st.floats(allow_nan=True),
                     st.text(max_size=8))

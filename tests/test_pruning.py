@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from kmnist_search.callbacks import PruningCallback
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.errors import SpaceError
-from kmnist_search.pruners import CatchUpPruner, Curve, PercentilePruner, SuccessiveHalvingPruner, make_pruner
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import Pruning, load_space, parse_space
+from kmnist_search.base.errors import SpaceError
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.spaces import Pruning, load_space, parse_space
+from kmnist_search.search.callbacks import PruningCallback
+from kmnist_search.search.pruners import CatchUpPruner, Curve, PercentilePruner, SuccessiveHalvingPruner, make_pruner
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.conftest import as_dict
 
 

@@ -11,14 +11,14 @@ import numpy as np
 import onnx
 import pytest
 
-from kmnist_search import quantization
-from kmnist_search.datasets import split_train_validation
-from kmnist_search.errors import ParityError
-from kmnist_search.files import file_digest
-from kmnist_search.inference import Classifier
-from kmnist_search.onnx_export import convert_to_onnx, keras_probabilities
-from kmnist_search.parity import INT8
-from kmnist_search.quantization import calibration_images, export_quantized, model_split
+from kmnist_search.base.errors import ParityError
+from kmnist_search.base.files import file_digest
+from kmnist_search.data.datasets import split_train_validation
+from kmnist_search.export import int8
+from kmnist_search.export.convert import convert_to_onnx, keras_probabilities
+from kmnist_search.export.inference import Classifier
+from kmnist_search.export.int8 import calibration_images, export_quantized, model_split
+from kmnist_search.export.parity import INT8
 from tests.cli import assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
 
@@ -98,7 +98,7 @@ def test_an_int8_model_that_strays_is_refused(exported: Path, finished_run: Fini
     rng = np.random.default_rng(3)
     model.set_weights([w + 2.0 * w.std() * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
     another_model = convert_to_onnx(model, dataset.spec.image_shape)
-    monkeypatch.setattr(quantization, "quantize_onnx", lambda source, images: another_model)
+    monkeypatch.setattr(int8, "quantize_onnx", lambda source, images: another_model)
     with pytest.raises(ParityError, match="strays from its float32 original"):
         export_quantized(exported.with_suffix(".json"), dataset, tmp_path / "out", "stray")
     assert not (tmp_path / "out").exists()

@@ -68,7 +68,7 @@ def test_the_validation_test_gap_sentence_holds_on_the_table_beside_it() -> None
 
 def test_the_readme_s_prediction_is_what_the_command_prints() -> None:
     from kmnist_search.commands.predict import format_prediction
-    from kmnist_search.inference import Classifier
+    from kmnist_search.export.inference import Classifier
 
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     command = "$ python -m kmnist_search.predict exports/kmnist-reference.onnx docs/images/character.png\n"

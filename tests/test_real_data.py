@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import KMNIST, load_dataset, verify_file
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
+from kmnist_search.data.datasets import KMNIST, load_dataset, verify_file
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.conftest import as_dict
 
 pytestmark = pytest.mark.real_data

@@ -12,9 +12,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from kmnist_search import record
-from kmnist_search.errors import RunError
-from kmnist_search.record import (
+from kmnist_search.base.errors import RunError
+from kmnist_search.data import record
+from kmnist_search.data.record import (
     RECORD_SCHEMA_VERSION,
     SCHEMA_PATH,
     Epoch,
@@ -24,7 +24,7 @@ from kmnist_search.record import (
     read_training_log,
     write,
 )
-from kmnist_search.rundir import RunDir
+from kmnist_search.data.rundir import RunDir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "run_records"
 PACKAGE = Path(record.__file__).parent
@@ -65,7 +65,7 @@ def test_every_schema_this_package_wrote_is_read_as_today_s(version: int, tmp_pa
 def test_the_shipped_schema_is_the_one_the_models_generate() -> None:
     assert json.loads(SCHEMA_PATH.read_text()) == record.json_schema(), (
         "the run record changed: regenerate the schema with "
-        "`python -c 'from kmnist_search.record import write_json_schema; write_json_schema()'`")
+        "`python -c 'from kmnist_search.data.record import write_json_schema; write_json_schema()'`")
 
 
 def test_a_diverging_epoch_is_written_as_null_with_its_reason(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_the_record_round_trips_through_json() -> None:
 
 
 def test_every_record_of_a_trial_carries_the_number_the_console_shows() -> None:
-    from kmnist_search.record import TrainingRun
+    from kmnist_search.data.record import TrainingRun
 
     run = TrainingRun(trial_id="4", epochs_planned=3, epochs_trained=3, best_epoch=2, train_images=10,
                       validation_accuracy=0.5)

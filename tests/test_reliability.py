@@ -17,10 +17,10 @@ import keras
 import numpy as np
 import pytest
 
-from kmnist_search.datasets import Dataset, load_dataset, split_train_validation
-from kmnist_search.errors import RunError
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.datasets import Dataset, load_dataset, split_train_validation
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.conftest import as_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_too_many_consecutive_failures_stop_the_search(dataset: Dataset, tmp_pat
 @pytest.mark.slow
 def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from kmnist_search.hypermodel import KmnistHyperModel
+    from kmnist_search.search.hypermodel import KmnistHyperModel
 
     real_fit = KmnistHyperModel.fit
 
@@ -169,7 +169,7 @@ def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dataset, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import kmnist_search.datasets as datasets
+    import kmnist_search.data.datasets as datasets
 
     split_seeds: list[int] = []
 
@@ -193,7 +193,7 @@ def test_init_seed_changes_the_weights_but_not_the_validation_split(dataset: Dat
 def test_keras_tuner_state_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from keras_tuner.src import utils as keras_tuner_utils
 
-    from kmnist_search.keras_tuner_patches import apply_keras_tuner_patches
+    from kmnist_search.search.keras_tuner_patches import apply_keras_tuner_patches
 
     apply_keras_tuner_patches()
     target = tmp_path / "oracle.json"

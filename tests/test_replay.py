@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from kmnist_search import pipeline
-from kmnist_search.callbacks import steps_in_an_epoch
-from kmnist_search.datasets import load_dataset
-from kmnist_search.pruners import Curve, NoPruning, PercentilePruner, make_pruner
-from kmnist_search.replay import RecordedRun, configuration_key, replay
-from kmnist_search.spaces import parse_space
+from kmnist_search.data.datasets import load_dataset
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.search.callbacks import steps_in_an_epoch
+from kmnist_search.search.pruners import Curve, NoPruning, PercentilePruner, make_pruner
+from kmnist_search.search.replay import RecordedRun, configuration_key, replay
 
 SPACE = {
     "name": "replayed",

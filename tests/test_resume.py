@@ -15,10 +15,10 @@ import keras
 import numpy as np
 import pytest
 
-from kmnist_search import resume
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import parse_space
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.spaces import parse_space
+from kmnist_search.search import resume
+from kmnist_search.search.runner import SearchOptions, run_search
 from tests.conftest import as_dict
 from tests.kills import Killed, killed_when
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search.datasets import Dataset, load_dataset
-from kmnist_search.errors import RunError
-from kmnist_search.plan import describe_plan, planned_trials
-from kmnist_search.search import SearchOptions, run_search
-from kmnist_search.spaces import SearchSpace, load_space, parse_space
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.datasets import Dataset, load_dataset
+from kmnist_search.data.spaces import SearchSpace, load_space, parse_space
+from kmnist_search.search.plan import describe_plan, planned_trials
+from kmnist_search.search.runner import SearchOptions, run_search
 
 TINY = {
     "name": "tiny",

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kmnist_search.cards import parity_of, read_card
-from kmnist_search.datasets import KMNIST, load_dataset
-from kmnist_search.files import file_digest
-from kmnist_search.inference import Classifier
-from kmnist_search.parity import EXACT, INT8
+from kmnist_search.base.files import file_digest
+from kmnist_search.data.datasets import KMNIST, load_dataset
+from kmnist_search.export.card import parity_of, read_card
+from kmnist_search.export.inference import Classifier
+from kmnist_search.export.parity import EXACT, INT8
 
 SHIPPED = Path(__file__).resolve().parents[1] / "exports" / "kmnist-reference.onnx"
 INT8_KERNEL_SPREAD = 0.001  # 10 of the 10,000 test images

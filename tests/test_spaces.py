@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kmnist_search.errors import SpaceError
-from kmnist_search.spaces import BUILTIN_DIR, builtin_space_names, load_space, parse_space
+from kmnist_search.base.errors import SpaceError
+from kmnist_search.data.spaces import BUILTIN_DIR, builtin_space_names, load_space, parse_space
 from tests.cli import TINY_SPACE
 
 VALID = TINY_SPACE.replace("batch_size = [64]", "batch_size = [32]").replace("train_images = 400\n", "")
@@ -115,7 +115,7 @@ def test_residual_depths_must_be_six_n_plus_two() -> None:
 
 
 def test_the_cost_model_prices_networks_by_their_multiply_adds_and_element_wise_passes() -> None:
-    from kmnist_search.plan import estimate_epoch_seconds
+    from kmnist_search.search.plan import estimate_epoch_seconds
 
     space = load_space("resnet")
     study = load_space("report")
@@ -134,7 +134,7 @@ def test_the_cost_model_prices_networks_by_their_multiply_adds_and_element_wise_
 def test_every_hyperparameter_is_documented() -> None:
     from pathlib import Path
 
-    from kmnist_search.spaces import HYPERPARAMETERS
+    from kmnist_search.data.spaces import HYPERPARAMETERS
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "search-spaces.md").read_text(encoding="utf-8")
     assert [name for name in HYPERPARAMETERS if f"`{name}`" not in page] == []

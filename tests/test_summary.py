@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from kmnist_search.errors import RunError
-from kmnist_search.record import Trial
-from kmnist_search.reports import format_trials_table, hyperparameter_effects, most_important
-from kmnist_search.summaries import (
+from kmnist_search.base.errors import RunError
+from kmnist_search.data.record import Trial
+from kmnist_search.report.rankings import format_trials_table, hyperparameter_effects, most_important
+from kmnist_search.report.summarize import (
     build_summary,
     from_csv,
     load_run,
@@ -148,14 +148,14 @@ def test_figures_name_classes_in_kana_and_fall_back_to_romaji(monkeypatch: pytes
 
     import numpy as np
 
-    from kmnist_search import plots
-    from kmnist_search.datasets import KMNIST
+    from kmnist_search.data.datasets import KMNIST
+    from kmnist_search.report import figures
 
-    assert plots.KANA_FONT and plots.class_label(KMNIST, 2) == "2 す"
+    assert figures.KANA_FONT and figures.class_label(KMNIST, 2) == "2 す"
     labels = np.arange(10, dtype=np.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a kana missing from the font would warn "Glyph ... missing from font"
-        plots.plot_prediction_grid(np.zeros((10, 28, 28), np.uint8), labels, labels, KMNIST, tmp_path / "grid.png")
+        figures.plot_prediction_grid(np.zeros((10, 28, 28), np.uint8), labels, labels, KMNIST, tmp_path / "grid.png")
     assert (tmp_path / "grid.png").stat().st_size > 1000
-    monkeypatch.setattr(plots, "KANA_FONT", False)
-    assert plots.class_label(KMNIST, 2) == "2 su"
+    monkeypatch.setattr(figures, "KANA_FONT", False)
+    assert figures.class_label(KMNIST, 2) == "2 su"

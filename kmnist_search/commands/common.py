@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kmnist_search.errors import DISK_ERRORS, KmnistSearchError, TrialDiskError
+from kmnist_search.base.errors import DISK_ERRORS, KmnistSearchError, TrialDiskError
 
 DEBUG_FLAG = "--debug"
 libraries_silenced = False  # set by run_main unless --debug

@@ -14,14 +14,14 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from kmnist_search.formatting import counted, duration, percent, settings_text, trial_number
+from kmnist_search.base.formatting import counted, duration, percent, settings_text, trial_number
 from kmnist_search.pipeline import STATUS_NAMES, TrialEnd, TrialStart
 
 RETRAINING = "retraining"
 
 
 class ConsoleProgress:
-    """A :class:`~kmnist_search.progress.SearchProgress` that prints to the console."""
+    """A :class:`~kmnist_search.search.progress.SearchProgress` that prints to the console."""
 
     def __init__(self, quiet: bool = False, file: TextIO | None = None) -> None:
         self.quiet = quiet

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kmnist_search.base.errors import DataError
 from kmnist_search.commands.common import OneLineArgumentParser, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
-from kmnist_search.errors import DataError
 from kmnist_search.pipeline import DATASETS, DatasetSpec, default_cache_dir, download, get_spec, with_mirror
 
 

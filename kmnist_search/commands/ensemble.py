@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
+from kmnist_search.base.formatting import percent
+from kmnist_search.base.names import check_name
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
-from kmnist_search.formatting import percent
-from kmnist_search.names import check_name
 
 
 def build_parser() -> OneLineArgumentParser:

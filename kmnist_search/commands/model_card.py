@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kmnist_search import pipeline
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
-from kmnist_search.inference import checked_export
+from kmnist_search.export.inference import checked_export
 
 
 def build_parser() -> OneLineArgumentParser:

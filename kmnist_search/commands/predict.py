@@ -7,10 +7,10 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from kmnist_search.base.errors import InputImageError
+from kmnist_search.base.formatting import percent
 from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
-from kmnist_search.errors import InputImageError
-from kmnist_search.formatting import percent
-from kmnist_search.inference import Classifier, Prediction, predict_files
+from kmnist_search.export.inference import Classifier, Prediction, predict_files
 
 
 def build_parser() -> OneLineArgumentParser:

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
+from kmnist_search.base.errors import RunError
+from kmnist_search.base.files import check_writable_directory
+from kmnist_search.base.formatting import percent, trial_number
+from kmnist_search.base.names import check_name, check_seed
 from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
-from kmnist_search.errors import RunError
-from kmnist_search.files import check_writable_directory
-from kmnist_search.formatting import percent, trial_number
-from kmnist_search.names import check_name, check_seed
 from kmnist_search.pipeline import (
     DATA_DIR_ENV,
     DEFAULT_CONFIRM,

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
+from kmnist_search.base.errors import RunError
 from kmnist_search.commands.common import OneLineArgumentParser, print_safely, program, run_main
-from kmnist_search.errors import RunError
 from kmnist_search.pipeline import HTML_PAGE, RunDir
 
 FORMATS = ("table", "markdown", "csv", "json", "html")

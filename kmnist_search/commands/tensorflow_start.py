@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from kmnist_search.base.errors import RunError
 from kmnist_search.commands import common
-from kmnist_search.errors import RunError
 
 
 def load_tensorflow_quietly() -> None:

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kmnist_search import pipeline
+from kmnist_search.base.errors import ParityError
 from kmnist_search.commands.common import OneLineArgumentParser, data_options, program, run_main
 from kmnist_search.commands.tensorflow_start import load_tensorflow_quietly
-from kmnist_search.errors import ParityError
-from kmnist_search.inference import checked_export
+from kmnist_search.export.inference import checked_export
 
 
 def build_parser() -> OneLineArgumentParser:
