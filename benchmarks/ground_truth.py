@@ -10,7 +10,7 @@ configuration at one seed) at a time, each unit a one-configuration run of the r
 1. ``report-small``: all 40 configurations at 5 seeds;
 2. ``report-small``: all 40 at the first seed again (run-to-run noise at one seed);
 3. ``report``: all 40 configurations at the first seed;
-4. ``report``: the 5 best of stage 3 (by final validation accuracy) at 2 more seeds.
+4. ``report``: the 5 best of stage 3 (by final validation accuracy) at 2 more seeds, best first.
 
 The split always uses seed 42. A unit of configuration ``i`` (in the space's grid order) at seed ``s``
 trains with weights and batch-order seed ``s + i``: what trial ``i`` of ``run --strategy grid --seed 42
@@ -108,15 +108,24 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0,
-             only: list[dict[str, Any]] | None = None) -> Iterator[Unit]:
+def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0) -> Iterator[Unit]:
+    """The space's whole grid at each seed, one seed's grid before the next seed's."""
     from kmnist_search.data.spaces import load_space
 
     configurations = list(enumerate(load_space(space_name).configurations()))
-    for seed in seeds:  # one seed's whole grid before the next seed's
+    for seed in seeds:
         for index, configuration in configurations:
-            if only is None or configuration in only:
-                yield Unit(space_name, index, configuration, seed, repeat)
+            yield Unit(space_name, index, configuration, seed, repeat)
+
+
+def seed_units(space_name: str, seeds: tuple[int, ...], ranked: list[dict[str, Any]]) -> Iterator[Unit]:
+    """Each of the ``ranked`` configurations at every seed, best first: the best one's seed spread lands first."""
+    from kmnist_search.data.spaces import load_space
+
+    configurations = load_space(space_name).configurations()
+    for configuration in ranked:
+        for seed in seeds:
+            yield Unit(space_name, configurations.index(configuration), configuration, seed)
 
 
 def best_configurations(rows: list[dict[str, str]], space: str, seed: int, count: int) -> list[dict[str, Any]] | None:
@@ -231,7 +240,7 @@ def stage_units(stage: int, out_dir: Path) -> Iterator[Unit]:
     else:
         best = best_configurations(read_csv(out_dir / "report.csv"), "report", SEEDS[0], TOP_CONFIGURATIONS)
         if best is not None:
-            yield from units_of("report", SEEDS[1:3], only=best)
+            yield from seed_units("report", SEEDS[1:3], best)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,15 @@ def test_the_study_page_names_the_true_best_and_where_the_declared_winner_ranks(
     assert "**The true best**: lr 0.1, batch 16, cross-entropy, 96.50%." in text  # above the mean of two seeds
     assert "declared** lr 0.1, batch 16, cross-entropy (trial 1): it ranks 1 of 2 here, 0.00 points below" in text
     assert "1 of the 5 best configurations (lr 0.1, batch 128, cross-entropy at epoch 2, 87.00%)" in text
+
+
+def test_the_seed_replicates_train_the_best_configuration_first() -> None:
+    """The best configuration's seed spread (the replay's regret bound) lands before the others' replicates."""
+    from ground_truth import seed_units
+
+    from kmnist_search.data.spaces import load_space
+
+    configurations = load_space("report").configurations()
+    units = list(seed_units("report", (1042, 2042), [configurations[7], configurations[3]]))
+    assert [(unit.index, unit.seed, unit.weights_seed) for unit in units] == [
+        (7, 1042, 1049), (7, 2042, 2049), (3, 1042, 1045), (3, 2042, 2045)]
