@@ -190,8 +190,13 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
            tensorboard: bool = False, teacher: Any = None, progress: Any = None,
            deterministic: bool = False, confirm: int = DEFAULT_CONFIRM, measure: bool | None = None,
            measure_int8: bool = False, budget_ms: float | None = None,
-           budget_mb: float | None = None) -> SearchResult | None:
+           budget_mb: float | None = None, hypermodel: Any = None,
+           hyperparameters: Any = None) -> SearchResult | None:
     """Run (or resume) a search and evaluate its winner once on the test set.
+
+    ``hypermodel`` searches a model of your own (a Keras Tuner HyperModel or a ``build(hp)`` function; see
+    :mod:`kmnist_search.search.user_model`) over ``hyperparameters`` (name -> values, or Keras Tuner
+    HyperParameters; default: those its build declares), with the space's training settings and batch sizes.
 
     Each completed trial is measured as it would ship (ONNX size and onnxruntime latency; ``measure_int8``:
     its int8 copy's too) unless ``measure`` is False (default: on, unless ``$KMNIST_SEARCH_MEASURE`` is 0).
@@ -203,6 +208,17 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     if epochs is not None:
         resolved_space = resolved_space.with_epochs(epochs)
     resolved_space = resolved_space.with_pruning(prune, prune_warmup, prune_min_trials)
+    build = None
+    if hypermodel is not None:
+        if teacher is not None:
+            raise RunError("a teacher distils into the package's networks: leave out the teacher or the hypermodel")
+        from kmnist_search.search.user_model import declared_hyperparameters, user_build
+
+        model_name, build = user_build(hypermodel)
+        resolved_space = resolved_space.with_model(model_name, declared_hyperparameters(build, hyperparameters))
+    elif resolved_space.model:
+        raise RunError(f"space {resolved_space.name} searches a model of your own ({resolved_space.model}): pass "
+                       f"its build(hp) as hypermodel=")
     if max_trials is not None and max_trials < 1:
         raise RunError(f"--max-trials {max_trials}: must be at least 1")
     check_seed(seed, "seed")
@@ -216,7 +232,8 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
     options = SearchOptions(strategy=strategy, project_dir=Path(project_dir), name=run_dir.name, seed=seed,
                             max_trials=max_trials, overwrite=overwrite, tensorboard=tensorboard, teacher=teacher,
                             init_seed=init_seed, progress=progress, deterministic=deterministic, confirm=confirm,
-                            measurement=trial_measurement(measure_int8, seed) if measured else None, budget=budget)
+                            measurement=trial_measurement(measure_int8, seed) if measured else None, budget=budget,
+                            model=build)
     loaded = None
     if overwrite or not run_dir.is_finished():  # inputs checked before anything is created
         loaded = resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)

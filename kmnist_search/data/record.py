@@ -376,12 +376,14 @@ class TrainingSettings(Record):
     teacher: dict[str, Any] | None
 
     @classmethod
-    def resolve(cls, space: SearchSpace, values: dict[str, Any], optimizer: dict[str, Any] | None,
+    def resolve(cls, space: SearchSpace, values: dict[str, Any], built: dict[str, Value],
+                optimizer: dict[str, Any] | None,
                 search_trial: TrainingRun, retraining: TrainingRun | None, seed: int, init_seed: int | None,
                 teacher: dict[str, Any] | None) -> TrainingSettings:
-        """The settings of a configuration of ``space``; without the built optimizer's options, its name
-        and learning rate (SGD's momentum)."""
-        hyperparameters = space.effective_hyperparameters(values)
+        """The settings of a configuration of ``space``, with what only the built network knows (``built``: a
+        model of your own's optimizer and loss); without the built optimizer's options, its name and learning
+        rate (SGD's momentum)."""
+        hyperparameters = {**space.effective_hyperparameters(values), **built}
         rate = hyperparameters["learning_rate"]
         return cls(
             search_space=space.name,
@@ -623,7 +625,7 @@ def _from_version_1(data: dict[str, Any]) -> dict[str, Any]:
     trial = next((t for t in data["trials"] if t["trial_id"] == winner["trial_id"]), None)
     retrained = winner.get("retrained")
     settings = TrainingSettings.resolve(
-        space, winner["hyperparameters"], optimizer=None,
+        space, winner["hyperparameters"], {}, optimizer=None,
         search_trial=TrainingRun(trial_id=winner["trial_id"], epochs_planned=space.epochs,
                                  epochs_trained=trial["epochs_run"] if trial else None,
                                  best_epoch=trial["best_epoch"] if trial else None,

@@ -50,6 +50,8 @@ DEFAULT_LEARNING_RATES = {"adadelta": 1.0, "adam": 0.001, "sgd": 0.01, "rmsprop"
 SGD_MOMENTUM = 0.9
 CONV_LAYERS_PATTERN = re.compile(r"^[1-9]\d{0,3}(-([1-9]\d{0,3}|p))*$")
 TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning")
+# Applied by the package's training loop to any network, a model of your own included.
+FIT_HYPERPARAMETERS = ("batch_size", "mixup")
 PRUNERS = ("median", "percentile", "asha", "catch-up", "none")
 BUDGETS = ("epochs", "steps")
 MAX_FILTERS = 4096  # per convolution: bounds on what one configuration may ask of memory
@@ -145,8 +147,7 @@ HYPERPARAMETERS: dict[str, HyperparameterKind] = {
     "learning_rate": HyperparameterKind(_positive_float, "expected a positive number"),
     "batch_size": HyperparameterKind(_bounded(_positive_int, MAX_BATCH_SIZE),
                                      f"expected a whole number from 1 to {MAX_BATCH_SIZE:,}", 128, required=True),
-    "loss": HyperparameterKind(_one_of(LOSSES), f"expected one of {', '.join(LOSSES)}", "categorical_crossentropy",
-                               required=True),
+    "loss": HyperparameterKind(_one_of(LOSSES), f"expected one of {', '.join(LOSSES)}", "categorical_crossentropy"),
     "optimizer": HyperparameterKind(_one_of(OPTIMIZERS), f"expected one of {', '.join(OPTIMIZERS)}", "adadelta"),
     "conv_layers": HyperparameterKind(
         _conv_layers, "expected a layer string such as '32-64' (3x3 convolutions with that many filters, at most "
@@ -195,6 +196,8 @@ def used_by_network(resolved: dict[str, Any]) -> dict[str, Any]:
     """The resolved hyperparameters that the network they describe uses: a residual network's without the
     CNN's layer settings, a CNN's without the residual depth and width."""
     network = resolved.get("network", study_default("network"))
+    if network not in NETWORKS:  # a model of your own lists only what it uses
+        return dict(resolved)
     return {name: value for name, value in resolved.items()
             if name not in HYPERPARAMETERS or HYPERPARAMETERS[name].network in (None, network)}
 
@@ -305,6 +308,8 @@ class SearchSpace:
     retrain_epochs: int = 0
     pruning: Pruning = field(default_factory=lambda: Pruning())
     source: str = field(default="", compare=False)
+    model: str = ""  # a model of your own (its name), built by your build(hp); "": the package's networks
+    model_hyperparameters: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # that model's, by name
 
     @property
     def learning_rates(self) -> tuple[float, ...]:
@@ -312,7 +317,7 @@ class SearchSpace:
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:
-        return self.hyperparameters["batch_size"]
+        return self.values()["batch_size"]
 
     @property
     def losses(self) -> tuple[str, ...]:
@@ -329,7 +334,11 @@ class SearchSpace:
 
     def effective_hyperparameters(self, values: dict[str, Any]) -> dict[str, Any]:
         """Every hyperparameter's value in a trial whose searched values are ``values``, defaults resolved
-        (Keras Tuner's 0/1 for booleans turned back into booleans)."""
+        (Keras Tuner's 0/1 for booleans turned back into booleans). For a model of your own: its name as the
+        network, the training loop's hyperparameters and the model's own."""
+        if self.model:
+            searched = self.values()
+            return {"network": self.model, **{name: values.get(name, searched[name][0]) for name in searched}}
         listed = {name: bool(value) if name in BOOLEAN_HYPERPARAMETERS else value
                   for name, value in values.items() if name in HYPERPARAMETERS}
         optimizer = listed.get("optimizer", self.hyperparameters.get("optimizer", (self.optimizer,))[0])
@@ -344,29 +353,57 @@ class SearchSpace:
         return resolved
 
     def describe_optimizer(self) -> str:
+        if self.model:
+            return "the model's own"
         return "|".join(self.hyperparameters.get("optimizer", (self.optimizer,)))
 
     @property
     def num_configurations(self) -> int:
-        return math.prod(len(values) for values in self.hyperparameters.values())
+        return math.prod(len(values) for values in self.values().values())
 
     def values(self) -> dict[str, tuple[Any, ...]]:
-        """Hyperparameter name -> the values to try, in file order (those the file lists)."""
-        return dict(self.hyperparameters)
+        """Hyperparameter name -> the values to try, in file order (those the file lists), then a model of
+        your own's."""
+        return {**self.hyperparameters, **self.model_hyperparameters}
 
     def configurations(self) -> list[dict[str, Any]]:
         """Every combination, in grid order (at most MAX_CONFIGURATIONS, checked when parsed)."""
-        names = list(self.hyperparameters)
-        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*self.hyperparameters.values())]
+        values = self.values()
+        return [dict(zip(values, combo, strict=True)) for combo in itertools.product(*values.values())]
 
     def fingerprint(self) -> dict[str, Any]:
         """What must not change between a run and its resumption (JSON-ready)."""
         data = asdict(self)
-        for key in ("source", "description"):
+        for key in ("source", "description", "model", "model_hyperparameters"):
             data.pop(key)
         data["hyperparameters"] = {name: list(values) for name, values in self.hyperparameters.items()}
         data["pruning"] = self.pruning.record()
+        if self.model:
+            own = {name: list(values) for name, values in self.model_hyperparameters.items()}
+            data["model"] = {"name": self.model, "hyperparameters": own}
         return data
+
+    def with_model(self, name: str, hyperparameters: dict[str, tuple[Any, ...]]) -> SearchSpace:
+        """A copy that searches a model of your own: its hyperparameters, and of the file's only those the
+        training loop applies to any network (:data:`FIT_HYPERPARAMETERS`)."""
+        where = f"search space {self.source or self.name}"
+        searched_elsewhere = [key for key, values in self.hyperparameters.items()
+                              if key not in FIT_HYPERPARAMETERS and key not in hyperparameters and len(values) > 1]
+        if searched_elsewhere:
+            raise SpaceError(f"{where} searches {', '.join(searched_elsewhere)}, which a model of your own sets in "
+                             f"its build(hp): declare them there, or use a space that lists one value each")
+        if self.lr_schedule != "constant" or "warmup_epochs" in self.hyperparameters:
+            raise SpaceError(f"{where} schedules the learning rate, which a model of your own sets in its "
+                             f"optimizer: use lr_schedule = \"constant\" and no warmup_epochs")
+        declared = {key: values for key, values in hyperparameters.items() if key not in FIT_HYPERPARAMETERS}
+        fit = {key: _values(list(values), key, HYPERPARAMETERS[key], where)  # the loop applies them: checked
+               for key, values in hyperparameters.items() if key in FIT_HYPERPARAMETERS}
+        kept = {key: fit.get(key, values) for key, values in self.hyperparameters.items() if key in FIT_HYPERPARAMETERS}
+        if not NAME_PATTERN.fullmatch(name):
+            raise SpaceError(f"model name {name!r} is not a plain name: name the build function or HyperModel "
+                             f"with {NAME_RULE}")
+        return replace(self, hyperparameters={**kept, **fit}, model=name,
+                       model_hyperparameters=_model_hyperparameters(declared, where))
 
     def with_pruning(self, strategy: str | None = None, warmup_epochs: int | None = None,
                      min_trials: int | None = None) -> SearchSpace:
@@ -493,6 +530,26 @@ def parse_space(data: dict[str, Any], source: str = IN_MEMORY_SOURCE) -> SearchS
         pruning=pruning,
         source=source,
     )
+
+
+def _model_hyperparameters(hyperparameters: dict[str, Any], where: str) -> dict[str, tuple[Any, ...]]:
+    """A model of your own's hyperparameters (name -> values to try), checked: plain names, and values that are
+    numbers, strings or booleans (JSON's, so that the record and the journal keep them)."""
+    checked: dict[str, tuple[Any, ...]] = {}
+    for key, values in hyperparameters.items():
+        if not isinstance(key, str) or not key.isidentifier():
+            raise SpaceError(f"{where}: model hyperparameter {key!r} is not a plain name: use letters, digits and _")
+        listed = tuple(values) if isinstance(values, (list, tuple)) else (values,)
+        if not listed or not all(isinstance(v, (bool, int, float, str)) for v in listed):
+            raise SpaceError(f"{where}: model hyperparameter {key} = {values!r}: expected a list of numbers, "
+                             f"strings or booleans to try")
+        if len(set(listed)) != len(listed):
+            raise SpaceError(f"{where}: model hyperparameter {key} lists a value twice: list each once")
+        checked[key] = listed
+    if math.prod(len(values) for values in checked.values()) > MAX_CONFIGURATIONS:
+        raise SpaceError(f"{where}: the model's hyperparameters make over {MAX_CONFIGURATIONS:,} configurations: "
+                         f"list fewer values")
+    return checked
 
 
 def _reject_unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str, prefix: str) -> None:

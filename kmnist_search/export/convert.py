@@ -76,11 +76,11 @@ def without_augmentation(model: keras.Model) -> keras.Model:
     augmentation layer's consumers fed from that layer's own input (residual branches included),
     and each remaining layer takes the trained layer's weights.
     """
+    if not any(layer.name.startswith(AUGMENTATION_PREFIX) for layer in model.layers):
+        return model  # also any model of your own (a Sequential's config lists its layers another way)
     config = model.get_config()
     skipped = {layer["name"]: _first_input(layer) for layer in config["layers"]
                if layer["name"].startswith(AUGMENTATION_PREFIX)}
-    if not skipped:
-        return model
 
     def source(history: list[Any]) -> list[Any]:
         while history[0] in skipped:

@@ -254,6 +254,17 @@ class KmnistHyperModel(kt.HyperModel):
                              nesterov=bool(self.value(hp, "nesterov")),
                              label_smoothing=float(self.value(hp, "label_smoothing")))
 
+    def optimizer_settings(self, hp: kt.HyperParameters, model: keras.Model) -> dict[str, Any]:
+        """The optimizer of ``model`` (built for ``hp``) as the record keeps it, with its initial learning
+        rate (a schedule may have moved the live one)."""
+        settings = optimizer_config(str(self.value(hp, "optimizer")), model.optimizer)
+        settings["learning_rate"] = float(str(np.float32(self.value(hp, "learning_rate"))))
+        return settings
+
+    def built_hyperparameters(self, model: keras.Model) -> dict[str, Any]:
+        """Hyperparameters only the built model knows: none here (the space resolves every one)."""
+        return {}
+
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> keras.callbacks.History:
         """Train on ``(images, targets)``, each epoch shuffled by (``shuffle_seed``, epoch). With a
         ``checkpoint`` (a :class:`~kmnist_search.search.resume.TrainingCheckpoint`), training continues from

@@ -67,13 +67,14 @@ from kmnist_search.search.confirm import (
     top_configurations,
 )
 from kmnist_search.search.distributed import current_role
-from kmnist_search.search.hypermodel import KmnistHyperModel, optimizer_config, search_hyperparameters
+from kmnist_search.search.hypermodel import KmnistHyperModel, search_hyperparameters
 from kmnist_search.search.journal import sync_journal
 from kmnist_search.search.keras_tuner_patches import apply_keras_tuner_patches, checkpoint_file
 from kmnist_search.search.progress import SearchClock, SearchProgress
 from kmnist_search.search.reconcile import reconcile_oracle
 from kmnist_search.search.resume import TrainingCheckpoint
 from kmnist_search.search.tuners import DiskStop, Measurer, make_tuner
+from kmnist_search.search.user_model import Build, UserHyperModel
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class SearchOptions:
     confirm: int = DEFAULT_CONFIRM  # train the best K configurations with more seeds (0: off)
     measurement: Callable[[Split], Measurer] | None = None  # the measurer of each completed trial (None: off)
     budget: Budget | None = None  # the winner is the most accurate measured trial within it
+    model: Build | None = None  # a model of your own's build(hp), for a space made with SearchSpace.with_model
 
     def __post_init__(self) -> None:
         check_name(self.name, "run name")
@@ -149,7 +151,9 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if max(space.batch_sizes) > len(split.train_labels):
         raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
                        f"images: lower the batch size or raise train_images in {space.source}")
-    hypermodel = KmnistHyperModel(space, dataset.spec.num_classes, dataset.spec.image_shape, dataset.spec.objective)
+    spec = dataset.spec
+    hypermodel = (UserHyperModel(options.model, space, spec.num_classes, spec.image_shape, spec.objective)
+                  if options.model else KmnistHyperModel(space, spec.num_classes, spec.image_shape, spec.objective))
     check_buildable(hypermodel, space)  # before the run directory records the space: a fixed space may rerun
     run_dir = RunDir(options.project_dir / options.name)
     run_dir.prepare(run_record(space, options), options.overwrite)
@@ -164,7 +168,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     model, retraining = winner_model(hypermodel, tuner, chosen, dataset, space, run_dir, options)
     if options.progress is not None:
         options.progress.step("evaluating the winner once on the test set")
-    winner = describe_winner(hypermodel, chosen, retraining, space, split, options, dataset.spec.objective,
+    winner = describe_winner(hypermodel, chosen, model, retraining, space, split, options, dataset.spec.objective,
                              evaluate_winner(model, dataset, run_dir))
     results = RunRecord(
         run_name=options.name,
@@ -291,15 +295,14 @@ def winner_model(hypermodel: KmnistHyperModel, tuner: kt.Tuner, chosen: Chosen, 
         return tuner.load_model(chosen.trial), None
 
 
-def describe_winner(hypermodel: KmnistHyperModel, chosen: Chosen, retraining: TrainingRun | None,
+def describe_winner(hypermodel: KmnistHyperModel, chosen: Chosen, model: keras.Model, retraining: TrainingRun | None,
                     space: SearchSpace, split: Split, options: SearchOptions, objective: str,
                     evaluation: dict[str, Any]) -> Winner:
     """The winner's record: its effective settings, its validation figures and its test evaluation."""
     record, confirmation = chosen.record, chosen.confirmation
     settings = TrainingSettings.resolve(
-        space, record.hyperparameters,
-        optimizer=optimizer_config(str(hypermodel.value(chosen.trial.hyperparameters, "optimizer")),
-                                   hypermodel.build(chosen.trial.hyperparameters).optimizer),
+        space, record.hyperparameters, hypermodel.built_hyperparameters(model),
+        optimizer=hypermodel.optimizer_settings(chosen.trial.hyperparameters, model),
         search_trial=TrainingRun(trial_id=record.trial_id, epochs_planned=space.epochs,
                                  epochs_trained=record.epochs_run, best_epoch=record.best_epoch,
                                  train_images=len(split.train_labels), validation_accuracy=record.best_val_accuracy,
@@ -330,10 +333,17 @@ def check_buildable(hypermodel: KmnistHyperModel, space: SearchSpace) -> None:
     hyperparameters = search_hyperparameters(space)
     try:
         hypermodel.build(hyperparameters)
+    except SpaceError:
+        raise
     except Exception as error:  # Keras raises many types for impossible layer shapes and sizes
         values = ", ".join(f"{name}={value}" for name, value in hyperparameters.values.items())
         raise SpaceError(f"{space.source}: the first configuration ({values}) cannot be built "
                          f"({message_gist(str(error)) or type(error).__name__}): change those values") from None
+    undeclared = sorted(set(hyperparameters.values) - set(space.values()))
+    if undeclared:
+        raise SpaceError(f"model {space.model}: build(hp) declares {', '.join(undeclared)}, not among the "
+                         f"hyperparameters given: add their values, or leave hyperparameters out to search "
+                         f"those build declares")
 
 
 def search_clock(run_dir: RunDir, space: SearchSpace, total_trials: int, train_images: int,
