@@ -25,7 +25,7 @@ from kmnist_search.base.files import staged_path
 from kmnist_search.base.formatting import trial_number
 from kmnist_search.base.names import check_name, check_seed
 from kmnist_search.data.contract import to_model_input
-from kmnist_search.data.datasets import Dataset, Split, one_hot
+from kmnist_search.data.datasets import Dataset, DatasetSpec, Split, one_hot
 from kmnist_search.data.record import (
     ENDED_FILE,
     SCORED_STATUSES,
@@ -151,9 +151,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     if max(space.batch_sizes) > len(split.train_labels):
         raise RunError(f"batch_size {max(space.batch_sizes)} is larger than the {len(split.train_labels)} training "
                        f"images: lower the batch size or raise train_images in {space.source}")
-    spec = dataset.spec
-    hypermodel = (UserHyperModel(options.model, space, spec.num_classes, spec.image_shape, spec.objective)
-                  if options.model else KmnistHyperModel(space, spec.num_classes, spec.image_shape, spec.objective))
+    hypermodel = make_hypermodel(space, dataset.spec, options)
     check_buildable(hypermodel, space)  # before the run directory records the space: a fixed space may rerun
     run_dir = RunDir(options.project_dir / options.name)
     run_dir.prepare(run_record(space, options), options.overwrite)
@@ -170,7 +168,24 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         options.progress.step("evaluating the winner once on the test set")
     winner = describe_winner(hypermodel, chosen, model, retraining, space, split, options, dataset.spec.objective,
                              evaluate_winner(model, dataset, run_dir))
-    results = RunRecord(
+    results = run_results(dataset, split, space, options, started_at, trials, chosen, winner)
+    run_dir.write_results(results)
+    sync_journal(run_dir)
+    TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
+    return results
+
+
+def make_hypermodel(space: SearchSpace, spec: DatasetSpec, options: SearchOptions) -> KmnistHyperModel:
+    """The study's networks, or a model of your own where the options bring its build(hp)."""
+    if options.model:
+        return UserHyperModel(options.model, space, spec.num_classes, spec.image_shape, spec.objective)
+    return KmnistHyperModel(space, spec.num_classes, spec.image_shape, spec.objective)
+
+
+def run_results(dataset: Dataset, split: Split, space: SearchSpace, options: SearchOptions, started_at: datetime,
+                trials: list[Trial], chosen: Chosen, winner: Winner) -> RunRecord:
+    """The finished run's record: what was searched, on which data, every trial and the winner."""
+    return RunRecord(
         run_name=options.name,
         strategy=options.strategy,
         seed=options.seed,
@@ -188,10 +203,6 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
         winner=winner,
         versions=library_versions(),
     )
-    run_dir.write_results(results)
-    sync_journal(run_dir)
-    TrainingCheckpoint(run_dir.retrain_resume_dir).clear()  # the retraining is recorded: nothing to resume
-    return results
 
 
 def start_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, split: Split, run_dir: RunDir,
