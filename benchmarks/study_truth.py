@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import statistics
 import sys
 from collections import defaultdict
@@ -144,6 +145,12 @@ def render(truth: dict[Configuration, Truth], searched: dict[Configuration, Prun
            if stopped_top else "")
         + ". The median rule compares trials at the same epoch, where a large batch has taken fewer steps.",
         "",
+        "### The grid at a glance",
+        "",
+        *grid_table(truth),
+        "",
+        *findings(truth),
+        "",
         "### The study's settings, trained to the end",
         "",
         "The study's figures are its own (its \"validation\" was the KMNIST test set). Ours are after the same "
@@ -175,6 +182,67 @@ def render(truth: dict[Configuration, Truth], searched: dict[Configuration, Prun
         lines.append(f"| {rank[truth_of.configuration]} | {truth_of.configuration.describe()} | {score(truth_of)} "
                      f"| {percent(truth_of.curve[1])} | {verdict} |")
     return "\n".join(lines)
+
+
+def grid_table(truth: dict[Configuration, Truth]) -> list[str]:
+    """Validation accuracy after the last epoch: a row per learning rate and loss, a column per batch size."""
+    rates = sorted({c.learning_rate for c in truth}, reverse=True)
+    batches = sorted({c.batch_size for c in truth})
+    lines = ["| learning rate | loss | " + " | ".join(f"batch {b}" for b in batches) + " |",
+             "|---:|---|" + "---:|" * len(batches)]
+    for rate in rates:
+        for loss, name in LOSS_NAMES.items():
+            cells = [truth.get(Configuration(rate, b, loss)) for b in batches]
+            lines.append(f"| {rate:g} | {name} | " + " | ".join(percent(t.mean) if t else "" for t in cells) + " |")
+    return lines
+
+
+def marginal_means(truth: dict[Configuration, Truth]) -> dict[str, dict[object, float]]:
+    """Each factor's values, each with the mean over every configuration that has it."""
+    factors = {"learning rates": lambda c: c.learning_rate, "batch sizes": lambda c: c.batch_size,
+               "losses": lambda c: c.loss}
+    return {factor: {value: statistics.fmean(t.mean for c, t in truth.items() if key(c) == value)
+                     for value in {key(c) for c in truth}} for factor, key in factors.items()}
+
+
+def findings(truth: dict[Configuration, Truth]) -> list[str]:
+    """What the grid shows about each factor, computed from it (so that each sentence holds on the table)."""
+    rates = sorted({c.learning_rate for c in truth}, reverse=True)
+    batches = sorted({c.batch_size for c in truth})
+    by_rate = {rate: statistics.fmean(t.mean for c, t in truth.items() if c.learning_rate == rate) for rate in rates}
+    ordered = all(by_rate[a] > by_rate[b] for a, b in itertools.pairwise(rates))
+    pairs = [(rate, batch) for rate in rates for batch in batches
+             if all(Configuration(rate, batch, loss) in truth for loss in LOSS_NAMES)]
+    gaps = {pair: truth[Configuration(*pair, "categorical_crossentropy")].mean
+            - truth[Configuration(*pair, "mean_squared_error")].mean for pair in pairs}
+    ahead = sum(1 for gap in gaps.values() if gap > 0)
+    gap_by_rate = {rate: statistics.fmean(gap for (r, _), gap in gaps.items() if r == rate)
+                   for rate in rates if any(r == rate for r, _ in gaps)}
+    spans = {factor: max(means.values()) - min(means.values()) for factor, means in marginal_means(truth).items()}
+    lines = [
+        "- **What matters most**: the mean accuracy of each value (over the other two factors) spans "
+        + ", ".join(f"{span * 100:.2f} points across {factor}" for factor, span in
+                    sorted(spans.items(), key=lambda item: -item[1])) + ".",
+        "- **The learning rate**: its 10 configurations average "
+        + ", ".join(f"{percent(by_rate[rate])} at {rate:g}" for rate in rates)
+        + (", in the order of the rates." if ordered else "."),
+        f"- **The loss**: cross-entropy ends ahead of squared error in {ahead} of the {len(pairs)} pairs of learning "
+        "rate and batch size, on average by " + ", ".join(f"{gap_by_rate[rate] * 100:.2f} points at lr {rate:g}"
+                                                          for rate in gap_by_rate) + ".",
+    ]
+    for loss, name in LOSS_NAMES.items():
+        spans = []
+        for rate in rates:
+            scores = {b: truth[Configuration(rate, b, loss)].mean for b in batches
+                      if Configuration(rate, b, loss) in truth}
+            if len(scores) < 2:
+                continue
+            smallest_best = max(scores, key=lambda b: scores[b]) == batches[0]
+            spread = (max(scores.values()) - min(scores.values())) * 100
+            spans.append(f"{rate:g}: best at batch {max(scores, key=lambda b: scores[b])}, a {spread:.2f}-point "
+                         f"spread{' (the smallest batch)' if smallest_best else ''}")
+        lines.append(f"- **The batch size**, with {name}, at each learning rate: " + "; ".join(spans) + ".")
+    return lines
 
 
 def plot(truth: dict[Configuration, Truth]) -> None:

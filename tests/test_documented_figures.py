@@ -125,3 +125,21 @@ def test_the_seed_replicates_train_the_best_configuration_first() -> None:
     units = list(seed_units("report", (1042, 2042), [configurations[7], configurations[3]]))
     assert [(unit.index, unit.seed, unit.weights_seed) for unit in units] == [
         (7, 1042, 1049), (7, 2042, 2049), (3, 1042, 1045), (3, 2042, 2045)]
+
+
+def test_the_study_page_s_findings_are_computed_from_the_grid() -> None:
+    from study_truth import Configuration, Truth, findings, grid_table
+
+    finals = {(0.1, 8, "categorical_crossentropy"): 0.96, (0.1, 128, "categorical_crossentropy"): 0.97,
+              (0.1, 8, "mean_squared_error"): 0.97, (0.1, 128, "mean_squared_error"): 0.90,
+              (0.01, 8, "categorical_crossentropy"): 0.90, (0.01, 128, "categorical_crossentropy"): 0.80,
+              (0.01, 8, "mean_squared_error"): 0.70, (0.01, 128, "mean_squared_error"): 0.60}
+    truth = {Configuration(*key): Truth(Configuration(*key), (value,), (value,) * 12, ()) for key, value in
+             finals.items()}
+    text = "\n".join(findings(truth))
+    assert "spans 20.00 points across learning rates, 11.50 points across losses, 6.50 points across batch" in text
+    assert "average 95.00% at 0.1, 75.00% at 0.01, in the order of the rates." in text
+    assert "ahead of squared error in 3 of the 4 pairs" in text and "by 3.00 points at lr 0.1, 20.00 points" in text
+    assert "with cross-entropy, at each learning rate: 0.1: best at batch 128, a 1.00-point spread; 0.01: best at " \
+           "batch 8, a 10.00-point spread (the smallest batch)." in text
+    assert grid_table(truth)[2] == "| 0.1 | cross-entropy | 96.00% | 97.00% |"
