@@ -128,8 +128,9 @@ def test_defaults_are_resolved_in_the_card(dataset: Dataset, tmp_path: Path) -> 
     for name, kind in HYPERPARAMETERS.items():
         if kind.network == "preact_resnet":
             assert name not in hyperparameters, name  # the study's CNN has no residual depth or width
-        elif not kind.required and name not in ("optimizer", "learning_rate"):
+        elif name not in ("batch_size", "loss", "optimizer", "learning_rate"):  # those the space sets
             assert hyperparameters[name] == study_default(name), name
+    assert hyperparameters["loss"] == "mean_squared_error" and hyperparameters["batch_size"] == 64
     optimizer = card["models"][0]["training"]["optimizer"]
     assert optimizer["learning_rate"] == 0.001 and optimizer["beta_1"] == 0.9  # Keras's own defaults, as built
     assert card["models"][0]["training"]["retraining"] is None
