@@ -94,7 +94,7 @@ def ground_truth(epochs: list[dict[str, str]], units: list[dict[str, str]], conf
         (configuration_of(row), int(row["seed"])): float(row["test_accuracy_at_best_epoch"])
         for row in units if row["space"] == SPACE and row["repeat"] == "0"}
     truth = {}
-    for configuration in {c for c, _ in whole}:
+    for configuration in sorted({c for c, _ in whole}, key=lambda c: (-c.learning_rate, c.batch_size, c.loss)):
         trained = [seed for seed in seeds if (configuration, seed) in whole]
         truth[configuration] = Truth(
             configuration, tuple(whole[(configuration, s)][FINAL_EPOCH] for s in trained),
@@ -123,7 +123,8 @@ def score(truth: Truth) -> str:
 def render(truth: dict[Configuration, Truth], searched: dict[Configuration, PrunedTrial],
            study: Mapping[str, tuple[StudySetting, ...]]) -> str:
     """The section: what the ground truth says, then the ranking and the study's settings beside it."""
-    ranking = sorted(truth.values(), key=lambda t: -t.mean)
+    ranking = sorted(truth.values(), key=lambda t: (-t.mean, -t.configuration.learning_rate,
+                                                    t.configuration.batch_size, t.configuration.loss))
     rank = {t.configuration: index + 1 for index, t in enumerate(ranking)}
     best = ranking[0]
     (declared,) = [configuration for configuration, trial in searched.items() if trial.winner]
