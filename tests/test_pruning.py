@@ -88,7 +88,7 @@ def test_catch_up_stops_only_a_trial_that_cannot_reach_the_best_score_at_its_pac
     assert pruner.decide(Curve((0.5, 0.6)), others) is None  # +0.1 a epoch for 3 more reaches 0.9
     stop = pruner.decide(Curve((0.5, 0.55)), others)  # +0.05 a epoch reaches 0.7
     assert stop is not None and stop.epoch == 2 and stop.threshold == 0.85 and stop.reach == pytest.approx(0.7)
-    assert "at most 70.00% at its recent pace, below the best score so far 85.00% of 1 trials" in stop.message()
+    assert "at most 70.00% at its recent pace, below the best score so far 85.00% of 1 trial" in stop.message()
     # a slow starter that climbs fast goes on, where the median at equal epochs stops it
     assert pruner.decide(Curve((0.3, 0.6)), others) is None
     assert PercentilePruner(50, 1, 1).decide(Curve((0.3, 0.6)), others) is not None
@@ -112,9 +112,9 @@ def test_catch_up_in_a_trial_records_its_reach(tmp_path: Path) -> None:
 def test_pruning_settings_from_file_and_command_line() -> None:
     space = parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
                          "training": {"epochs": 3}, "pruning": {"warmup_epochs": 2, "min_trials": 4}})
-    assert space.pruning == Pruning("median", 2, 4)
+    assert space.pruning == Pruning("catch-up", 2, 4)
     assert space.with_pruning("none").pruning == Pruning("none", 2, 4)
-    assert load_space("report").pruning == Pruning("median", 1, 3)  # on by default
+    assert load_space("report").pruning == Pruning("catch-up", 1, 3)  # on by default: the replay's choice
     with pytest.raises(SpaceError, match=r"unknown key \[pruning\]\.patience"):
         parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
                      "training": {"epochs": 3}, "pruning": {"patience": 2}})
@@ -130,8 +130,12 @@ def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
     assert make_pruner(steps.pruning, 3) == PercentilePruner(25.0, 1, 3, "steps")
     catch_up = parse_space({**base, "pruning": {"strategy": "catch-up", "warmup_epochs": 2}})
     assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2)
-    # earlier runs recorded three settings: a default rule still fingerprints as they did, so they resume
-    assert load_space("report").fingerprint()["pruning"] == {"strategy": "median", "warmup_epochs": 1, "min_trials": 3}
+    # earlier runs recorded three settings: a default rule still fingerprints with those three, so a run
+    # made under the median default resumes with --prune median
+    assert load_space("report").fingerprint()["pruning"] == {"strategy": "catch-up", "warmup_epochs": 1,
+                                                             "min_trials": 3}
+    assert load_space("report").with_pruning("median").fingerprint()["pruning"] == {
+        "strategy": "median", "warmup_epochs": 1, "min_trials": 3}
     assert steps.fingerprint()["pruning"]["budget"] == "steps"
     for table, message in (({"strategy": "percentile"}, "percentile is missing"),
                            ({"strategy": "asha", "reduction": 1}, "reduction must be a whole number >= 2"),
@@ -160,3 +164,17 @@ def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synth
     assert pruned and all(t["epochs_run"] < 3 and t["message"].startswith("at epoch 2") for t in pruned)
     assert {t["hyperparameters"]["learning_rate"] for t in pruned} <= {0.001, 0.0001}
     assert results["winner"]["hyperparameters"]["learning_rate"] in (1.0, 0.3)
+
+
+def test_a_run_searched_with_another_pruner_names_the_flag_that_resumes_it(tmp_path: Path) -> None:
+    from kmnist_search.base.errors import RunError
+    from kmnist_search.data.rundir import RunDir
+
+    space = load_space("report")
+    run = RunDir(tmp_path / "old")
+    run.path.mkdir()
+    recorded = {"space": space.with_pruning("median").fingerprint(), "strategy": "grid", "seed": 42}
+    run.prepare(recorded, overwrite=False)
+    with pytest.raises(RunError, match="searched with median pruning: pass --prune median to resume it"):
+        run.prepare({**recorded, "space": space.fingerprint()}, overwrite=False)
+    run.prepare(recorded, overwrite=False)  # the same search resumes

@@ -72,7 +72,7 @@ def build_parser() -> OneLineArgumentParser:
                         help="delete an existing run of this name first (a finished run is otherwise left as it is)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a cost estimate, train nothing")
     parser.add_argument("--prune", choices=PRUNERS,
-                        help="how hopeless trials are stopped (default: the space's [pruning], else median; the "
+                        help="how hopeless trials are stopped (default: the space's [pruning], else catch-up; the "
                              "rules and what they cost in docs/pruning.md)")
     parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS", help="epochs before pruning may start")
     parser.add_argument("--prune-min-trials", type=int, metavar="N", help="trials to compare with before pruning")

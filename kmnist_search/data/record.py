@@ -39,6 +39,7 @@ from pydantic import (
 
 from kmnist_search.base.errors import RunError
 from kmnist_search.base.files import atomic_write_text
+from kmnist_search.base.formatting import counted
 from kmnist_search.data.spaces import BOOLEAN_HYPERPARAMETERS, SGD_MOMENTUM, SearchSpace, parse_space, used_by_network
 
 RECORD_SCHEMA_VERSION = 3
@@ -167,9 +168,10 @@ class PruneRecord(Record):
     def message(self) -> str:
         if self.reach is not None:
             return (f"at epoch {self.epoch}: best {self.value * 100:.2f}%, and at most {self.reach * 100:.2f}% at its "
-                    f"recent pace, below the {self.rule} {self.threshold * 100:.2f}% of {self.trials_compared} trials")
+                    f"recent pace, below the {self.rule} {self.threshold * 100:.2f}% of "
+                    f"{counted(self.trials_compared, 'trial')}")
         return (f"at epoch {self.epoch}: best {self.value * 100:.2f}% below the {self.rule} "
-                f"{self.threshold * 100:.2f}% of {self.trials_compared} trials")
+                f"{self.threshold * 100:.2f}% of {counted(self.trials_compared, 'trial')}")
 
 
 class TrainingEnded(Record):

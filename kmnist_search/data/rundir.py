@@ -170,6 +170,11 @@ class RunDir:
         if previous != record:
             changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
             changed += [k for k in ("strategy", "seed", "init_seed", "teacher") if previous.get(k) != record.get(k)]
+            recorded_pruning = previous.get("space", {}).get("pruning", {}).get("strategy")
+            if changed == ["pruning"] and recorded_pruning:
+                raise RunError(f"{self.path} holds a run searched with {recorded_pruning} pruning: pass --prune "
+                               f"{recorded_pruning} to resume it (and its warm-up and minimum trials if they were "
+                               f"set), --overwrite to start afresh, or --name to start a new run")
             raise RunError(f"{self.path} holds a run with a different search ({', '.join(changed) or 'settings'} "
                            f"changed): pass --overwrite to start afresh or --name to start a new run")
 

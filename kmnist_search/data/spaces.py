@@ -230,7 +230,7 @@ class Pruning:
     the top ``1/reduction`` at epochs ``min_epochs * reduction**k``. ``none``: no pruning.
     """
 
-    strategy: str = "median"
+    strategy: str = "catch-up"  # the replay's choice: no regret on either ground truth (docs/pruning.md)
     warmup_epochs: int = 1
     min_trials: int = 3
     percentile: float = 50.0
