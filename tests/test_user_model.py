@@ -17,6 +17,7 @@ from kmnist_search.data.record import read_results
 from kmnist_search.data.rundir import RunDir
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.search import resume
+from kmnist_search.search.plan import describe_plan
 from kmnist_search.search.user_model import declared_hyperparameters, user_build
 from tests.kills import Killed, killed_when
 
@@ -150,6 +151,7 @@ def test_a_space_keeps_for_your_model_only_what_the_training_loop_applies() -> N
     with pytest.raises(SpaceError, match="searches learning_rate, which a model of your own sets"):
         report.with_model("mine", {"units": (16,)})
     own = report.with_model("mine", {"units": (16, 32), "learning_rate": (0.1,)})
+    assert "4 of 4 configurations" in describe_plan(own, "grid", None, 1000)  # costed, roughly, as the study's CNN
     assert own.values() == {"batch_size": (32, 64), "units": (16, 32), "learning_rate": (0.1,)}
     assert own.num_configurations == 4
     assert own.effective_hyperparameters({"units": 32, "batch_size": 64}) == {

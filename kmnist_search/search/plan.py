@@ -84,7 +84,9 @@ def network_cost(values: dict[str, Any]) -> float:
     residual network its element-wise passes too."""
     if values["network"] == "preact_resnet":
         return (multiply_adds(values) + ACTIVATION_COST * activation_elements(values)) * RESIDUAL_SCALE
-    return multiply_adds(values)
+    if values["network"] == "cnn":
+        return multiply_adds(values)
+    return STUDY_MULTIPLY_ADDS  # a model of your own: costed as the study's CNN until its epochs are measured
 
 
 def estimate_epoch_seconds(space: SearchSpace, configuration: dict[str, Any], train_images: int) -> float:
