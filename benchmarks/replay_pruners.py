@@ -313,6 +313,11 @@ def verdict(results: list[dict[str, Any]]) -> str:
     if sorted(spaces) != ["report", "report-small"]:
         return ("Which rule may be the default is decided on both ground truths together; replayed so far: "
                 + (", ".join(f"`{space}`" for space in spaces) or "none") + ".")
+    unmeasured = [result["space"] for result in results if result["true_best_seed_sd_points"] is None]
+    if unmeasured:
+        return ("The regret bound, the true best's seed sd, is not measured yet on " + " and ".join(
+            f"`{space}`" for space in unmeasured) + " (its true best has one seed so far): the verdict waits for "
+            "benchmarks/ground_truth.py to train its replicates.")
     accurate: dict[str, list[float]] = defaultdict(list)  # rule -> its CPU fraction where its regret is in bound
     for result in results:
         sd = result["true_best_seed_sd_points"]

@@ -69,6 +69,8 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     assert verdict(results) == ("Within both bounds on both ground truths (cheapest first): rule a (0.32x the CPU "
                                 "seconds, held on 75% of the workload searches).")
     assert verdict(results[:1]).startswith("Which rule may be the default is decided on both ground truths")
+    unmeasured = [results[0], {**results[1], "true_best_seed_sd_points": None}]
+    assert verdict(unmeasured).startswith("The regret bound, the true best's seed sd, is not measured yet on `report`")
     results[1]["table"][1]["regret_points"] = 0.2  # type: ignore[index]
     assert verdict(results).startswith("No rule keeps the regret within the true best's seed sd on both")
     results[1]["table"][1]["regret_points"] = 0.05  # type: ignore[index]
