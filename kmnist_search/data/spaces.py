@@ -230,7 +230,7 @@ class Pruning:
     the top ``1/reduction`` at epochs ``min_epochs * reduction**k``. ``none``: no pruning.
     """
 
-    strategy: str = "catch-up"  # the replay's choice: no regret on either ground truth (docs/pruning.md)
+    strategy: str = "catch-up"  # the replay's trade-off between cost and regret (docs/pruning.md)
     warmup_epochs: int = 1
     min_trials: int = 3
     percentile: float = 50.0
@@ -398,7 +398,7 @@ class SearchSpace:
         declared = {key: values for key, values in hyperparameters.items() if key not in FIT_HYPERPARAMETERS}
         fit = {key: _values(list(values), key, HYPERPARAMETERS[key], where)  # the loop applies them: checked
                for key, values in hyperparameters.items() if key in FIT_HYPERPARAMETERS}
-        kept = {key: fit.get(key, values) for key, values in self.hyperparameters.items() if key in FIT_HYPERPARAMETERS}
+        kept = {key: values for key, values in self.hyperparameters.items() if key in FIT_HYPERPARAMETERS}
         if not NAME_PATTERN.fullmatch(name):
             raise SpaceError(f"model name {name!r} is not a plain name: name the build function or HyperModel "
                              f"with {NAME_RULE}")
