@@ -70,11 +70,13 @@ def test_a_failed_trial_s_traceback_is_printed_under_the_switch_the_quiet_patch_
         config.DEBUG = saved
 
 
-def test_the_bayesian_oracle_still_has_the_random_state_the_no_repeat_rule_draws_from() -> None:
+def test_the_bayesian_oracle_still_has_the_model_and_bound_the_grid_search_scores() -> None:
     space = load_space("quick")
     oracle = strategies.REGISTRY["bayesian"].oracle(space, 4, strategies.oracle_settings(space, "val_accuracy", 1))
-    assert isinstance(oracle, patches.NonRepeatingBayesianOracle)
-    assert hasattr(oracle, "_random_state") and callable(oracle._random_state.randint)
+    assert isinstance(oracle, patches.GridBayesianOracle)
+    for name in ("_vectorize_trials", "_nonfixed_space", "gpr", "beta", "num_initial_points"):
+        assert hasattr(oracle, name), f"GridBayesianOracle: Keras Tuner's Bayesian oracle no longer has {name}"
+    assert all(hasattr(hp, "value_to_prob") for hp in oracle.get_space().space)
 
 
 @pytest.mark.parametrize("name", plan.STRATEGIES)
@@ -83,3 +85,22 @@ def test_every_strategy_the_commands_offer_is_registered(name: str) -> None:
     oracle = strategies.REGISTRY[name].oracle(space, 4, strategies.oracle_settings(space, "val_accuracy", 1))
     assert isinstance(oracle, kt.Oracle)
     assert set(strategies.REGISTRY) == set(plan.STRATEGIES)
+
+
+def test_the_bayesian_oracle_proposes_the_untried_configuration_whose_bound_is_best(tmp_path: Path) -> None:
+    import numpy as np
+
+    space = load_space("report")
+    oracle = strategies.REGISTRY["bayesian"].oracle(space, 10, strategies.oracle_settings(space, "val_accuracy", 3))
+    oracle._set_project_dir(str(tmp_path), "bayesian")
+    for score in (0.5, 0.9, 0.1, 0.7, 0.8):
+        trial = oracle.create_trial("tuner0")
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    tried = [trial.hyperparameters.values for trial in oracle.trials.values()]
+    proposed = oracle.populate_space("next")["values"]
+    untried = list(patches.untried_configurations(oracle, "next"))
+    embedded = np.array([[hp.value_to_prob(values[hp.name]) for hp in oracle._nonfixed_space()] for values in untried])
+    mean, sd = oracle.gpr.predict(embedded, return_std=True)
+    assert len(untried) == 35 and proposed not in tried and proposed == untried[int(np.argmin(mean - oracle.beta * sd))]

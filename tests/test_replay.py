@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 from kmnist_search import pipeline
 from kmnist_search.data.datasets import load_dataset
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.search.callbacks import steps_in_an_epoch
+from kmnist_search.search.keras_tuner_patches import apply_keras_tuner_patches
 from kmnist_search.search.pruners import Curve, NoPruning, PercentilePruner, make_pruner
 from kmnist_search.search.replay import RecordedRun, configuration_key, replay
 
@@ -67,3 +69,18 @@ def test_a_replay_prices_each_trial_by_the_epochs_it_trained() -> None:
     hyperband = replay(space, "hyperband", recorded, None, seed=1)
     assert hyperband.winner == configuration_key(space.configurations()[0])
     assert 0 < hyperband.epochs < 8 * 4 * 2
+
+
+def test_a_bayesian_search_takes_the_untried_configuration_with_the_best_bound_and_never_repeats_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    apply_keras_tuner_patches()  # as in a process that also searched live
+    monkeypatch.chdir(tmp_path)
+    space = parse_space(SPACE)
+    scores = (0.9, 0.2, 0.8, 0.1, 0.7, 0.3, 0.6, 0.4)
+    recorded = {configuration_key(values): RecordedRun(Curve(tuple([score] * 4)), (1.0,) * 4)
+                for values, score in zip(space.configurations(), scores, strict=True)}
+    searched = replay(space, "bayesian", recorded, NoPruning(), seed=7, max_trials=8)
+    keys = [t.configuration for t in searched.trials]
+    assert sorted(keys) == sorted(recorded) and searched.winner == configuration_key(space.configurations()[0])
+    assert not tf.io.gfile.glob("ram://kmnist-replay-*")  # Keras Tuner's state files went to memory and are gone
+    assert not list(tmp_path.iterdir())  # and none to disk

@@ -12,8 +12,9 @@ keras-tuner :data:`TESTED_VERSIONS`.
   queue after a live worker ends it, and trains it again).
 - A grid search that resumes (upstream issue #1055: 1.4.8's ``GridSearchOracle`` keeps its position in
   state it never saves, and a resumed grid search crashes).
-- A Bayesian search that never repeats a configuration (on small discrete spaces its Gaussian process
-  proposes one twice).
+- A Bayesian search that finds its acquisition's best among the untried configurations exactly (1.4.x
+  optimises it in a continuous embedding, seconds per trial, and rounds to a configuration that on a small
+  discrete space can be one already tried).
 - The oracle's private state that reconciliation after a kill reads and repairs (:mod:`kmnist_search.search.reconcile`).
 """
 
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+import numpy as np
 from keras_tuner.src import config as keras_tuner_config
 from keras_tuner.src import utils as keras_tuner_utils
 from keras_tuner.src.engine import tuner_utils as kt_tuner_utils
@@ -36,11 +38,19 @@ from kmnist_search.search.callbacks import kept_epochs
 from kmnist_search.search.resume import TrainingCheckpoint, save_weights_atomically
 
 TESTED_VERSIONS = ("1.4.7", "1.4.8")
+BOUND_BATCH = 4096  # configurations scored at once by the Bayesian search's acquisition
+
+
+_keras_tuner_save_json = keras_tuner_utils.save_json
 
 
 def _save_json_atomically(path: str, obj: Any) -> str:
     """Keras Tuner's ``utils.save_json`` (used for oracle.json, tuner0.json and every trial.json),
-    made atomic: killed mid-write, it leaves the previous file intact, never a truncated one."""
+    made atomic: killed mid-write, it leaves the previous file intact, never a truncated one. A path on
+    one of TensorFlow's other file systems (``ram://``, where a replay keeps its state) is left to Keras
+    Tuner's own."""
+    if "://" in path:
+        return str(_keras_tuner_save_json(path, obj))
     text = json.dumps(obj)
     atomic_write_text(Path(path), text)
     return text
@@ -126,24 +136,39 @@ class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
 
-class NonRepeatingBayesianOracle(kt.oracles.BayesianOptimizationOracle):
-    """Bayesian optimisation that never spends a trial on a configuration already tried.
+class GridBayesianOracle(kt.oracles.BayesianOptimizationOracle):
+    """Bayesian optimisation over a grid: Keras Tuner's Gaussian process and upper confidence bound, with the
+    bound's best found exactly among the configurations no trial has taken.
 
-    On a small discrete space Keras Tuner's Gaussian process can propose a configuration twice;
-    here a repeat is replaced by a random untried one, and the search stops when none is left.
+    keras-tuner 1.4.x looks for the bound's best with 50 L-BFGS-B restarts (numeric gradients) in the
+    continuous embedding of the space, then rounds the point to a configuration: seconds of CPU per trial,
+    and on a small discrete space the rounded point can be one already tried. Here the bound is scored at
+    every untried configuration, in batches of :data:`BOUND_BATCH`: the same model and acquisition, the
+    exact maximum over the finite set, never a repeat, in milliseconds. The first trials are Keras Tuner's
+    random ones, as before.
     """
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
-        response: dict[str, Any] = super().populate_space(trial_id)
-        if response["status"] != kt.engine.trial.TrialStatus.RUNNING:
+        completed = [trial for trial in self.trials.values() if trial.status == kt.engine.trial.TrialStatus.COMPLETED]
+        if len(completed) < (self.num_initial_points or max(3 * len(self.hyperparameters.space), 3)):  # as 1.4.x
+            response: dict[str, Any] = super().populate_space(trial_id)
             return response
-        untried = list(untried_configurations(self, trial_id))
-        if _values_key(response["values"]) in {_values_key(values) for values in untried}:
-            return response
-        if not untried:
-            return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
-        return {"status": kt.engine.trial.TrialStatus.RUNNING,
-                "values": untried[self._random_state.randint(len(untried))]}
+        vectors, scores = self._vectorize_trials()
+        self.gpr.fit(np.nan_to_num(vectors, posinf=0, neginf=0), np.nan_to_num(scores, posinf=0, neginf=0))
+        best_values, best_bound = None, float("inf")
+        untried = untried_configurations(self, trial_id)
+        while batch := list(itertools.islice(untried, BOUND_BATCH)):
+            embedded = np.array([[hp.value_to_prob(values[hp.name]) for hp in self._nonfixed_space()]
+                                 for values in batch])
+            mean, sd = self.gpr.predict(embedded, return_std=True)
+            bound = mean - self.beta * sd  # scores are negated when maximising: lower is better
+            index = int(np.argmin(bound))
+            if bound[index] < best_bound:
+                best_values, best_bound = batch[index], float(bound[index])
+        if best_values is None:
+            status = kt.engine.trial.TrialStatus.IDLE if self.ongoing_trials else kt.engine.trial.TrialStatus.STOPPED
+            return {"status": status, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": best_values}
 
 
 # --- the oracle's private state, for reconciliation ----------------------------------------------------

@@ -7,7 +7,8 @@ replaced by looking up the configuration's recorded curve. So a replayed search 
 stops them and declares the winner that a live search would, given the same curves.
 
 A trial's cost is the epochs it trained and their recorded CPU seconds. Hyperband continues a trial
-from an earlier one's weights: it pays only for the epochs it adds.
+from an earlier one's weights: it pays only for the epochs it adds. Keras Tuner's state files go to
+TensorFlow's in-memory file system (``ram://``), never to disk, and are removed when the replay ends.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import tempfile
+import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import keras_tuner as kt
+import tensorflow as tf
 from sklearn.exceptions import ConvergenceWarning
 
 from kmnist_search.data.record import HYPERBAND_BOOKKEEPING, PruneRecord
@@ -79,9 +80,9 @@ class ReplayTuner(kt.Tuner):
     by epoch on paper, asking the pruner after every epoch, as the live trial's callback does."""
 
     def __init__(self, oracle: kt.Oracle, recorded: Mapping[str, RecordedRun], pruner: Pruner | None,
-                 directory: Path) -> None:
+                 directory: str) -> None:
         with contextlib.redirect_stdout(io.StringIO()):
-            super().__init__(oracle=oracle, hypermodel=_Unbuilt(), directory=str(directory), project_name="replay",
+            super().__init__(oracle=oracle, hypermodel=_Unbuilt(), directory=directory, project_name="replay",
                              overwrite=True)
         self.recorded = recorded
         self.pruner = pruner
@@ -116,14 +117,25 @@ class ReplayTuner(kt.Tuner):
         return None
 
 
+@contextlib.contextmanager
+def in_memory_folder() -> Iterator[str]:
+    """A folder in TensorFlow's in-memory file system, through which all of Keras Tuner's file calls go."""
+    folder = f"ram://kmnist-replay-{uuid.uuid4().hex}"
+    try:
+        yield folder
+    finally:
+        if tf.io.gfile.exists(folder):
+            tf.io.gfile.rmtree(folder)
+
+
 def replay(space: SearchSpace, strategy: str, recorded: Mapping[str, RecordedRun], pruner: Pruner | None,
            seed: int, max_trials: int | None = None) -> Replay:
     """Replay one search of ``space`` with ``strategy`` over the recorded curves (``pruner`` None for
     Hyperband, which stops trials by its own brackets)."""
-    with tempfile.TemporaryDirectory(prefix="kmnist-replay-") as directory, warnings.catch_warnings():
+    with in_memory_folder() as directory, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)  # Bayesian's GP on a small grid
         oracle = make_oracle(strategy, space, OBJECTIVE, seed, max_trials)
-        tuner = ReplayTuner(oracle, recorded, pruner, Path(directory))
+        tuner = ReplayTuner(oracle, recorded, pruner, directory)
         tuner.search(verbose=0)
         best = oracle.get_best_trials(1)[0]
     winner = configuration_key(best.hyperparameters.values)

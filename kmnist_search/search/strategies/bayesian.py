@@ -1,5 +1,5 @@
 """Bayesian optimisation (Keras Tuner's Gaussian process) over the space's configurations, three random
-ones first, never the same configuration twice."""
+ones first, then the untried configuration with the best upper confidence bound."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import keras_tuner as kt
 
 from kmnist_search.data.spaces import SearchSpace
-from kmnist_search.search.keras_tuner_patches import NonRepeatingBayesianOracle
+from kmnist_search.search.keras_tuner_patches import GridBayesianOracle
 
 INITIAL_POINTS = 3
 
 
 def oracle(space: SearchSpace, trials: int, settings: dict[str, Any]) -> kt.Oracle:
-    return NonRepeatingBayesianOracle(max_trials=trials, num_initial_points=min(INITIAL_POINTS, trials), **settings)
+    return GridBayesianOracle(max_trials=trials, num_initial_points=min(INITIAL_POINTS, trials), **settings)
