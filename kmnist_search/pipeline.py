@@ -29,6 +29,7 @@ from typing import Any
 from kmnist_search.base.errors import ModelFileError, RunError
 from kmnist_search.base.files import check_writable_directory, exclusive_lock
 from kmnist_search.base.names import MAX_NAME_LENGTH, check_name, check_seed
+from kmnist_search.data import run_guard
 from kmnist_search.data.datasets import DATA_DIR_ENV as DATA_DIR_ENV
 from kmnist_search.data.datasets import DATASETS as DATASETS
 from kmnist_search.data.datasets import Dataset, Split, check_split_sizes, load_dataset
@@ -240,7 +241,7 @@ def search(space: SpaceLike = "report", strategy: str = "grid", *, dataset: Data
         check_split_sizes(resolved_space.validation_images, len(loaded.train_labels), resolved_space.train_images)
     with held(run_dir):
         if run_dir.is_finished() and not overwrite:
-            run_dir.check_same_search(run_record(resolved_space, options))
+            run_guard.check_same_search(run_dir, run_record(resolved_space, options))
             return search_result(run_dir, run_dir.require_results(), resumed_finished=True)
         loaded = loaded or resolve_dataset(dataset, data_dir, cache_dir, verify_checksums)
         results = run_search(loaded, resolved_space, options)
@@ -306,7 +307,7 @@ def held(run_dir: RunDir) -> contextlib.AbstractContextManager[None]:
     """The run's lock for this process; a distributed worker shares its chief's run and takes none."""
     from kmnist_search.search.distributed import current_role
 
-    return contextlib.nullcontext() if current_role() == "worker" else run_dir.locked()
+    return contextlib.nullcontext() if current_role() == "worker" else run_guard.locked(run_dir)
 
 
 def export(run: SearchResult | Path | str, *, dataset: DatasetLike | None = None, data_dir: Path | str | None = None,

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from kmnist_search import pipeline
 from kmnist_search.base.errors import DataError, InputImageError, ModelFileError, RunError, SpaceError
 from kmnist_search.base.files import PARTIAL_PREFIX
+from kmnist_search.data import run_guard
 from kmnist_search.data.contract import MODEL_CARD_KEY
 from kmnist_search.data.datasets import KMNIST, load_dataset
 from kmnist_search.data.rundir import RunDir
@@ -201,7 +202,7 @@ def test_damaged_state_files_are_named_not_tracebacks(file: str, finished_run: F
 
 def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
-    run.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
+    run_guard.prepare(run, {"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
     (run.path / "trial_0").mkdir()
     (run.path / "trial_0" / "trial.json").write_text("{}")
     kept = [run.path / "space.json", run.path / "trial_0" / "trial.json", run.path / "notes.txt.tmp",
@@ -212,7 +213,7 @@ def test_leftovers_of_killed_writes_are_removed_on_resume(tmp_path: Path) -> Non
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("cut short")
     (run.path / "trial_1").mkdir()  # created, then killed before its trial.json
-    removed = run.remove_leftovers()
+    removed = run_guard.remove_run_leftovers(run)
     assert sorted(removed) == sorted([*leftovers[:2], leftovers[2].parent, run.path / "trial_1"])
     assert all(path.exists() for path in kept) and not any(path.exists() for path in removed)
 

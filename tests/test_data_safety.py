@@ -22,6 +22,7 @@ from kmnist_search.base.files import (
     remove_leftovers,
     staged_path,
 )
+from kmnist_search.data import run_guard
 from kmnist_search.data.rundir import RunDir
 from tests.conftest import EXPORT_TEST_SPACE, FinishedRun
 
@@ -56,7 +57,8 @@ def test_a_link_in_place_of_the_run_folder_is_refused(tmp_path: Path) -> None:
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "linked").symlink_to(target)
     with pytest.raises(RunError, match="not a kmnist-search run"):
-        RunDir(tmp_path / "runs" / "linked").prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
+        run_guard.prepare(RunDir(tmp_path / "runs" / "linked"), {"space": {}, "strategy": "grid", "seed": 42},
+                          overwrite=False)
     assert not any(target.iterdir())
 
 
@@ -64,7 +66,7 @@ def test_cleanup_removes_only_what_the_package_wrote_and_only_in_a_run(tmp_path:
     folder = tmp_path / "mydocs"
     user_files = plant_user_files(folder)
     with pytest.raises(RunError, match="not a kmnist-search run directory: nothing in it is removed"):
-        RunDir(folder).remove_leftovers()
+        run_guard.remove_run_leftovers(RunDir(folder))
     leftover = folder / f"{PARTIAL_PREFIX}results.json-abc123"
     leftover.write_bytes(b"cut short")
     assert remove_leftovers(folder) == [leftover]
@@ -131,7 +133,7 @@ def test_a_search_and_export_through_planted_links_leave_the_victim_untouched(tm
     victim.write_text("precious")
     options = SearchOptions("grid", tmp_path / "runs", "planted")
     run = RunDir(tmp_path / "runs" / "planted")
-    run.prepare(run_record(parse_space(EXPORT_TEST_SPACE), options), overwrite=False)
+    run_guard.prepare(run, run_record(parse_space(EXPORT_TEST_SPACE), options), overwrite=False)
     for folder in ("report", "trial_0"):
         (run.path / folder).mkdir()
     plant_links(run.path, [*FIXED_PARTIAL_NAMES, "trial_0/.partial-checkpoint.weights.h5"], victim)
@@ -146,8 +148,9 @@ def test_a_search_and_export_through_planted_links_leave_the_victim_untouched(tm
 
 HOLD_THE_RUN = """
 import sys, time
+from kmnist_search.data import run_guard
 from kmnist_search.data.rundir import RunDir
-with RunDir(sys.argv[1]).locked():
+with run_guard.locked(RunDir(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)
 """

@@ -15,6 +15,7 @@ from kmnist_search.commands import ensemble as ensemble_command
 from kmnist_search.commands import export as export_command
 from kmnist_search.commands import quantize as quantize_command
 from kmnist_search.commands import run as run_command
+from kmnist_search.data import run_guard
 from kmnist_search.data.rundir import RunDir
 from kmnist_search.data.spaces import load_space
 from kmnist_search.export.card import read_card
@@ -73,21 +74,21 @@ def test_overwrite_deletes_only_a_run_of_this_package(tmp_path: Path) -> None:
     stranger.mkdir(parents=True)
     (stranger / "thesis.tex").write_text("precious")
     with pytest.raises(RunError, match="it is not a kmnist-search run directory"):
-        RunDir(stranger).prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)
+        run_guard.prepare(RunDir(stranger), {"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)
     assert (stranger / "thesis.tex").read_text() == "precious"
     run = RunDir(project / "real")
-    run.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
+    run_guard.prepare(run, {"space": {}, "strategy": "grid", "seed": 42}, overwrite=False)
     (run.path / "trial_0").mkdir()
-    run.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)  # a real run is emptied
+    run_guard.prepare(run, {"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)  # a real run is emptied
     assert not (run.path / "trial_0").exists()
     empty = RunDir(project / "killed-before-its-record")
     empty.path.mkdir()
-    empty.prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)  # nothing to lose
+    run_guard.prepare(empty, {"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)  # nothing to lose
     assert (empty.path / "space.json").is_file()
     link = project / "link"
     link.symlink_to(run.path)
     with pytest.raises(RunError, match="not a kmnist-search run directory"):
-        RunDir(link).prepare({"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)
+        run_guard.prepare(RunDir(link), {"space": {}, "strategy": "grid", "seed": 42}, overwrite=True)
     assert run.path.is_dir()
 
 

@@ -168,13 +168,14 @@ def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synth
 
 def test_a_run_searched_with_another_pruner_names_the_flag_that_resumes_it(tmp_path: Path) -> None:
     from kmnist_search.base.errors import RunError
+    from kmnist_search.data import run_guard
     from kmnist_search.data.rundir import RunDir
 
     space = load_space("report")
     run = RunDir(tmp_path / "old")
     run.path.mkdir()
     recorded = {"space": space.with_pruning("median").fingerprint(), "strategy": "grid", "seed": 42}
-    run.prepare(recorded, overwrite=False)
+    run_guard.prepare(run, recorded, overwrite=False)
     with pytest.raises(RunError, match="searched with median pruning: pass --prune median to resume it"):
-        run.prepare({**recorded, "space": space.fingerprint()}, overwrite=False)
-    run.prepare(recorded, overwrite=False)  # the same search resumes
+        run_guard.prepare(run, {**recorded, "space": space.fingerprint()}, overwrite=False)
+    run_guard.prepare(run, recorded, overwrite=False)  # the same search resumes

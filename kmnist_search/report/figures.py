@@ -30,6 +30,7 @@ from kmnist_search.base.files import atomic_write_text, staged_path
 from kmnist_search.data.datasets import DatasetSpec, get_spec
 from kmnist_search.data.record import RunRecord, Trial
 from kmnist_search.data.rundir import RunDir
+from kmnist_search.data.test_predictions import read_test_predictions
 from kmnist_search.report.rankings import format_winner_markdown, hyperparameter_effects
 
 PREDICTION_GRID_FILE = "prediction_grid.png"
@@ -187,7 +188,7 @@ def write_report(run_dir: RunDir, trials: list[Trial], results: RunRecord | None
     if curves:
         sections += ["## Learning curves", ""] + [f"![Learning curves by {n}](learning_curves_{n}.png)"
                                                    for n in curves] + [""]
-    predictions = run_dir.read_test_predictions()
+    predictions = read_test_predictions(run_dir.test_predictions_path)
     if results and predictions is not None:
         spec = get_spec(results.dataset.name)
         labels, probabilities, first_images = predictions.labels, predictions.probabilities, predictions.first_images

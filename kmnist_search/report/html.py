@@ -32,8 +32,9 @@ from kmnist_search.base.formatting import format_value, percent, settings_text, 
 from kmnist_search.data import study
 from kmnist_search.data.datasets import DatasetSpec, get_spec
 from kmnist_search.data.record import SCORED_STATUSES, Budget, RunRecord, Trial
-from kmnist_search.data.rundir import HTML_PAGE, RunDir, TestPredictions
+from kmnist_search.data.rundir import HTML_PAGE, RunDir
 from kmnist_search.data.spaces import study_default
+from kmnist_search.data.test_predictions import TestPredictions, read_test_predictions
 from kmnist_search.report.figures import PREDICTION_GRID_FILE, confusion_figure, plot_prediction_grid
 from kmnist_search.report.rankings import (
     STATUS_NAMES,
@@ -505,7 +506,7 @@ def render_page(run_dir: RunDir, trials: list[Trial], results: RunRecord | None)
                         f"optuna-dashboard.</p>" + svg(importance_figure(measured)))
     sections.append(f"<h2 id=trial-table>Trials</h2><p class=note>Click a column to sort; type to filter. The "
                     f"winner's row is highlighted.</p>{trial_table(trials, winner_id)}")
-    predictions = run_dir.read_test_predictions()
+    predictions = read_test_predictions(run_dir.test_predictions_path)
     characters = "".join(get_spec(results.dataset.name).characters) if results else ""
     if results and predictions is not None:
         spec = get_spec(results.dataset.name)

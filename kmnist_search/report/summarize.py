@@ -20,6 +20,7 @@ from typing import Any
 
 from kmnist_search.base.errors import RunError
 from kmnist_search.base.formatting import duration, format_value, percent, trial_number
+from kmnist_search.data import run_guard
 from kmnist_search.data.record import RunRecord, Trial
 from kmnist_search.data.rundir import RunDir
 from kmnist_search.report.rankings import (
@@ -44,8 +45,8 @@ FORMATS = ("table", "markdown", "csv", "json")
 def load_run(run_dir: RunDir | Path) -> tuple[list[Trial], RunRecord | None]:
     """The run's trials and, if it finished, its results."""
     run_dir = run_dir if isinstance(run_dir, RunDir) else RunDir.existing(run_dir)
-    run_dir.check_state_files()  # a damaged run is named as such
-    if not run_dir.is_run():
+    run_guard.check_state_files(run_dir)  # a damaged run is named as such
+    if not run_guard.is_run(run_dir):
         raise RunError(f"{run_dir.path} is not a kmnist-search run folder (it has no space.json): pass a run "
                        f"directory such as runs/quick-grid")
     trials = run_dir.trials()

@@ -24,6 +24,7 @@ from kmnist_search.base.errors import RunError, SpaceError
 from kmnist_search.base.files import staged_path
 from kmnist_search.base.formatting import trial_number
 from kmnist_search.base.names import check_name, check_seed
+from kmnist_search.data import run_guard
 from kmnist_search.data.contract import to_model_input
 from kmnist_search.data.datasets import Dataset, DatasetSpec, Split, one_hot
 from kmnist_search.data.record import (
@@ -46,6 +47,7 @@ from kmnist_search.data.record import (
 )
 from kmnist_search.data.rundir import RunDir
 from kmnist_search.data.spaces import SearchSpace
+from kmnist_search.data.test_predictions import write_test_predictions
 from kmnist_search.export.distillation import Teacher, training_targets
 from kmnist_search.report.rankings import within_budget
 from kmnist_search.search.callbacks import (
@@ -154,7 +156,7 @@ def run_search(dataset: Dataset, space: SearchSpace, options: SearchOptions) -> 
     hypermodel = make_hypermodel(space, dataset.spec, options)
     check_buildable(hypermodel, space)  # before the run directory records the space: a fixed space may rerun
     run_dir = RunDir(options.project_dir / options.name)
-    run_dir.prepare(run_record(space, options), options.overwrite)
+    run_guard.prepare(run_dir, run_record(space, options), options.overwrite)
     keras.utils.set_random_seed(options.weights_seed)
     started_at = datetime.now(timezone.utc)
     tuner = start_tuner(hypermodel, space, split, run_dir, options, len(dataset.train_labels), role)
@@ -216,7 +218,7 @@ def start_tuner(hypermodel: KmnistHyperModel, space: SearchSpace, split: Split, 
         reconcile_oracle(tuner.oracle, run_dir)
         sync_journal(run_dir)  # the journal says what the settled trial files say
     if role is None:  # no other process writes here now
-        run_dir.remove_leftovers()
+        run_guard.remove_run_leftovers(run_dir)
     if options.progress is not None:
         tuner.progress = options.progress
         tuner.clock = search_clock(run_dir, space, tuner.total_trials, len(split.train_labels),
@@ -486,7 +488,7 @@ def evaluate_winner(model: keras.Model, dataset: Dataset, run_dir: RunDir) -> di
     test_y = one_hot(dataset.test_labels, dataset.spec.num_classes)
     metrics = model.evaluate(test_x, test_y, batch_size=1000, verbose=0, return_dict=True)
     probabilities = model.predict(test_x, batch_size=1000, verbose=0).astype(np.float32)
-    run_dir.write_test_predictions(dataset.test_labels, probabilities, dataset.test_images)
+    write_test_predictions(run_dir.test_predictions_path, dataset.test_labels, probabilities, dataset.test_images)
     with staged_path(run_dir.winner_model_path) as staged:
         model.save(staged)
     return {
