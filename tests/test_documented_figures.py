@@ -58,7 +58,7 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     from replay_pruners import verdict
 
     def result(space: str, sd: float, rows: list[tuple[str, float, float]]) -> dict[str, object]:
-        return {"space": space, "true_best_seed_sd_points": sd,
+        return {"space": space, "true_best_seed_sd_points": sd, "trainings_recorded": 50, "trainings_planned": 50,
                 "table": [{"strategy": "grid (shuffled)", "pruner": name, "regret_points": regret,
                            "cpu_fraction": cost} for name, regret, cost in rows],
                 "workloads": [{"pruner": "rule a", "within_unseen_bounds": 0.5},
@@ -69,8 +69,10 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     assert verdict(results) == ("Within both bounds on both ground truths (cheapest first): rule a (0.32x the CPU "
                                 "seconds, held on 75% of the workload searches).")
     assert verdict(results[:1]).startswith("Which rule may be the default is decided on both ground truths")
-    unmeasured = [results[0], {**results[1], "true_best_seed_sd_points": None}]
-    assert verdict(unmeasured).startswith("The regret bound, the true best's seed sd, is not measured yet on `report`")
+    unfinished = [results[0], {**results[1], "trainings_recorded": 47}]
+    assert verdict(unfinished) == ("Which configuration is the true best, and so the regret bound (its seed sd), is "
+                                   "settled once the ground truth is complete; recorded so far: `report` 47 of 50 "
+                                   "trainings. The verdict waits for benchmarks/ground_truth.py.")
     results[1]["table"][1]["regret_points"] = 0.2  # type: ignore[index]
     assert verdict(results).startswith("No rule keeps the regret within the true best's seed sd on both")
     results[1]["table"][1]["regret_points"] = 0.05  # type: ignore[index]
@@ -78,6 +80,21 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     assert verdict(results) == ("No rule is within both bounds on both ground truths. Within the regret bound on "
                                 "both, cheapest first (CPU seconds on `report-small` and `report`): rule a (0.30x "
                                 "and 0.50x).")
+
+
+def test_the_accuracy_table_is_rendered_from_the_card_and_the_ground_truth() -> None:
+    from accuracy_table import DOCUMENT, MARKER, render, rows_from_records
+
+    rows = rows_from_records()
+    assert section(DOCUMENT, MARKER) == render(rows)
+    assert rows[0][3] * 100 == pytest.approx(98.67) and rows[1][3] > rows[0][3]  # the card's int8 and float32
+
+
+def test_the_accuracy_table_s_gap_sentence_is_computed_from_its_rows() -> None:
+    from accuracy_table import render
+
+    text = render([("a", "r", 0.99, 0.98), ("b", "r", 0.97, 0.91)])
+    assert "Validation runs 1.0 to 6.0 points above test" in text and "| b | r | 97.00% | 91.00% |" in text
 
 
 def test_the_study_page_is_rendered_from_the_ground_truth_once_the_grid_is_recorded() -> None:

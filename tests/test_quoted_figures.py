@@ -54,18 +54,6 @@ def test_the_shipped_model_s_retraining_time_is_the_one_its_card_records() -> No
     assert quoted and all(float(match) == round(hours, 1) for _, match in quoted), (round(hours, 1), quoted)
 
 
-def test_the_validation_test_gap_sentence_holds_on_the_table_beside_it() -> None:
-    text = current_text(ROOT / "BENCHMARKS.md")
-    table = text.split("### Accuracy of searched models on KMNIST")[1].split("\n\n")[2]
-    gaps = []
-    for row in table.splitlines()[2:]:
-        cells = [cell.strip(" *") for cell in row.strip("|").split("|")]
-        validation, test = float(cells[-2].rstrip("%")), float(cells[-1].split("%")[0].strip("*"))
-        gaps.append(validation - test)
-    low, high = re.search(r"Validation runs (\d+\.\d) to (\d+\.\d) points above test", text).groups()  # type: ignore[union-attr]
-    assert (float(low), float(high)) == (round(min(gaps), 1), round(max(gaps), 1)), gaps
-
-
 def test_the_readme_s_prediction_is_what_the_command_prints() -> None:
     from kmnist_search.commands.predict import format_prediction
     from kmnist_search.export.inference import Classifier
