@@ -67,19 +67,51 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     results = [result("report-small", 0.5, [("none", 0.2, 1.0), ("rule a", 0.4, 0.30), ("rule b", 0.1, 0.20)]),
                result("report", 0.1, [("none", 0.0, 1.0), ("rule a", 0.05, 0.34), ("rule b", 0.3, 0.20)])]
     assert verdict(results) == ("Within both bounds on both ground truths (cheapest first): rule a (0.32x the CPU "
-                                "seconds, held on 75% of the workload searches).")
+                                "seconds, held on 75% of the workload searches). The default: rule a.")
     assert verdict(results[:1]).startswith("Which rule may be the default is decided on both ground truths")
     unfinished = [results[0], {**results[1], "trainings_recorded": 47}]
     assert verdict(unfinished) == ("Which configuration is the true best, and so the regret bound (its seed sd), is "
                                    "settled once the ground truth is complete; recorded so far: `report` 47 of 50 "
                                    "trainings. The verdict waits for benchmarks/ground_truth.py.")
     results[1]["table"][1]["regret_points"] = 0.2  # type: ignore[index]
-    assert verdict(results).startswith("No rule keeps the regret within the true best's seed sd on both")
+    assert verdict(results) == ("No rule is within both bounds on both ground truths. Adding no regret to the "
+                                "unpruned grid's on both, cheapest first (CPU seconds on `report-small` and "
+                                "`report`): no rule. No rule qualifies: the default stays as it is.")
     results[1]["table"][1]["regret_points"] = 0.05  # type: ignore[index]
     results[1]["table"][1]["cpu_fraction"] = 0.5  # type: ignore[index]
-    assert verdict(results) == ("No rule is within both bounds on both ground truths. Within the regret bound on "
-                                "both, cheapest first (CPU seconds on `report-small` and `report`): rule a (0.30x "
-                                "and 0.50x).")
+    assert verdict(results).endswith("Within the regret bound on both, cheapest first (CPU seconds on "
+                                     "`report-small` and `report`): rule a at 0.30x and 0.50x. Adding no regret to "
+                                     "the unpruned grid's on both, cheapest first (CPU seconds on `report-small` and "
+                                     "`report`): no rule. The default: rule a.")
+
+
+def test_when_the_seed_noise_exceeds_the_bound_the_verdict_says_so_and_takes_the_rule_adding_no_regret() -> None:
+    from replay_pruners import default_rule, verdict
+
+    def result(space: str, sd: float, rows: list[tuple[str, float, float]]) -> dict[str, object]:
+        return {"space": space, "true_best_seed_sd_points": sd, "trainings_recorded": 1, "trainings_planned": 1,
+                "table": [{"strategy": "grid (shuffled)", "pruner": name, "regret_points": regret,
+                           "cpu_fraction": cost} for name, regret, cost in rows]}
+
+    results = [result("report-small", 0.5, [("none", 0.2, 1.0), ("rule a", 0.2, 0.40), ("rule b", 0.1, 0.30)]),
+               result("report", 0.1, [("none", 0.15, 1.0), ("rule a", 0.15, 0.38), ("rule b", 0.3, 0.20)])]
+    text = verdict(results)
+    assert ("Even the unpruned grid's regret is above the true best's seed sd on `report` (0.15 against 0.10 "
+            "points)") in text
+    assert text.endswith("`report`): rule a at 0.40x and 0.38x. The default: rule a.")
+    assert default_rule(results) == "rule a"
+
+
+def test_the_package_s_default_pruner_is_the_one_the_verdict_names_once_the_ground_truth_is_complete() -> None:
+    from replay_pruners import default_rule, rules, waiting
+
+    from kmnist_search.data.spaces import Pruning
+
+    results = read_record(RECORD)["results"]
+    rule = default_rule(results)
+    assert (rule is None) == bool(waiting(results))
+    if rule is not None:
+        assert Pruning() == rules()[rule], f"the replay's verdict names {rule}: make its settings Pruning's defaults"
 
 
 def test_the_accuracy_table_is_rendered_from_the_card_and_the_ground_truth() -> None:
