@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import random
+import resource
 import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -123,10 +128,13 @@ def scenarios() -> list[Scenario]:
             *(Scenario("bayesian", "Bayesian (10 trials)", k) for k in range(ORDERS))]
 
 
+Measures = dict[tuple[str, str], list[dict[str, float]]]  # (strategy or workload, pruner) -> one per search
+
+
 def evaluate(space_name: str) -> dict[str, Any] | None:
-    """The replay of one ground truth; None until some seed has every configuration recorded."""
+    """The replay of one ground truth; None until some seed has every configuration recorded. Each seed's
+    searches replay in a process of their own, as many at once as the machine has cores."""
     from kmnist_search.data.spaces import load_space
-    from kmnist_search.search.replay import replay
 
     space = load_space(space_name)
     by_seed = recorded_runs(read_csv(OUT_DIR / f"{space_name}.csv"), space_name)
@@ -137,28 +145,16 @@ def evaluate(space_name: str) -> dict[str, Any] | None:
     truth, finals = true_scores(by_seed, FINAL_EPOCH)
     best = max(truth, key=truth.__getitem__)
     best_sd = statistics.stdev(finals[best]) if len(finals[best]) > 1 else None
-    unpruned_grid_epochs = configurations * FINAL_EPOCH
-    unpruned_grid_cpu = {seed: sum(sum(r.cpu_seconds) for r in by_seed[seed].values()) for seed in seeds}
-    rows: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
-    started = time.process_time()
-    for seed in seeds:
-        recorded = by_seed[seed]
-        for scenario in scenarios():
-            searched = shuffled(space, scenario.order) if scenario.strategy == "grid" else space
-            search_seed = 42 + scenario.order
-            baseline = None
-            for label, pruner in pruners(scenario.strategy).items():
-                outcome = replay(searched, scenario.strategy, recorded, pruner, search_seed)
-                if baseline is None:
-                    baseline = outcome
-                rows[(scenario.label, label)].append(measure(outcome, baseline, truth, best, FINAL_EPOCH))
-        for order in range(ORDERS):
-            outcome = replay(space, "hyperband", recorded, None, 42 + order)
-            full = type(outcome)((), best, unpruned_grid_epochs, unpruned_grid_cpu[seed])
-            rows[("Hyperband (factor 3)", "its own brackets")].append(measure(outcome, full, truth, best, FINAL_EPOCH))
+    variants = workload_truths(space, {seed: by_seed[seed] for seed in seeds})
+    processes = min(os.cpu_count() or 1, 2 * len(seeds))
+    started_cpu, started_wall = cpu_seconds(), time.monotonic()
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
+        searches = [pool.submit(replay_searches, space_name, by_seed[seed], truth, best) for seed in seeds]
+        workload_searches = [pool.submit(replay_workloads, space_name, by_seed[seed], variants) for seed in seeds]
+        rows, workload_measures = merged(f.result() for f in searches), merged(f.result() for f in workload_searches)
     table = [{"strategy": strategy, "pruner": pruner, **mean_of(measures), "replays": len(measures)}
              for (strategy, pruner), measures in rows.items()]
-    workload_rows = workload_table(space, {seed: by_seed[seed] for seed in seeds})
+    workload_rows = workload_table(workload_measures, {label: len(keys) for label, keys, _, _ in variants})
     confirmation = confirm_replays(by_seed, seeds, truth, best) if len(seeds) >= 3 else []
     return {"space": space_name, "seeds": seeds, "configurations": configurations,
             "true_best": json.loads(best), "true_best_final_val_accuracy": round(truth[best], 6),
@@ -167,8 +163,47 @@ def evaluate(space_name: str) -> dict[str, Any] | None:
             "trainings_recorded": sum(len(runs) for runs in by_seed.values()),
             "trainings_planned": planned_trainings(space_name, configurations),
             "replays": sum(row["replays"] for row in (*table, *workload_rows)),
-            "replay_cpu_seconds": round(time.process_time() - started, 1), "table": table,
+            "replay_cpu_seconds": round(cpu_seconds() - started_cpu, 1),
+            "replay_wall_seconds": round(time.monotonic() - started_wall, 1), "replay_processes": processes,
+            "table": table,
             "workloads": workload_rows, "confirmation": confirmation}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished child processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def merged(parts: Iterable[Measures]) -> Measures:
+    whole: Measures = defaultdict(list)
+    for part in parts:
+        for key, measures in part.items():
+            whole[key].extend(measures)
+    return whole
+
+
+def replay_searches(space_name: str, recorded: dict[str, Any], truth: dict[str, float], best: str) -> Measures:
+    """Every strategy with every pruner on one seed's curves."""
+    from kmnist_search.data.spaces import load_space
+    from kmnist_search.search.replay import replay
+
+    space = load_space(space_name)
+    configurations = len(space.configurations())
+    rows: Measures = defaultdict(list)
+    for scenario in scenarios():
+        searched = shuffled(space, scenario.order) if scenario.strategy == "grid" else space
+        baseline = None
+        for label, pruner in pruners(scenario.strategy).items():
+            outcome = replay(searched, scenario.strategy, recorded, pruner, 42 + scenario.order)
+            baseline = baseline or outcome
+            rows[(scenario.label, label)].append(measure(outcome, baseline, truth, best, FINAL_EPOCH))
+    unpruned_cpu = sum(sum(run.cpu_seconds) for run in recorded.values())
+    for order in range(ORDERS):
+        outcome = replay(space, "hyperband", recorded, None, 42 + order)
+        full = type(outcome)((), best, configurations * FINAL_EPOCH, unpruned_cpu)
+        rows[("Hyperband (factor 3)", "its own brackets")].append(measure(outcome, full, truth, best, FINAL_EPOCH))
+    return rows
 
 
 def true_scores(by_seed: dict[int, dict[str, Any]], epochs: int) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -195,39 +230,62 @@ def workloads(space: Any) -> list[tuple[str, Any]]:
     return variants
 
 
-def workload_table(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The main rules on each workload, grid search in the space's order and in shuffled orders, every seed:
-    mean cost and regret, the worst regret, and how often the true best survived."""
-    from kmnist_search.search.replay import RecordedRun, configuration_key, replay
+Workload = tuple[str, frozenset[str], dict[str, float], str]  # label, configurations, truth, true best
 
-    rows = []
+
+def workload_truths(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[Workload]:
+    """Each workload's configurations and its truth: the mean over seeds of the curves cut at its epochs."""
+    from kmnist_search.search.replay import configuration_key
+
+    truths = []
     for label, variant in workloads(space):
-        keys = {configuration_key(values) for values in variant.configurations()}
-        cut = {seed: {key: RecordedRun(run.curve.prefix(variant.epochs), run.cpu_seconds[:variant.epochs])
-                      for key, run in runs.items() if key in keys} for seed, runs in by_seed.items()}
-        truth, _ = true_scores(cut, variant.epochs)
-        best = max(truth, key=truth.__getitem__)
-        measures: dict[str, list[dict[str, float]]] = defaultdict(list)
-        for recorded in cut.values():
-            for order in range(ORDERS + 1):
-                searched = shuffled(variant, order)
-                rules = pruners("grid", variant.epochs)
-                baseline = replay(searched, "grid", recorded, rules["none"], 42)
-                finals = {key: run.curve.values[-1] for key, run in recorded.items()}
-                for name in ("none", *MAIN_RULES):
-                    outcome = baseline if name == "none" else replay(searched, "grid", recorded, rules[name], 42)
-                    measured = measure(outcome, baseline, truth, best, variant.epochs)
-                    # the winner's unpruned final score against the best unpruned final score, on these curves
-                    measured["run_regret_points"] = (max(finals.values()) - finals[outcome.winner]) * 100
-                    measures[name].append(measured)
-        for name, values in measures.items():
-            rows.append({"workload": label, "configurations": len(keys), "pruner": name, **mean_of(values),
-                         "worst_regret_points": round(max(m["regret_points"] for m in values), 4),
-                         "within_unseen_bounds": round(statistics.fmean(
-                             m["run_regret_points"] <= UNSEEN_REGRET and m["epochs_fraction"] <= UNSEEN_COST
-                             for m in values), 4),
-                         "replays": len(values)})
-    return rows
+        keys = frozenset(configuration_key(values) for values in variant.configurations())
+        truth, _ = true_scores({seed: cut(runs, keys, variant.epochs) for seed, runs in by_seed.items()},
+                               variant.epochs)
+        truths.append((label, keys, truth, max(truth, key=truth.__getitem__)))
+    return truths
+
+
+def cut(runs: dict[str, Any], keys: frozenset[str], epochs: int) -> dict[str, Any]:
+    """The runs of the given configurations, cut at ``epochs``."""
+    from kmnist_search.search.replay import RecordedRun
+
+    return {key: RecordedRun(run.curve.prefix(epochs), run.cpu_seconds[:epochs]) for key, run in runs.items()
+            if key in keys}
+
+
+def replay_workloads(space_name: str, runs: dict[str, Any], truths: list[Workload]) -> Measures:
+    """The main rules on each workload, grid search in the space's order and in shuffled orders, on one
+    seed's curves; each search also scored against the best unpruned final score on the same curves."""
+    from kmnist_search.data.spaces import load_space
+    from kmnist_search.search.replay import replay
+
+    variants = dict(workloads(load_space(space_name)))
+    measures: Measures = defaultdict(list)
+    for label, keys, truth, best in truths:
+        variant = variants[label]
+        recorded = cut(runs, keys, variant.epochs)
+        finals = {key: run.curve.values[-1] for key, run in recorded.items()}
+        rules = pruners("grid", variant.epochs)
+        for order in range(ORDERS + 1):
+            searched = shuffled(variant, order)
+            baseline = replay(searched, "grid", recorded, rules["none"], 42)
+            for name in ("none", *MAIN_RULES):
+                outcome = baseline if name == "none" else replay(searched, "grid", recorded, rules[name], 42)
+                measured = measure(outcome, baseline, truth, best, variant.epochs)
+                measured["run_regret_points"] = (max(finals.values()) - finals[outcome.winner]) * 100
+                measures[(label, name)].append(measured)
+    return measures
+
+
+def workload_table(measures: Measures, configurations: dict[str, int]) -> list[dict[str, Any]]:
+    """Per workload and rule: mean cost and regret, the worst regret, how often the true best survived and how
+    often the search held the unseen-workload bounds."""
+    return [{"workload": label, "configurations": configurations[label], "pruner": name, **mean_of(values),
+             "worst_regret_points": round(max(m["regret_points"] for m in values), 4),
+             "within_unseen_bounds": round(statistics.fmean(
+                 m["run_regret_points"] <= UNSEEN_REGRET and m["epochs_fraction"] <= UNSEEN_COST for m in values), 4),
+             "replays": len(values)} for (label, name), values in measures.items()]
 
 
 def confirm_replays(by_seed: dict[int, dict[str, Any]], seeds: list[int], truth: dict[str, float],
@@ -275,7 +333,8 @@ def render_table(result: dict[str, Any]) -> str:
              f"({result['true_best_final_val_accuracy'] * 100:.2f}% final validation accuracy, mean of "
              f"{result['true_best_seeds']} seeds" + (f", seed sd {sd:.2f} points" if sd is not None else "") + "). "
              f"Trainings recorded: {result['trainings_recorded']} of {result['trainings_planned']}. "
-             f"Its {result['replays']} searches replayed in {result['replay_cpu_seconds']:.0f} CPU seconds.",
+             f"Its {result['replays']} searches replayed in {result['replay_wall_seconds']:.0f} s "
+             f"({result['replay_cpu_seconds']:.0f} CPU seconds, {result['replay_processes']} processes).",
              "",
              "| strategy | pruner | epochs | CPU seconds | regret (points) | true best survives | replays |",
              "|---|---|---:|---:|---:|---:|---:|"]

@@ -15,6 +15,7 @@ keras-tuner :data:`TESTED_VERSIONS`.
 - A Bayesian search that finds its acquisition's best among the untried configurations exactly (1.4.x
   optimises it in a continuous embedding, seconds per trial, and rounds to a configuration that on a small
   discrete space can be one already tried).
+- An oracle that writes no state files, for the replay of recorded curves.
 - The oracle's private state that reconciliation after a kill reads and repairs (:mod:`kmnist_search.search.reconcile`).
 """
 
@@ -115,8 +116,9 @@ def untried_configurations(oracle: kt.Oracle, trial_id: str) -> Iterator[dict[st
     return (values for values in configurations if _values_key(values) not in taken)
 
 
-def _values_key(values: dict[str, Any]) -> str:
-    return json.dumps(values, sort_keys=True)
+def _values_key(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """A configuration's identity (its values are scalars: the space is all Choice)."""
+    return tuple(sorted(values.items()))
 
 
 class ResumableGridSearchOracle(kt.oracles.GridSearchOracle):
@@ -192,6 +194,13 @@ def retry_queue(oracle: kt.Oracle) -> list[str]:
 def checkpoint_file(tuner: kt.Tuner, trial_id: str) -> Path:
     """Where Keras Tuner keeps a trial's best-epoch weights (what ``get_best_models`` loads)."""
     return Path(tuner._get_checkpoint_fname(trial_id))
+
+
+def without_state_files(oracle: kt.Oracle) -> None:
+    """Stop an oracle writing its state (``oracle.json``, every ``trial.json``): for a replay, whose searches
+    are never resumed. No decision of the oracle reads those files back."""
+    setattr(oracle, "save", lambda: None)  # noqa: B010 (an instance's own methods are replaced)
+    setattr(oracle, "_save_trial", lambda trial: None)  # noqa: B010
 
 
 def save_trial(oracle: kt.Oracle, trial: kt.engine.trial.Trial) -> None:

@@ -7,8 +7,9 @@ replaced by looking up the configuration's recorded curve. So a replayed search 
 stops them and declares the winner that a live search would, given the same curves.
 
 A trial's cost is the epochs it trained and their recorded CPU seconds. Hyperband continues a trial
-from an earlier one's weights: it pays only for the epochs it adds. Keras Tuner's state files go to
-TensorFlow's in-memory file system (``ram://``), never to disk, and are removed when the replay ends.
+from an earlier one's weights: it pays only for the epochs it adds. A replay is never resumed, so the
+oracle and tuner write no state files, and the folders Keras Tuner creates are in TensorFlow's in-memory
+file system (``ram://``), removed when the replay ends.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from kmnist_search.data.record import HYPERBAND_BOOKKEEPING, PruneRecord
 from kmnist_search.data.spaces import SearchSpace
+from kmnist_search.search.keras_tuner_patches import without_state_files
 from kmnist_search.search.pruners import Curve, Pruner
 from kmnist_search.search.tuners import make_oracle
 
@@ -110,6 +112,9 @@ class ReplayTuner(kt.Tuner):
         self.trained.append(ReplayedTrial(key, first, last, trained.best(), stop))
         return {OBJECTIVE: trained.best()}
 
+    def save(self) -> None:
+        """A replay is never resumed: no ``tuner0.json``."""
+
     def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
         return None
 
@@ -135,6 +140,7 @@ def replay(space: SearchSpace, strategy: str, recorded: Mapping[str, RecordedRun
     with in_memory_folder() as directory, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ConvergenceWarning)  # Bayesian's GP on a small grid
         oracle = make_oracle(strategy, space, OBJECTIVE, seed, max_trials)
+        without_state_files(oracle)
         tuner = ReplayTuner(oracle, recorded, pruner, directory)
         tuner.search(verbose=0)
         best = oracle.get_best_trials(1)[0]
