@@ -104,3 +104,16 @@ def test_the_bayesian_oracle_proposes_the_untried_configuration_whose_bound_is_b
     embedded = np.array([[hp.value_to_prob(values[hp.name]) for hp in oracle._nonfixed_space()] for values in untried])
     mean, sd = oracle.gpr.predict(embedded, return_std=True)
     assert len(untried) == 35 and proposed not in tried and proposed == untried[int(np.argmin(mean - oracle.beta * sd))]
+
+
+def test_an_oracle_without_state_files_still_saves_through_the_two_methods_it_replaces(tmp_path: Path) -> None:
+    space = load_space("quick")
+    oracle = strategies.REGISTRY["grid"].oracle(space, 4, strategies.oracle_settings(space, "val_accuracy", 1))
+    oracle._set_project_dir(str(tmp_path), "unsaved")
+    patches.without_state_files(oracle)
+    trial = oracle.create_trial("tuner0")
+    oracle.update_trial(trial.trial_id, {"val_accuracy": 0.5})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+    assert not list(tmp_path.rglob("*.json")), \
+        "without_state_files: Keras Tuner's Oracle no longer saves only through save and _save_trial"
