@@ -47,7 +47,8 @@ ORDERS = 5  # shuffled grid orders, and seeds of random and Bayesian search
 FINAL_EPOCH = 12
 MAX_COST = 0.35  # the cost bound a default pruner must meet, as a fraction of the unpruned search
 UNSEEN_REGRET, UNSEEN_COST = 0.5, 0.40  # a default must hold these on workloads it was not chosen on
-MAIN_RULES = ("median (warm-up 1)", "ASHA (1, 3)", "catch-up")  # also replayed on Bayesian search and the workloads
+# also replayed on Bayesian search and the workloads
+MAIN_RULES = ("median (warm-up 1)", "ASHA (1, 3)", "catch-up", "catch-up (slowing)")
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ def rules() -> dict[str, Any]:
         "ASHA (1, 4)": Pruning("asha", min_epochs=1, reduction=4),
         "ASHA (2, 3)": Pruning("asha", min_epochs=2, reduction=3),
         "catch-up": Pruning("catch-up"),
+        "catch-up (slowing)": Pruning("catch-up", pace="slowing"),
     }
 
 

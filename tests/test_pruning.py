@@ -53,7 +53,7 @@ def test_median_rule_prunes_below_the_median(tmp_path: Path) -> None:
     assert callback.model.stop_training
     record = json.loads((tmp_path / "trial_9" / "pruned.json").read_text())
     assert record == {"epoch": 2, "value": 0.65, "threshold": pytest.approx(0.7), "trials_compared": 3,
-                      "rule": "median", "reach": None}
+                      "rule": "median", "reach": None, "reach_by": None}
 
 
 def test_the_percentile_rule_at_equal_steps_compares_only_trials_that_took_as_many_steps() -> None:
@@ -98,6 +98,24 @@ def test_catch_up_stops_only_a_trial_that_cannot_reach_the_best_score_at_its_pac
     assert pruner.decide(Curve((0.1, 0.1, 0.1, 0.1, 0.1)), others) is None  # the last epoch: nothing to save
 
 
+def test_catch_up_with_a_slowing_pace_carries_the_gain_as_one_over_the_epoch() -> None:
+    pruner = CatchUpPruner(epochs=5, warmup_epochs=1, pace="slowing")
+    others = [Curve((0.7, 0.8, 0.85))]
+    # after 2 epochs at +0.1, epochs 3, 4 and 5 add 0.1 x 2/3, 2/4 and 2/5: 0.6 + 0.1567 = 0.7567 < 0.85
+    stop = pruner.decide(Curve((0.5, 0.6)), others)
+    assert stop is not None and stop.reach == pytest.approx(0.6 + 0.1 * (2 / 3 + 2 / 4 + 2 / 5))
+    assert "at most 75.67% at its recent pace, slowing as 1/epoch, below the best score so far" in stop.message()
+    assert CatchUpPruner(epochs=5, warmup_epochs=1).decide(Curve((0.5, 0.6)), others) is None  # held: 0.9
+    assert pruner.decide(Curve((0.3, 0.6)), others) is None  # +0.3: 0.6 + 0.47 = 1.07 still catches up
+    space = parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
+                         "training": {"epochs": 5}, "pruning": {"pace": "slowing"}})
+    assert make_pruner(space.pruning, 5) == pruner and "slowing as 1/epoch" in space.pruning.describe()
+    assert space.fingerprint()["pruning"]["pace"] == "slowing"
+    with pytest.raises(SpaceError, match="pace must be one of held, slowing"):
+        parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
+                     "training": {"epochs": 5}, "pruning": {"pace": "fast"}})
+
+
 def test_catch_up_in_a_trial_records_its_reach(tmp_path: Path) -> None:
     write_log(tmp_path, "0", [0.7, 0.85, 0.9, 0.92])
     callback = callback_for(tmp_path, Pruning("catch-up"), epochs=4)
@@ -106,7 +124,7 @@ def test_catch_up_in_a_trial_records_its_reach(tmp_path: Path) -> None:
     assert callback.model.stop_training
     record = json.loads((tmp_path / "trial_9" / "pruned.json").read_text())
     assert record == {"epoch": 2, "value": 0.45, "threshold": 0.92, "trials_compared": 1,
-                      "rule": "best score so far", "reach": pytest.approx(0.55)}
+                      "rule": "best score so far", "reach": pytest.approx(0.55), "reach_by": None}
 
 
 def test_pruning_settings_from_file_and_command_line() -> None:

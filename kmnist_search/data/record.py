@@ -156,6 +156,7 @@ class PruneRecord(Record):
     trials_compared: int = Field(ge=0)
     rule: str = "median"
     reach: float | None = None  # catch-up: the best score the trial could reach at its recent pace
+    reach_by: str | None = None  # how it was extrapolated, when not by the recent pace held to the end
 
     @model_validator(mode="before")
     @classmethod
@@ -167,8 +168,8 @@ class PruneRecord(Record):
 
     def message(self) -> str:
         if self.reach is not None:
-            return (f"at epoch {self.epoch}: best {self.value * 100:.2f}%, and at most {self.reach * 100:.2f}% at its "
-                    f"recent pace, below the {self.rule} {self.threshold * 100:.2f}% of "
+            return (f"at epoch {self.epoch}: best {self.value * 100:.2f}%, and at most {self.reach * 100:.2f}% at "
+                    f"{self.reach_by or 'its recent pace'}, below the {self.rule} {self.threshold * 100:.2f}% of "
                     f"{counted(self.trials_compared, 'trial')}")
         return (f"at epoch {self.epoch}: best {self.value * 100:.2f}% below the {self.rule} "
                 f"{self.threshold * 100:.2f}% of {counted(self.trials_compared, 'trial')}")

@@ -54,6 +54,7 @@ TOP_LEVEL_KEYS = ("name", "description", "hyperparameters", "training", "pruning
 FIT_HYPERPARAMETERS = ("batch_size", "mixup")
 PRUNERS = ("median", "percentile", "asha", "catch-up", "none")
 BUDGETS = ("epochs", "steps")
+PACES = ("held", "slowing")  # catch-up: how a trial's recent pace is carried to its last epoch
 MAX_FILTERS = 4096  # per convolution: bounds on what one configuration may ask of memory
 MAX_DENSE_UNITS = 65_536
 MAX_BATCH_SIZE = 65_536
@@ -227,7 +228,9 @@ class Pruning:
     is below the ``percentile`` (median: 50) of the other trials' best scores at the same point is
     stopped, once at least ``min_trials`` trials got there; the point is the same epoch or, with
     ``budget = "steps"``, the same number of optimizer steps. ``asha``: successive halving, keeping
-    the top ``1/reduction`` at epochs ``min_epochs * reduction**k``. ``none``: no pruning.
+    the top ``1/reduction`` at epochs ``min_epochs * reduction**k``. ``catch-up``: after ``warmup_epochs``,
+    a trial that could not reach the best score so far at its recent pace, ``held`` to its last epoch or
+    ``slowing`` as 1/epoch, is stopped. ``none``: no pruning.
     """
 
     strategy: str = "catch-up"  # the replay's trade-off between cost and regret (docs/pruning.md)
@@ -237,6 +240,7 @@ class Pruning:
     budget: str = "epochs"
     min_epochs: int = 1
     reduction: int = 3
+    pace: str = "held"
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -253,6 +257,7 @@ class Pruning:
             (not isinstance(self.percentile, bool) and isinstance(self.percentile, (int, float))
              and 0 < self.percentile <= 100, "percentile must be a number in (0, 100]"),
             (self.budget in BUDGETS, f"budget must be one of {', '.join(BUDGETS)}"),
+            (self.pace in PACES, f"pace must be one of {', '.join(PACES)}"),
             (_is_int(self.min_epochs) and self.min_epochs >= 1, "min_epochs must be a whole number >= 1"),
             (_is_int(self.reduction) and self.reduction >= 2, "reduction must be a whole number >= 2"),
             (self.strategy != "median" or self.percentile == 50, "median is the 50th percentile: use "
@@ -272,8 +277,9 @@ class Pruning:
             "percentile": percentile,
             "asha": f"successive halving: the top 1/{self.reduction} go on at epochs {self.min_epochs} x "
                     f"{self.reduction}^k",
-            "catch-up": f"catch-up: stop a trial that cannot reach the best score so far at its recent pace, after "
-                        f"{self.warmup_epochs} epoch(s)",
+            "catch-up": f"catch-up: stop a trial that cannot reach the best score so far at its recent pace"
+                        f"{', slowing as 1/epoch' if self.pace == 'slowing' else ''}, after {self.warmup_epochs} "
+                        f"epoch(s)",
         }[self.strategy]
 
     def record(self) -> dict[str, Any]:

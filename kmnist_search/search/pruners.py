@@ -21,9 +21,11 @@ The rules, and what they build on:
   recent pace to its last epoch. Learning curves flatten as they go (they are concave after their
   first epochs), so the pace of the last epochs, held to the end, bounds what a trial can still gain:
   an optimistic extrapolation of the learning curve (Domhan et al. 2015 extrapolate curves to stop
-  trials that cannot beat the best so far; this bound is the simplest such extrapolation). A trial
-  with large batches starts slower but climbs faster, so it is judged by its own pace, not by where
-  others stood at the same epoch.
+  trials that cannot beat the best so far; this bound is the simplest such extrapolation). With
+  ``pace="slowing"`` the pace falls as 1/epoch after the last one measured, as it does on a curve that
+  grows like the logarithm of the epochs (one of the parametric families Domhan et al. fit): a tighter,
+  still curve-shaped bound. A trial with large batches starts slower but climbs faster, so it is judged
+  by its own pace, not by where others stood at the same epoch.
 - :class:`NoPruning`: every trial trains to the end.
 """
 
@@ -159,18 +161,22 @@ class SuccessiveHalvingPruner(Pruner):
 @dataclass(frozen=True)
 class CatchUpPruner(Pruner):
     """After ``warmup_epochs``, stop a trial whose best score so far, raised by its pace (the mean gain of
-    its best score over the last ``PACE_EPOCHS`` epochs) for each epoch it has left of ``epochs``, would
-    still be below the best score any other trial has reached."""
+    its best score over the last ``PACE_EPOCHS`` epochs) for each epoch it has left of ``epochs`` (``held``),
+    or by that pace falling as 1/epoch (``slowing``), would still be below the best score any other trial
+    has reached."""
 
     name: ClassVar[str] = "catch-up"
     PACE_EPOCHS: ClassVar[int] = 2
     epochs: int
     warmup_epochs: int = 1
+    pace: str = "held"
 
     def reach(self, own: Curve) -> float:
-        """The best score the trial could end with if it kept its recent pace to its last epoch."""
+        """The best score the trial could end with if its recent pace went on to its last epoch."""
         window = min(self.PACE_EPOCHS, own.epochs - 1)
         pace = (own.best() - own.best(own.epochs - window)) / window
+        if self.pace == "slowing":  # the gain of epoch k is pace * t / k after the t epochs trained
+            return own.best() + pace * sum(own.epochs / k for k in range(own.epochs + 1, self.epochs + 1))
         return own.best() + pace * (self.epochs - own.epochs)
 
     def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
@@ -182,7 +188,8 @@ class CatchUpPruner(Pruner):
         reach, best = self.reach(own), max(scores)
         if reach < best:
             return PruneRecord(epoch=own.epochs, value=own.best(), threshold=best, trials_compared=len(scores),
-                               rule="best score so far", reach=reach)
+                               rule="best score so far", reach=reach,
+                               reach_by="its recent pace, slowing as 1/epoch" if self.pace == "slowing" else None)
         return None
 
 
@@ -193,7 +200,7 @@ def make_pruner(pruning: Pruning, epochs: int) -> Pruner:
     if pruning.strategy == "none":
         return NoPruning()
     if pruning.strategy == "catch-up":
-        return CatchUpPruner(epochs, pruning.warmup_epochs)
+        return CatchUpPruner(epochs, pruning.warmup_epochs, pruning.pace)
     if pruning.strategy == "asha":
         return SuccessiveHalvingPruner(pruning.min_epochs, pruning.reduction)
     return PercentilePruner(float(pruning.percentile), pruning.warmup_epochs, pruning.min_trials, pruning.budget)
