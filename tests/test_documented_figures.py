@@ -23,6 +23,21 @@ def test_the_pruning_tables_are_rendered_from_the_replay_record() -> None:
         assert section(DOC, f"replay:{result['space']}") == render_table(result)
 
 
+def test_the_pruning_page_s_reading_of_the_grid_orders_holds_on_the_record() -> None:
+    """docs/pruning.md: the space's order is the cheap case for every rule; on `report` the median and
+    successive-halving rules lose more there than in shuffled orders."""
+    for result in read_record(RECORD)["results"]:
+        rows = {(row["strategy"], row["pruner"]): row for row in result["table"]}
+        rules = [p for s, p in rows if s == "grid (shuffled)" and p != "none"]
+        for rule in rules:
+            assert rows[("grid (space order)", rule)]["epochs_fraction"] <= rows[("grid (shuffled)", rule)][
+                "epochs_fraction"], (result["space"], rule)
+        if result["space"] == "report":
+            for rule in ("median (warm-up 1)", "ASHA (1, 3)"):
+                assert rows[("grid (space order)", rule)]["regret_points"] > rows[("grid (shuffled)", rule)][
+                    "regret_points"], rule
+
+
 def test_a_section_that_drifts_from_its_record_is_caught(tmp_path: Path) -> None:
     document = tmp_path / "doc.md"
     document.write_text("before\n<!-- figures:start -->\nold 1.23x\n<!-- figures:end -->\nafter\n")
