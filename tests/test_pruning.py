@@ -197,3 +197,9 @@ def test_a_run_searched_with_another_pruner_names_the_flag_that_resumes_it(tmp_p
     with pytest.raises(RunError, match="searched with median pruning: pass --prune median to resume it"):
         run_guard.prepare(run, {**recorded, "space": space.fingerprint()}, overwrite=False)
     run_guard.prepare(run, recorded, overwrite=False)  # the same search resumes
+    slowing = {**recorded, "space": space.with_pruning("catch-up").fingerprint()}
+    slowing["space"] = {**slowing["space"], "pruning": {**slowing["space"]["pruning"], "pace": "slowing"}}
+    other = RunDir(tmp_path / "slowing")
+    run_guard.prepare(other, slowing, overwrite=False)
+    with pytest.raises(RunError, match=r'other catch-up settings \(pace = "slowing"\): put them in the space'):
+        run_guard.prepare(other, {**slowing, "space": space.fingerprint()}, overwrite=False)

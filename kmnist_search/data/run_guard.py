@@ -8,6 +8,7 @@ as such, in one line, before anything in it is read or changed.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,10 +60,17 @@ def check_same_search(run_dir: RunDir, record: dict[str, Any]) -> None:
         return
     changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
     changed += [k for k in SEARCH_SETTINGS if previous.get(k) != record.get(k)]
-    recorded_pruning = previous.get("space", {}).get("pruning", {}).get("strategy")
+    recorded_pruning = previous.get("space", {}).get("pruning", {})
+    pruning = record["space"].get("pruning", {})
+    if changed == ["pruning"] and recorded_pruning.get("strategy") not in (None, pruning.get("strategy")):
+        raise RunError(f"{run_dir.path} holds a run searched with {recorded_pruning['strategy']} pruning: pass "
+                       f"--prune {recorded_pruning['strategy']} to resume it (and its warm-up and minimum trials "
+                       f"if they were set), --overwrite to start afresh, or --name to start a new run")
     if changed == ["pruning"] and recorded_pruning:
-        raise RunError(f"{run_dir.path} holds a run searched with {recorded_pruning} pruning: pass --prune "
-                       f"{recorded_pruning} to resume it (and its warm-up and minimum trials if they were set), "
+        settings = ", ".join(f"{key} = {json.dumps(recorded_pruning.get(key))}" for key in sorted(
+            set(recorded_pruning) | set(pruning)) if recorded_pruning.get(key) != pruning.get(key))
+        raise RunError(f"{run_dir.path} holds a run searched with other {recorded_pruning['strategy']} settings "
+                       f"({settings or 'their defaults'}): put them in the space's [pruning] table to resume it, "
                        f"--overwrite to start afresh, or --name to start a new run")
     raise RunError(f"{run_dir.path} holds a run with a different search ({', '.join(changed) or 'settings'} "
                    f"changed): pass --overwrite to start afresh or --name to start a new run")
