@@ -118,7 +118,7 @@ def test_catch_up_with_a_slowing_pace_carries_the_gain_as_one_over_the_epoch() -
 
 def test_catch_up_in_a_trial_records_its_reach(tmp_path: Path) -> None:
     write_log(tmp_path, "0", [0.7, 0.85, 0.9, 0.92])
-    callback = callback_for(tmp_path, Pruning("catch-up"), epochs=4)
+    callback = callback_for(tmp_path, Pruning("catch-up", pace="held"), epochs=4)
     callback.on_epoch_end(0, {"val_accuracy": 0.4})
     callback.on_epoch_end(1, {"val_accuracy": 0.45})  # 0.45 + 0.05 x 2 = 0.55 < 0.92
     assert callback.model.stop_training
@@ -148,10 +148,10 @@ def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
     assert make_pruner(steps.pruning, 3) == PercentilePruner(25.0, 1, 3, "steps")
     catch_up = parse_space({**base, "pruning": {"strategy": "catch-up", "warmup_epochs": 2}})
     assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2)
-    # earlier runs recorded three settings: a default rule still fingerprints with those three, so a run
-    # made under the median default resumes with --prune median
+    # earlier runs recorded three settings: a default rule still fingerprints with those three (and a catch-up
+    # rule with its pace), so a run made under the median default resumes with --prune median
     assert load_space("report").fingerprint()["pruning"] == {"strategy": "catch-up", "warmup_epochs": 1,
-                                                             "min_trials": 3}
+                                                             "min_trials": 3, "pace": Pruning().pace}
     assert load_space("report").with_pruning("median").fingerprint()["pruning"] == {
         "strategy": "median", "warmup_epochs": 1, "min_trials": 3}
     assert steps.fingerprint()["pruning"]["budget"] == "steps"
@@ -201,5 +201,15 @@ def test_a_run_searched_with_another_pruner_names_the_flag_that_resumes_it(tmp_p
     slowing["space"] = {**slowing["space"], "pruning": {**slowing["space"]["pruning"], "pace": "slowing"}}
     other = RunDir(tmp_path / "slowing")
     run_guard.prepare(other, slowing, overwrite=False)
+    held = {**slowing, "space": space.with_pruning("catch-up").fingerprint()}
+    held["space"] = {**held["space"], "pruning": {**held["space"]["pruning"], "pace": "held"}}
     with pytest.raises(RunError, match=r'other catch-up settings \(pace = "slowing"\): put them in the space'):
-        run_guard.prepare(other, {**slowing, "space": space.fingerprint()}, overwrite=False)
+        run_guard.prepare(other, held, overwrite=False)
+    # a catch-up run recorded before the pace was recorded held its pace, and resumes as such
+    old = RunDir(tmp_path / "before-the-pace")
+    unpaced = {**held, "space": {**held["space"], "pruning": {
+        k: v for k, v in held["space"]["pruning"].items() if k != "pace"}}}
+    run_guard.prepare(old, unpaced, overwrite=False)
+    run_guard.prepare(old, held, overwrite=False)
+    with pytest.raises(RunError, match=r'other catch-up settings \(pace = "held"\)'):
+        run_guard.prepare(old, slowing, overwrite=False)

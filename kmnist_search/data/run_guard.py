@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from kmnist_search.base.errors import RunError
 from kmnist_search.base.files import atomic_write_json, check_writable_directory, exclusive_lock, remove_leftovers
 from kmnist_search.data.rundir import LOCK_FILE, SPACE_RECORD_FILE, TRIAL_DIR_PATTERN, RunDir, read_json
+from kmnist_search.data.spaces import recorded_pruning
 
 SEARCH_SETTINGS = ("strategy", "seed", "init_seed", "teacher")  # besides the space, what a resumed run must keep
 
@@ -56,20 +57,23 @@ def prepare(run_dir: RunDir, record: dict[str, Any], overwrite: bool) -> None:
 def check_same_search(run_dir: RunDir, record: dict[str, Any]) -> None:
     """Refuse, in one line naming what changed, a search other than the one the run records."""
     previous = run_dir.search_record()
+    if "pruning" in previous.get("space", {}):
+        previous = {**previous, "space": {**previous["space"],
+                                          "pruning": recorded_pruning(previous["space"]["pruning"])}}
     if previous == record:
         return
     changed = sorted(k for k in record["space"] if previous.get("space", {}).get(k) != record["space"][k])
     changed += [k for k in SEARCH_SETTINGS if previous.get(k) != record.get(k)]
-    recorded_pruning = previous.get("space", {}).get("pruning", {})
+    previous_pruning = previous.get("space", {}).get("pruning", {})
     pruning = record["space"].get("pruning", {})
-    if changed == ["pruning"] and recorded_pruning.get("strategy") not in (None, pruning.get("strategy")):
-        raise RunError(f"{run_dir.path} holds a run searched with {recorded_pruning['strategy']} pruning: pass "
-                       f"--prune {recorded_pruning['strategy']} to resume it (and its warm-up and minimum trials "
+    if changed == ["pruning"] and previous_pruning.get("strategy") not in (None, pruning.get("strategy")):
+        raise RunError(f"{run_dir.path} holds a run searched with {previous_pruning['strategy']} pruning: pass "
+                       f"--prune {previous_pruning['strategy']} to resume it (and its warm-up and minimum trials "
                        f"if they were set), --overwrite to start afresh, or --name to start a new run")
-    if changed == ["pruning"] and recorded_pruning:
-        settings = ", ".join(f"{key} = {json.dumps(recorded_pruning.get(key))}" for key in sorted(
-            set(recorded_pruning) | set(pruning)) if recorded_pruning.get(key) != pruning.get(key))
-        raise RunError(f"{run_dir.path} holds a run searched with other {recorded_pruning['strategy']} settings "
+    if changed == ["pruning"] and previous_pruning:
+        settings = ", ".join(f"{key} = {json.dumps(previous_pruning.get(key))}" for key in sorted(
+            set(previous_pruning) | set(pruning)) if previous_pruning.get(key) != pruning.get(key))
+        raise RunError(f"{run_dir.path} holds a run searched with other {previous_pruning['strategy']} settings "
                        f"({settings or 'their defaults'}): put them in the space's [pruning] table to resume it, "
                        f"--overwrite to start afresh, or --name to start a new run")
     raise RunError(f"{run_dir.path} holds a run with a different search ({', '.join(changed) or 'settings'} "

@@ -283,12 +283,21 @@ class Pruning:
         }[self.strategy]
 
     def record(self) -> dict[str, Any]:
-        """The settings as space.json and results.json keep them: the three every version recorded, and
-        the others only where they differ from their defaults (so earlier runs still resume)."""
+        """The settings as space.json and results.json keep them: the three every version recorded, a
+        catch-up rule's pace, and the others only where they differ from their defaults (so earlier runs
+        still resume)."""
         data = asdict(self)
         defaults = asdict(Pruning())
-        return {key: value for key, value in data.items()
-                if key in ("strategy", "warmup_epochs", "min_trials") or value != defaults[key]}
+        kept = ("strategy", "warmup_epochs", "min_trials", *(("pace",) if self.strategy == "catch-up" else ()))
+        return {key: value for key, value in data.items() if key in kept or value != defaults[key]}
+
+
+def recorded_pruning(record: dict[str, Any]) -> dict[str, Any]:
+    """Pruning settings as a run recorded them, in today's terms: a catch-up rule recorded without its pace
+    held the pace (the only one there was)."""
+    if record.get("strategy") == "catch-up" and "pace" not in record:
+        return {**record, "pace": "held"}
+    return record
 
 
 def _is_int(value: Any) -> bool:
