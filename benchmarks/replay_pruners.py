@@ -98,7 +98,7 @@ def rules() -> dict[str, Any]:
         "ASHA (1, 3)": Pruning("asha", min_epochs=1, reduction=3),
         "ASHA (1, 4)": Pruning("asha", min_epochs=1, reduction=4),
         "ASHA (2, 3)": Pruning("asha", min_epochs=2, reduction=3),
-        "catch-up": Pruning("catch-up"),
+        "catch-up": Pruning("catch-up", pace="held"),
         "catch-up (slowing)": Pruning("catch-up", pace="slowing"),
     }
 

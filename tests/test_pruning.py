@@ -147,7 +147,7 @@ def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
     steps = parse_space({**base, "pruning": {"strategy": "percentile", "percentile": 25, "budget": "steps"}})
     assert make_pruner(steps.pruning, 3) == PercentilePruner(25.0, 1, 3, "steps")
     catch_up = parse_space({**base, "pruning": {"strategy": "catch-up", "warmup_epochs": 2}})
-    assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2)
+    assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2, "slowing")  # the default pace
     # earlier runs recorded three settings: a default rule still fingerprints with those three (and a catch-up
     # rule with its pace), so a run made under the median default resumes with --prune median
     assert load_space("report").fingerprint()["pruning"] == {"strategy": "catch-up", "warmup_epochs": 1,

@@ -233,14 +233,14 @@ class Pruning:
     ``slowing`` as 1/epoch, is stopped. ``none``: no pruning.
     """
 
-    strategy: str = "catch-up"  # the replay's trade-off between cost and regret (docs/pruning.md)
+    strategy: str = "catch-up"  # with pace "slowing": the rule the replay's verdict names (docs/pruning.md)
     warmup_epochs: int = 1
     min_trials: int = 3
     percentile: float = 50.0
     budget: str = "epochs"
     min_epochs: int = 1
     reduction: int = 3
-    pace: str = "held"
+    pace: str = "slowing"
 
     def __post_init__(self) -> None:
         problem = self.problem()
