@@ -407,9 +407,11 @@ def ranked_rules(results: list[dict[str, Any]]) -> dict[str, list[str]]:
 def default_rule(results: list[dict[str, Any]]) -> str | None:
     """The rule the verdict makes the default: the cheapest within both bounds, else the cheapest within the
     regret bound, else the cheapest that adds no regret to the unpruned search; None while it waits."""
-    if waiting(results):
-        return None
-    ranked = ranked_rules(results)
+    return None if waiting(results) else first_rule(ranked_rules(results))
+
+
+def first_rule(ranked: dict[str, list[str]]) -> str | None:
+    """The cheapest rule of the first non-empty list, in the order the lists are tried."""
     return next((names[0] for names in ranked.values() if names), None)
 
 
@@ -464,7 +466,7 @@ def verdict(results: list[dict[str, Any]]) -> str:
                          f"{costs(ranked['regret bound'])}.")
     sentences.append(f"Adding no regret to the unpruned grid's on both, cheapest first (CPU seconds on {on}): "
                      f"{costs(ranked['no added regret'])}.")
-    rule = default_rule(results)
+    rule = first_rule(ranked)
     sentences.append(f"The default: {rule}." if rule else "No rule qualifies: the default stays as it is.")
     return " ".join(sentences)
 

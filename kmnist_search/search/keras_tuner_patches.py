@@ -158,10 +158,9 @@ class GridBayesianOracle(kt.oracles.BayesianOptimizationOracle):
         vectors, scores = self._vectorize_trials()
         self.gpr.fit(np.nan_to_num(vectors, posinf=0, neginf=0), np.nan_to_num(scores, posinf=0, neginf=0))
         best_values, best_bound = None, float("inf")
-        untried = untried_configurations(self, trial_id)
+        untried, scored = untried_configurations(self, trial_id), self._nonfixed_space()
         while batch := list(itertools.islice(untried, BOUND_BATCH)):
-            embedded = np.array([[hp.value_to_prob(values[hp.name]) for hp in self._nonfixed_space()]
-                                 for values in batch])
+            embedded = np.array([[hp.value_to_prob(values[hp.name]) for hp in scored] for values in batch])
             mean, sd = self.gpr.predict(embedded, return_std=True)
             bound = mean - self.beta * sd  # scores are negated when maximising: lower is better
             index = int(np.argmin(bound))
