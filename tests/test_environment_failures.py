@@ -123,6 +123,7 @@ def test_a_damaged_checkpoint_restarts_the_trial_instead_of_failing_it(
     assert [e.epoch for e in result.trials[0].history] == [1, 2, 3]
 
 
+@pytest.mark.slow  # the one-line error is the command's: each case starts it
 def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.cli import assert_one_line_error, run_cli
@@ -135,6 +136,7 @@ def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: P
                           "cannot create /proc/nonexistent/.keras/datasets/kmnist", "--data-dir DIR")
 
 
+@pytest.mark.slow  # the one-line error is the command's: each case starts it
 def test_another_keras_backend_or_a_bad_oracle_port_is_one_line(tmp_path: Path, synthetic_data_dir: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.cli import assert_one_line_error, run_cli

@@ -218,6 +218,7 @@ def test_a_card_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
         read_card(card)
 
 
+@pytest.mark.slow  # two exports
 def test_two_exports_of_the_same_weights_are_the_same_bytes(finished_run: FinishedRun, tmp_path: Path) -> None:
     run_dir, dataset, _ = finished_run
     copy = shutil.copytree(run_dir, tmp_path / "run")  # the session's run keeps its own export record

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kmnist_search.data.datasets import load_dataset
+from kmnist_search.data.record import Epoch, Trial, TrialStatus
 from kmnist_search.data.rundir import RunDir
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.report.html import importance
@@ -69,11 +70,23 @@ def test_the_verdict_says_who_won_how_sure_what_pruning_saved_and_the_study_besi
     assert f"{study.BEST.test_accuracy:.2f}%" in verdict and "for comparison only" in verdict
 
 
-def test_importance_comes_from_optunas_fanova_on_the_searched_hyperparameters(searched: RunDir) -> None:
-    result = importance(searched.trials())
+def test_importance_comes_from_optunas_fanova_on_the_searched_hyperparameters() -> None:
+    def trial(number: int, rate: float, loss: str, scores: list[float], status: TrialStatus) -> Trial:
+        history = [Epoch(epoch=e, val_accuracy=s) for e, s in enumerate(scores, start=1)]
+        return Trial(trial_id=str(number), hyperparameters={"learning_rate": rate, "batch_size": 64, "loss": loss},
+                     status=status, best_val_accuracy=max(scores), best_val_loss=None, best_epoch=None,
+                     epochs_run=len(scores), wall_time_s=None, message=None, history=history)
+
+    trials = [trial(1, 0.1, "categorical_crossentropy", [0.80, 0.90, 0.95], "COMPLETED"),
+              trial(2, 0.1, "mean_squared_error", [0.79, 0.89, 0.94], "COMPLETED"),
+              trial(3, 0.001, "categorical_crossentropy", [0.30, 0.99], "PRUNED"),  # scored at epoch 1 only
+              trial(4, 0.001, "mean_squared_error", [0.29], "PRUNED"),
+              trial(5, 0.01, "mean_squared_error", [0.50], "FAILED")]
+    result = importance(trials)
     assert result is not None and set(result.values) == {"learning_rate", "loss"}  # batch_size has one value
     assert sum(result.values.values()) == pytest.approx(1.0) and "fANOVA" in result.method
-    assert result.epoch == min(t.epochs_run for t in searched.trials())
+    assert result.epoch == 1 and result.trials == 4  # the failed trial is not scored
+    assert result.values["learning_rate"] > 0.5 > result.values["loss"]  # the rate decides the epoch-1 scores
 
 
 @pytest.mark.slow
@@ -86,6 +99,7 @@ def test_summary_html_prints_the_page_path(searched: RunDir, tmp_path: Path) -> 
     assert result.stdout.strip() == str(copy / "report" / "index.html") and (copy / "report/index.html").is_file()
 
 
+@pytest.mark.slow  # starts a browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
 @pytest.mark.parametrize("width", [390, 1400])
 def test_the_report_works_in_headless_chromium_at_phone_and_desktop_width(searched: RunDir, tmp_path: Path,
