@@ -107,9 +107,10 @@ def quiet_failed_trials() -> None:
 
 def untried_configurations(oracle: kt.Oracle, trial_id: str) -> Iterator[dict[str, Any]]:
     """Every configuration of the oracle's all-Choice space that no other trial has taken, in grid order,
-    one at a time (the grid is walked, never held whole)."""
+    one at a time (the grid is walked, never held whole). The space is read, not copied: Keras Tuner's
+    ``get_space`` copies it through Keras deserialisation, dearer than the walk itself."""
     taken = {_values_key(trial.hyperparameters.values) for tid, trial in oracle.trials.items() if tid != trial_id}
-    space = oracle.get_space().space
+    space = oracle.hyperparameters.space
     names = [hp.name for hp in space]
     configurations = (dict(zip(names, combination, strict=True))
                       for combination in itertools.product(*(hp.values for hp in space)))
