@@ -54,6 +54,21 @@ def test_the_determinism_figures_are_rendered_from_their_record() -> None:
     assert section(DOCUMENT, MARKER) == render(read_record(RECORD))
 
 
+def test_the_code_shape_figures_are_rendered_from_their_record_and_measure_their_commits() -> None:
+    import subprocess
+
+    from code_shape import DOCUMENT, MARKER, RECORD, ROOT, measure, render
+
+    record = read_record(RECORD)
+    assert section(DOCUMENT, MARKER) == render(record)
+    for moment in ("before", "after"):
+        commit = record[moment]["commit"]
+        if subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT,
+                          capture_output=True).returncode:
+            pytest.skip(f"commit {commit} is not in this clone's history (a shallow clone)")
+        assert measure(commit) == record[moment], f"rerun python benchmarks/code_shape.py ({moment})"
+
+
 def test_the_deployment_figures_are_rendered_from_their_record_once_measured() -> None:
     from deployment_budget import DOCUMENT, RECORD, render
 
