@@ -194,13 +194,16 @@ def _budget_lines(model: dict[str, Any]) -> list[str]:
 
 def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
     """The page, from the card and the evaluation record alone."""
+    sections = (_model_section(card, evaluation), _use_sections(card), _data_sections(card, evaluation),
+                _results_section(card, evaluation), _speed_section(card, evaluation),
+                _quantization_section(card, evaluation), _limitations_section(card),
+                _reproduce_section(card), _citation_section(card))
+    return "\n".join(line for lines in sections for line in lines)
+
+
+def _model_section(card: dict[str, Any], evaluation: ModelEvaluation) -> list[str]:
     name = card["name"]
-    classes = card["classes"]
-    split = card["split"]
-    speed = evaluation.latency
-    validation = card["metrics"].get("validation_accuracy")
-    quantized = card.get("quantization")
-    lines = [
+    return [
         f"# Model card: {name}",
         "",
         f"{GENERATED_BY}exports/{card['onnx_file']}` from `{name}.json` and "
@@ -211,12 +214,18 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         f"- `{card['onnx_file']}`: a KMNIST classifier ({card['kind']} model, {card['precision']}), ONNX opset "
         f"{card['opset']}, {evaluation.onnx_bytes:,} bytes, sha256 `{evaluation.onnx_sha256[:16]}...`.",
         f"- Input: {card['input']['layout']}, shape {card['input']['shape']}, {card['input']['scaling']}.",
-        f"- Output: {card['output']['meaning']} over {len(classes)} classes.",
+        f"- Output: {card['output']['meaning']} over {len(card['classes'])} classes.",
         *_for_each_model(card, _model_lines),
         "",
+    ]
+
+
+def _use_sections(card: dict[str, Any]) -> list[str]:
+    return [
         "## Intended use",
         "",
-        "Reading one of the ten KMNIST hiragana (" + ", ".join(f"{c['character']} {c['romanized']}" for c in classes)
+        "Reading one of the ten KMNIST hiragana ("
+        + ", ".join(f"{c['character']} {c['romanized']}" for c in card["classes"])
         + ") from a single centred 28x28 grayscale image of a character cut from a classical Japanese book, as "
         "KMNIST prepares them: research, teaching, and a baseline for transcribing kuzushiji.",
         "",
@@ -228,6 +237,12 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         "must be inverted; `predict` does so and frames the character): not evaluated.",
         "- Any decision about a person.",
         "",
+    ]
+
+
+def _data_sections(card: dict[str, Any], evaluation: ModelEvaluation) -> list[str]:
+    split = card["split"]
+    return [
         "## Training data",
         "",
         f"KMNIST's 60,000 training images (checksums in the card). {split['validation_images']:,} of them, drawn "
@@ -241,6 +256,13 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         "anything. The test pages come from other books than the training pages, so test accuracy is below "
         "validation accuracy, which is measured on images from the training books.",
         "",
+    ]
+
+
+def _results_section(card: dict[str, Any], evaluation: ModelEvaluation) -> list[str]:
+    classes = card["classes"]
+    validation = card["metrics"].get("validation_accuracy")
+    return [
         "## Results",
         "",
         f"Test accuracy **{_percent(evaluation.test_accuracy)}** with onnxruntime"
@@ -258,6 +280,12 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
           f"{classes[p.predicted]['character']} {classes[p.predicted]['romanized']}: {p.count} images"
           for p in evaluation.confused),
         "",
+    ]
+
+
+def _speed_section(card: dict[str, Any], evaluation: ModelEvaluation) -> list[str]:
+    speed = evaluation.latency
+    return [
         "## Size and speed",
         "",
         f"- File: {evaluation.onnx_bytes:,} bytes.",
@@ -268,16 +296,24 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         f"- Measured {evaluation.measured_at} on {speed['machine']}: {speed['protocol']}.",
         *_for_each_model(card, _budget_lines),
     ]
-    if quantized:
-        source = quantized["source_metrics"]
-        lines += ["", "## Quantization", "",
-                  f"{quantized['method']}; calibrated on {quantized['calibration_images']:,} images from "
-                  f"{quantized['calibration_source']}. The float model it was made from is "
-                  f"{quantized['source_onnx_bytes']:,} bytes with test accuracy {_percent(source['test_accuracy'])}; "
-                  f"this file is {evaluation.onnx_bytes / quantized['source_onnx_bytes']:.2f}x that size with "
-                  f"{_percent(evaluation.test_accuracy)}."]
+
+
+def _quantization_section(card: dict[str, Any], evaluation: ModelEvaluation) -> list[str]:
+    quantized = card.get("quantization")
+    if not quantized:
+        return []
+    return ["", "## Quantization", "",
+            f"{quantized['method']}; calibrated on {quantized['calibration_images']:,} images from "
+            f"{quantized['calibration_source']}. The float model it was made from is "
+            f"{quantized['source_onnx_bytes']:,} bytes with test accuracy "
+            f"{_percent(quantized['source_metrics']['test_accuracy'])}; this file is "
+            f"{evaluation.onnx_bytes / quantized['source_onnx_bytes']:.2f}x that size with "
+            f"{_percent(evaluation.test_accuracy)}."]
+
+
+def _limitations_section(card: dict[str, Any]) -> list[str]:
     parity = card["parity"]
-    lines += [
+    return [
         "",
         "## Limitations",
         "",
@@ -286,6 +322,12 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         "- The weakest classes above are where it errs most; confidence is not calibrated against other books.",
         "- Trained once, from one seed: another seed lands somewhat differently.",
         "",
+    ]
+
+
+def _reproduce_section(card: dict[str, Any]) -> list[str]:
+    name, quantized = card["name"], card.get("quantization")
+    return [
         "## How to reproduce",
         "",
         "```bash",
@@ -300,6 +342,11 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         "",
         "Versions: " + ", ".join(f"{tool} {version}" for tool, version in card["versions"].items()) + ".",
         "",
+    ]
+
+
+def _citation_section(card: dict[str, Any]) -> list[str]:
+    return [
         "## Citation",
         "",
         f"Licence: {card['dataset']['licence']}. Cite KMNIST as:",
@@ -309,4 +356,3 @@ def render(card: dict[str, Any], evaluation: ModelEvaluation) -> str:
         "```",
         "",
     ]
-    return "\n".join(lines)
