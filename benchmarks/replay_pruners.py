@@ -5,7 +5,7 @@ Run: python benchmarks/replay_pruners.py [--space report-small] [--space report]
 Reads benchmarks/ground_truth/SPACE.csv (written by benchmarks/ground_truth.py) and replays, on every
 seed's curves, each strategy with each pruner through the search's own oracles and pruners
 (:mod:`kmnist_search.search.replay`). For each pair it reports, averaged over the seeds' curves and the
-strategy's orders or seeds:
+strategy's orders or seeds (Bayesian search: ORDERS seeds on each ground truth, spread over its seeds' curves):
 
 - cost: epochs and CPU seconds trained, as a fraction of the same search without pruning (Hyperband:
   of the whole grid unpruned);
@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIGURE = ROOT / "docs" / "images" / "replay-cost-regret.png"
 DOC = ROOT / "docs" / "pruning.md"
 RECORD = OUT_DIR / "replay.json"
-ORDERS = 5  # shuffled grid orders, and seeds of random and Bayesian search
+ORDERS = 5  # shuffled grid orders and seeds of random search per ground-truth seed; Bayesian seeds per ground truth
 FINAL_EPOCH = 12
 MAX_COST = 0.35  # the cost bound a default pruner must meet, as a fraction of the unpruned search
 UNSEEN_REGRET, UNSEEN_COST = 0.5, 0.40  # a default must hold these on workloads it was not chosen on
@@ -123,11 +123,18 @@ def shuffled(space: Any, order: int) -> Any:
                                            for name, values in space.hyperparameters.items()})
 
 
-def scenarios() -> list[Scenario]:
+def scenarios(bayesian: Iterable[int]) -> list[Scenario]:
     grid = [Scenario("grid", "grid (space order)", 0)]
     grid += [Scenario("grid", "grid (shuffled)", k) for k in range(1, ORDERS + 1)]
     return [*grid, *(Scenario("random", "random (10 trials)", k) for k in range(ORDERS)),
-            *(Scenario("bayesian", "Bayesian (10 trials)", k) for k in range(ORDERS))]
+            *(Scenario("bayesian", "Bayesian (10 trials)", k) for k in bayesian)]
+
+
+def bayesian_seeds(index: int, seeds: int) -> list[int]:
+    """The Bayesian search seeds replayed on the ``index``-th of a ground truth's ``seeds`` seeds: ORDERS per
+    ground truth, spread over its seeds (Keras Tuner refits its Gaussian process with 20 restarts at every
+    proposal, most of a replay's CPU time)."""
+    return [k for k in range(ORDERS) if k % seeds == index]
 
 
 Measures = dict[tuple[str, str], list[dict[str, float]]]  # (strategy or workload, pruner) -> one per search
@@ -151,7 +158,8 @@ def evaluate(space_name: str) -> dict[str, Any] | None:
     processes = min(os.cpu_count() or 1, 2 * len(seeds))
     started_cpu, started_wall = cpu_seconds(), time.monotonic()
     with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
-        searches = [pool.submit(replay_searches, space_name, by_seed[seed], truth, best) for seed in seeds]
+        searches = [pool.submit(replay_searches, space_name, by_seed[seed], truth, best,
+                                bayesian_seeds(index, len(seeds))) for index, seed in enumerate(seeds)]
         workload_searches = [pool.submit(replay_workloads, space_name, by_seed[seed], variants) for seed in seeds]
         rows, workload_measures = merged(f.result() for f in searches), merged(f.result() for f in workload_searches)
     table = [{"strategy": strategy, "pruner": pruner, **mean_of(measures), "replays": len(measures)}
@@ -185,15 +193,16 @@ def merged(parts: Iterable[Measures]) -> Measures:
     return whole
 
 
-def replay_searches(space_name: str, recorded: dict[str, Any], truth: dict[str, float], best: str) -> Measures:
-    """Every strategy with every pruner on one seed's curves."""
+def replay_searches(space_name: str, recorded: dict[str, Any], truth: dict[str, float], best: str,
+                    bayesian: list[int]) -> Measures:
+    """Every strategy with every pruner on one seed's curves (Bayesian search with the given seeds)."""
     from kmnist_search.data.spaces import load_space
     from kmnist_search.search.replay import replay
 
     space = load_space(space_name)
     configurations = len(space.configurations())
     rows: Measures = defaultdict(list)
-    for scenario in scenarios():
+    for scenario in scenarios(bayesian):
         searched = shuffled(space, scenario.order) if scenario.strategy == "grid" else space
         baseline = None
         for label, pruner in pruners(scenario.strategy).items():
