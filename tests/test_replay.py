@@ -40,7 +40,7 @@ def test_the_replay_reproduces_a_live_pruned_search_exactly(synthetic_data_dir: 
                                deterministic=True)
     assert unpruned is not None
     recorded = recorded_from(unpruned, 400)
-    for rule, pace in (("median", "held"), ("catch-up", "held"), ("catch-up", "slowing")):
+    for rule, pace in (("median", "held"), ("catch-up", "slowing")):  # held differs from slowing in a pure function
         searched = parse_space({**SPACE, "pruning": {**SPACE["pruning"], "pace": pace}})
         pruned = pipeline.search(searched, "grid", dataset=dataset, project_dir=tmp_path, name=f"{rule}-{pace}",
                                  prune=rule, deterministic=True)
