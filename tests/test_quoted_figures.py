@@ -99,3 +99,14 @@ def test_no_document_names_a_machine_s_absolute_path() -> None:
     found = [(path.name, match) for path in [*DOCUMENTS, *sorted((ROOT / "exports").glob("*.md"))]
              for match in re.findall(r"(?<![\w.~])/(?:root|home|tmp|work|Users)/\S*", path.read_text(encoding="utf-8"))]
     assert found == []
+
+
+def test_the_shipped_model_page_quotes_the_card() -> None:
+    page = current_text(ROOT / "docs" / "shipped-model.md")
+    retraining = CARD["models"][0]["training"]["retraining"]
+    source = CARD["quantization"]["source_metrics"]
+    test, float_test = CARD["metrics"]["test_accuracy"], source["test_accuracy"]
+    assert f"with\n{test:.2%} accuracy (its float32 original: {float_test:.2%})" in page
+    assert f"(epoch {retraining['best_epoch']}: {retraining['validation_accuracy']:.2%} on the " \
+           f"{CARD['split']['validation_images']:,}\nheld-out images)" in page
+    assert f"for {retraining['epochs_planned']} epochs on all {retraining['train_images']:,}\n" in page
