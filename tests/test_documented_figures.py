@@ -54,6 +54,25 @@ def test_the_determinism_figures_are_rendered_from_their_record() -> None:
     assert section(DOCUMENT, MARKER) == render(read_record(RECORD))
 
 
+@pytest.mark.parametrize("script", ["residual_epoch_cost", "trial_vs_plain_fit", "resumable_batches",
+                                       "distributed_workers", "tta_shifts"])
+def test_a_benchmark_s_section_is_rendered_from_its_record(script: str) -> None:
+    import importlib
+
+    module = importlib.import_module(script)
+    assert section(module.DOCUMENT, module.MARKER) == module.render(read_record(module.RECORD))
+
+
+def test_the_shipped_model_s_section_is_rendered_from_its_card_and_evaluation() -> None:
+    import json
+
+    from shipped_model import CARD, DOCUMENT, EVALUATION, MARKER, render
+
+    evaluation = json.loads(EVALUATION.read_text(encoding="utf-8"))
+    assert section(DOCUMENT, MARKER) == render(json.loads(CARD.read_text(encoding="utf-8")), evaluation)
+    assert evaluation["onnx_bytes"] == (CARD.parent / "kmnist-reference.onnx").stat().st_size
+
+
 def test_the_code_shape_figures_are_rendered_from_their_record_and_measure_their_commits() -> None:
     import subprocess
 
