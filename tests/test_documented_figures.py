@@ -55,7 +55,7 @@ def test_the_determinism_figures_are_rendered_from_their_record() -> None:
 
 
 @pytest.mark.parametrize("script", ["residual_epoch_cost", "trial_vs_plain_fit", "resumable_batches",
-                                       "distributed_workers", "tta_shifts"])
+                                    "distributed_workers", "tta_shifts", "suite_time"])
 def test_a_benchmark_s_section_is_rendered_from_its_record(script: str) -> None:
     import importlib
 
