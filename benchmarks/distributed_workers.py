@@ -97,8 +97,8 @@ def main() -> int:
                              "trials_per_worker": per_worker})
                 print(runs[-1], flush=True)
         command = f"python benchmarks/distributed_workers.py --data-dir D --space {args.space} --rounds {args.rounds}"
-        write_record(RECORD, command, {"space": args.space, "rounds": args.rounds, "cores": os.cpu_count(),
-                                               "runs": runs})
+        figures = {"space": args.space, "rounds": args.rounds, "cores": os.cpu_count(), "runs": runs}
+        write_record(RECORD, command, figures)
     write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
     print(render(read_record(RECORD)))
     return 0
