@@ -47,17 +47,19 @@ def read_record(path: Path) -> dict[str, Any]:
 
 
 def section(document: Path, marker: str) -> str:
-    """What a document holds between its ``marker`` lines."""
+    """What a document holds between its ``marker`` lines ("" when they are adjacent)."""
     content = document.read_text(encoding="utf-8")
-    start, end = f"<!-- {marker}:start -->\n", f"\n<!-- {marker}:end -->"
-    if start not in content or end not in content:
-        raise ValueError(f"{document} has no {start.strip()} ... {end.strip()} section")
-    return content.split(start, 1)[1].split(end, 1)[0]
+    start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
+    if start not in content or end not in content.split(start, 1)[1]:
+        raise ValueError(f"{document} has no {start.strip()} ... {end} section")
+    return content.split(start, 1)[1].split(end, 1)[0].removesuffix("\n")
 
 
 def write_into(document: Path, marker: str, text: str) -> None:
     """Replace what a document holds between its ``marker`` lines with ``text``."""
     content = document.read_text(encoding="utf-8")
-    old = f"<!-- {marker}:start -->\n{section(document, marker)}\n<!-- {marker}:end -->"
-    document.write_text(content.replace(old, f"<!-- {marker}:start -->\n{text}\n<!-- {marker}:end -->"),
-                        encoding="utf-8")
+    start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
+    section(document, marker)  # both lines are there
+    before, rest = content.split(start, 1)
+    after = rest.split(end, 1)[1]
+    document.write_text(f"{before}{start}{text}\n{end}{after}", encoding="utf-8")

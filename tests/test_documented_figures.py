@@ -46,6 +46,10 @@ def test_a_section_that_drifts_from_its_record_is_caught(tmp_path: Path) -> None
     assert document.read_text().startswith("before\n") and document.read_text().endswith("\nafter\n")
     with pytest.raises(ValueError, match="has no <!-- other:start -->"):
         section(document, "other")
+    document.write_text("<!-- new:start -->\n<!-- new:end -->\n")  # a section not yet written
+    assert section(document, "new") == ""
+    write_into(document, "new", "first")
+    assert document.read_text() == "<!-- new:start -->\nfirst\n<!-- new:end -->\n"
 
 
 def test_the_determinism_figures_are_rendered_from_their_record() -> None:
