@@ -160,11 +160,11 @@ def evaluate(space_name: str) -> dict[str, Any] | None:
     with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("fork")) as pool:
         searches = [pool.submit(replay_searches, space_name, by_seed[seed], truth, best,
                                 bayesian_seeds(index, len(seeds))) for index, seed in enumerate(seeds)]
-        workload_searches = [pool.submit(replay_workloads, space_name, by_seed[seed], variants) for seed in seeds]
+        workload_searches = [pool.submit(replay_workloads, by_seed[seed], variants) for seed in seeds]
         rows, workload_measures = merged(f.result() for f in searches), merged(f.result() for f in workload_searches)
     table = [{"strategy": strategy, "pruner": pruner, **mean_of(measures), "replays": len(measures)}
              for (strategy, pruner), measures in rows.items()]
-    workload_rows = workload_table(workload_measures, {label: len(keys) for label, keys, _, _ in variants})
+    workload_rows = workload_table(workload_measures, {w.label: len(w.keys) for w in variants})
     confirmation = confirm_replays(by_seed, seeds, truth, best) if len(seeds) >= 3 else []
     return {"space": space_name, "seeds": seeds, "configurations": configurations,
             "true_best": json.loads(best), "true_best_final_val_accuracy": round(truth[best], 6),
@@ -241,7 +241,15 @@ def workloads(space: Any) -> list[tuple[str, Any]]:
     return variants
 
 
-Workload = tuple[str, frozenset[str], dict[str, float], str]  # label, configurations, truth, true best
+@dataclass(frozen=True)
+class Workload:
+    """A search no rule was designed on: its space, its configurations, their truth and its true best."""
+
+    label: str
+    space: Any
+    keys: frozenset[str]
+    truth: dict[str, float]
+    best: str
 
 
 def workload_truths(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[Workload]:
@@ -253,7 +261,7 @@ def workload_truths(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[Work
         keys = frozenset(configuration_key(values) for values in variant.configurations())
         truth, _ = true_scores({seed: cut(runs, keys, variant.epochs) for seed, runs in by_seed.items()},
                                variant.epochs)
-        truths.append((label, keys, truth, max(truth, key=truth.__getitem__)))
+        truths.append(Workload(label, variant, keys, truth, max(truth, key=truth.__getitem__)))
     return truths
 
 
@@ -265,27 +273,25 @@ def cut(runs: dict[str, Any], keys: frozenset[str], epochs: int) -> dict[str, An
             if key in keys}
 
 
-def replay_workloads(space_name: str, runs: dict[str, Any], truths: list[Workload]) -> Measures:
+def replay_workloads(runs: dict[str, Any], variants: list[Workload]) -> Measures:
     """The main rules on each workload, grid search in the space's order and in shuffled orders, on one
     seed's curves; each search also scored against the best unpruned final score on the same curves."""
-    from kmnist_search.data.spaces import load_space
     from kmnist_search.search.replay import replay
 
-    variants = dict(workloads(load_space(space_name)))
     measures: Measures = defaultdict(list)
-    for label, keys, truth, best in truths:
-        variant = variants[label]
-        recorded = cut(runs, keys, variant.epochs)
+    for workload in variants:
+        epochs = workload.space.epochs
+        recorded = cut(runs, workload.keys, epochs)
         finals = {key: run.curve.values[-1] for key, run in recorded.items()}
-        rules = pruners("grid", variant.epochs)
+        rules = pruners("grid", epochs)
         for order in range(ORDERS + 1):
-            searched = shuffled(variant, order)
+            searched = shuffled(workload.space, order)
             baseline = replay(searched, "grid", recorded, rules["none"], 42)
             for name in ("none", *MAIN_RULES):
                 outcome = baseline if name == "none" else replay(searched, "grid", recorded, rules[name], 42)
-                measured = measure(outcome, baseline, truth, best, variant.epochs)
+                measured = measure(outcome, baseline, workload.truth, workload.best, epochs)
                 measured["run_regret_points"] = (max(finals.values()) - finals[outcome.winner]) * 100
-                measures[(label, name)].append(measured)
+                measures[(workload.label, name)].append(measured)
     return measures
 
 
