@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import Any
 
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 RECORD = ROOT / "benchmarks" / "records" / "code_shape.json"
 DOCUMENT = ROOT / "BENCHMARKS.md"
@@ -105,8 +105,7 @@ def main() -> int:
     if not args.render_only:
         command = "python benchmarks/code_shape.py" + (f" --before {args.before}" if args.before != BEFORE else "")
         write_record(RECORD, command, {"before": measure(args.before), "after": measure(args.after)})
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 RECORD = ROOT / "benchmarks" / "records" / "deterministic.json"
 DOCUMENT = ROOT / "BENCHMARKS.md"
@@ -79,8 +79,7 @@ def main() -> int:
         RECORD.parent.mkdir(exist_ok=True)
         write_record(RECORD, f"python benchmarks/deterministic_cost.py --rounds {args.rounds}",
                      {"rounds": args.rounds, "deterministic": summarise(runs[True]), "default": summarise(runs[False])})
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 from kmnist_search.data.rundir import RunDir
 
@@ -99,8 +99,7 @@ def main() -> int:
         command = f"python benchmarks/distributed_workers.py --data-dir D --space {args.space} --rounds {args.rounds}"
         figures = {"space": args.space, "rounds": args.rounds, "cores": os.cpu_count(), "runs": runs}
         write_record(RECORD, command, figures)
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

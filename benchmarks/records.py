@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,10 @@ def write_into(document: Path, marker: str, text: str) -> None:
     before, rest = content.split(start, 1)
     after = rest.split(end, 1)[1]
     document.write_text(f"{before}{start}{text}\n{end}{after}", encoding="utf-8")
+
+
+def publish(record: Path, document: Path, marker: str, render: Callable[[dict[str, Any]], str]) -> None:
+    """Render a record into its document's section, and print what was written."""
+    text = render(read_record(record))
+    write_into(document, marker, text)
+    print(text)

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import numpy as np
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 from kmnist_search.search.hypermodel import Architecture, build_network
 from kmnist_search.search.plan import ACTIVATION_COST, activation_elements, multiply_adds, network_cost
@@ -75,8 +75,7 @@ def main() -> int:
                     for net in NETWORKS]
         write_record(RECORD, f"python benchmarks/residual_epoch_cost.py --steps {args.steps} --rounds {args.rounds}",
                      {"steps": args.steps, "rounds": args.rounds, "networks": networks})
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 from kmnist_search.data.contract import to_model_input
 from kmnist_search.data.datasets import load_dataset
@@ -91,8 +91,7 @@ def main() -> int:
                     print(rows[-1], flush=True)
         command = f"python benchmarks/resumable_batches.py --data-dir D --images {args.images} --rounds {args.rounds}"
         write_record(RECORD, command, {"images": args.images, "rows": rows})
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 RECORD = ROOT / "benchmarks" / "records" / "suite_time.json"
 DOCUMENT = ROOT / "BENCHMARKS.md"
@@ -68,8 +68,7 @@ def main() -> int:
         command = "python benchmarks/suite_time.py" + (" --data-dir D" if args.data_dir else "") + (
             " --quick-only" if args.quick_only else "")
         write_record(RECORD, command, {"real_data": args.data_dir is not None, "runs": runs})
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

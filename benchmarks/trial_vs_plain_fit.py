@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 from kmnist_search.data.datasets import load_dataset, split_train_validation
 from kmnist_search.search.hypermodel import STEPS_PER_EXECUTION, build_network, to_model_input
@@ -123,8 +123,7 @@ def main() -> int:
     if not args.render_only:
         command = f"python benchmarks/trial_vs_plain_fit.py --data-dir D --rounds {args.rounds}"
         write_record(RECORD, command, measure(args.data_dir, args.batch_sizes, args.rounds, args.segments))
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import ROOT, description, read_record, write_into, write_record
+from records import ROOT, description, publish, write_record
 
 from kmnist_search.data.datasets import load_dataset
 from kmnist_search.export.convert import keras_probabilities, load_keras_model, without_augmentation
@@ -96,8 +96,7 @@ def main() -> int:
         if args.card.resolve() != SHIPPED_CARD.resolve():
             return 0  # another model's figures are printed, not recorded
         write_record(RECORD, "python benchmarks/tta_shifts.py --data-dir D", figures)
-    write_into(DOCUMENT, MARKER, render(read_record(RECORD)))
-    print(render(read_record(RECORD)))
+    publish(RECORD, DOCUMENT, MARKER, render)
     return 0
 
 
