@@ -10,7 +10,9 @@ configuration at one seed) at a time, each unit a one-configuration run of the r
 1. ``report-small``: all 40 configurations at 5 seeds;
 2. ``report-small``: all 40 at the first seed again (run-to-run noise at one seed);
 3. ``report``: all 40 configurations at the first seed;
-4. ``report``: the 5 best of stage 3 (by final validation accuracy) at 2 more seeds, best first.
+4. ``report``: the 5 best of stage 3 (by final validation accuracy) at 2 more seeds, best first;
+5. ``report``: the other 35 at those 2 seeds, one seed's whole grid before the next's, in the order of
+   stage 3 (best first): so the replay can average over three seeds' curves, not rank by one seed's.
 
 The split always uses seed 42. A unit of configuration ``i`` (in the space's grid order) at seed ``s``
 trains with weights and batch-order seed ``s + i``: what trial ``i`` of ``run --strategy grid --seed 42
@@ -129,9 +131,21 @@ def seed_units(space_name: str, seeds: tuple[int, ...], ranked: list[dict[str, A
             yield Unit(space_name, configurations.index(configuration), configuration, seed)
 
 
-def best_configurations(rows: list[dict[str, str]], space: str, seed: int, count: int) -> list[dict[str, Any]] | None:
-    """The ``count`` configurations with the highest final validation accuracy at ``seed``; None until every
-    configuration of the space has finished at that seed."""
+def seed_grids(space_name: str, seeds: tuple[int, ...], ranked: list[dict[str, Any]]) -> Iterator[Unit]:
+    """All ``ranked`` configurations at one seed, best first, then at the next seed: each seed's whole grid
+    (which the replay needs) lands as soon as it can."""
+    from kmnist_search.data.spaces import load_space
+
+    configurations = load_space(space_name).configurations()
+    for seed in seeds:
+        for configuration in ranked:
+            yield Unit(space_name, configurations.index(configuration), configuration, seed)
+
+
+def best_configurations(rows: list[dict[str, str]], space: str, seed: int,
+                        count: int | None) -> list[dict[str, Any]] | None:
+    """The ``count`` configurations (all when None) with the highest final validation accuracy at ``seed``,
+    best first; None until every configuration of the space has finished at that seed."""
     from kmnist_search.data.spaces import load_space
 
     configurations = load_space(space).configurations()
@@ -204,7 +218,7 @@ def main() -> int:
     dataset = load_dataset("kmnist", args.data_dir, None)
     load_tensorflow_quietly()
     trained = 0
-    for stage in range(4):
+    for stage in range(5):
         units = list(stage_units(stage, args.out_dir))
         for unit in units:
             epochs_path = args.out_dir / f"{unit.space}.csv"
@@ -224,15 +238,16 @@ def main() -> int:
             print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} {unit.run_name} {unit.configuration}: final val "
                   f"{float(summary['final_val_accuracy']) * 100:.2f}% (cpu {summary['cpu_seconds']:.0f} s, "
                   f"{time.monotonic() - started:.0f} s here)", flush=True)
-        if stage == 3 and not units:
-            print("stage 4 waits for every report configuration at the first seed", flush=True)
+        if stage >= 3 and not units:
+            print("the report grid's other seeds wait for every report configuration at the first seed", flush=True)
             return 0
     print("ground truth complete", flush=True)
     return 0
 
 
 def planned_trainings(space_name: str, configurations: int) -> int:
-    """How many whole trainings (a configuration at a seed) a space's ground truth holds once complete."""
+    """How many whole trainings (a configuration at a seed) settle a space's true best: every configuration at
+    one seed, the best ones at three (stages 1 to 4; stage 5's other seeds feed the replay as they land)."""
     if space_name == "report-small":
         return configurations * len(SEEDS)
     return configurations + TOP_CONFIGURATIONS * len(REPORT_REPLICATE_SEEDS)
@@ -246,9 +261,14 @@ def stage_units(stage: int, out_dir: Path) -> Iterator[Unit]:
     elif stage == 2:
         yield from units_of("report", SEEDS[:1])
     else:
-        best = best_configurations(read_csv(out_dir / "report.csv"), "report", SEEDS[0], TOP_CONFIGURATIONS)
-        if best is not None:
-            yield from seed_units("report", REPORT_REPLICATE_SEEDS, best)
+        count = TOP_CONFIGURATIONS if stage == 3 else None
+        ranked = best_configurations(read_csv(out_dir / "report.csv"), "report", SEEDS[0], count)
+        if ranked is None:
+            return
+        if stage == 3:
+            yield from seed_units("report", REPORT_REPLICATE_SEEDS, ranked)
+        else:
+            yield from seed_grids("report", REPORT_REPLICATE_SEEDS, ranked)
 
 
 if __name__ == "__main__":

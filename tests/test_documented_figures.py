@@ -231,6 +231,18 @@ def test_the_seed_replicates_train_the_best_configuration_first() -> None:
         (7, 1042, 1049), (7, 2042, 2049), (3, 1042, 1045), (3, 2042, 2045)]
 
 
+def test_each_further_seed_s_whole_grid_lands_before_the_next_seed_s() -> None:
+    """The replay can use a seed's curves only once every configuration has trained at it."""
+    from ground_truth import seed_grids
+
+    from kmnist_search.data.spaces import load_space
+
+    configurations = load_space("report").configurations()
+    units = list(seed_grids("report", (1042, 2042), [configurations[7], configurations[3]]))
+    assert [(unit.index, unit.seed, unit.weights_seed) for unit in units] == [
+        (7, 1042, 1049), (3, 1042, 1045), (7, 2042, 2049), (3, 2042, 2045)]
+
+
 def test_the_study_page_s_findings_are_computed_from_the_grid() -> None:
     from study_truth import Configuration, Truth, findings, grid_table
 
