@@ -53,6 +53,17 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def _eager_training(request: pytest.FixtureRequest) -> Any:
+    """Keras trains the tests' tiny networks without tracing graphs: tracing costs about 2 CPU seconds a
+    network, its few batches milliseconds. Tests of what the graphs compute or export are marked ``graph``."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(not request.node.get_closest_marker("graph"))
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 @pytest.fixture
 def synthetic_data_dir(tmp_path: Path) -> Path:
     return write_kmnist_files(tmp_path / "kmnist")

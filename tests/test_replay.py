@@ -18,8 +18,8 @@ from kmnist_search.search.replay import RecordedRun, configuration_key, replay
 
 SPACE = {
     "name": "replayed",
-    "hyperparameters": {"learning_rate": [1.0, 0.3, 0.01, 0.001], "batch_size": [32, 100],
-                        "loss": ["categorical_crossentropy"]},
+    "hyperparameters": {"learning_rate": [1.0, 0.3, 0.01, 0.001], "batch_size": [64, 128],
+                        "loss": ["categorical_crossentropy"], "conv_layers": "4-p-8", "dense_units": 16},
     "training": {"epochs": 4, "validation_images": 100, "train_images": 400},
     "pruning": {"warmup_epochs": 1, "min_trials": 2},
 }
