@@ -39,6 +39,7 @@ def weights_after_training(optimizer: keras.optimizers.Optimizer, steps: int) ->
 @pytest.mark.parametrize(("name", "rate", "tolerance_after_16_steps", "share_at_rounding_level"),
                          [("adadelta", 1.0, 1e-6, 0.0), ("adam", 0.001, 5e-4, 0.05), ("sgd", 0.01, 1e-6, 0.0)])
 @pytest.mark.slow
+@pytest.mark.graph  # the fused update as the search runs it: in a traced graph, 4 steps per execution
 def test_fused_update_matches_keras(name: str, rate: float, tolerance_after_16_steps: float,
                                     share_at_rounding_level: float) -> None:
     assert isinstance(make_optimizer(name, rate), (FusedAdadelta, FusedAdam, FusedSGD))

@@ -157,6 +157,7 @@ def test_exception_inside_a_trial_is_recorded(dataset: Dataset, tmp_path: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # the same seed trains the same as a search does: through traced graphs
 def test_same_seed_same_search(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space(tiny(1, [1.0, 0.1]))
     first = as_dict(run_search(dataset, space, SearchOptions("random", tmp_path, "a", seed=5, max_trials=2)))
