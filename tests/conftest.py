@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -51,6 +52,16 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("KMNIST_SEARCH_MEASURE", "0")
     monkeypatch.setenv("KMNIST_SEARCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _imports_frozen() -> None:
+    """What the test modules imported stays, as the commands leave it once TensorFlow is loaded
+    (kmnist_search.commands.tensorflow_start): the collections before every trial skip it."""
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
