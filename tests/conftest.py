@@ -67,7 +67,8 @@ def _imports_frozen() -> None:
 @pytest.fixture(autouse=True)
 def _eager_training(request: pytest.FixtureRequest) -> Any:
     """Keras trains the tests' tiny networks without tracing graphs: tracing costs about 2 CPU seconds a
-    network, its few batches milliseconds. Tests of what the graphs compute or export are marked ``graph``."""
+    network, its few batches milliseconds. Tests of what the traced graphs compute (the fused optimizers,
+    same-seed searches) are marked ``graph``."""
     import tensorflow as tf
 
     tf.config.run_functions_eagerly(not request.node.get_closest_marker("graph"))
