@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def _imports_frozen() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _eager_training(request: pytest.FixtureRequest) -> Any:
+def _eager_training(request: pytest.FixtureRequest) -> Iterator[None]:
     """Keras trains the tests' tiny networks without tracing graphs: tracing costs about 2 CPU seconds a
     network, its few batches milliseconds. Tests of what the traced graphs compute (the fused optimizers,
     same-seed searches) are marked ``graph``."""
