@@ -18,10 +18,10 @@ import sys
 from typing import Any
 
 from ground_truth import OUT_DIR, read_csv
-from records import ROOT, description, write_into
+from records import BENCHMARKS, ROOT, description, write_into
 from study_truth import PRUNED_SEARCH, SPACE, Configuration, Truth, ground_truth, percent, pruned_search
 
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "accuracy"
 CARD = ROOT / "exports" / "kmnist-reference.json"
 

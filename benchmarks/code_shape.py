@@ -18,10 +18,10 @@ import subprocess
 import sys
 from typing import Any
 
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 RECORD = ROOT / "benchmarks" / "records" / "code_shape.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:code-shape"
 PACKAGE = "kmnist_search"
 BEFORE = "95766a7"  # the last commit with the flat layout

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import ROOT, description, write_into, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 RECORD = ROOT / "benchmarks" / "deployment_budget.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 INDEPENDENT_CALLS = 300
 
 
@@ -112,11 +112,14 @@ def main() -> int:
     parser.add_argument("--budget-mb", type=float, default=0.2)
     parser.add_argument("--render-only", action="store_true", help="redraw the BENCHMARKS.md section from the record")
     args = parser.parse_args()
-    if args.render_only:
-        from records import read_record
+    if not args.render_only:
+        measure(args)
+    publish(RECORD, DOCUMENT, "deployment", render)
+    return 0
 
-        write_into(DOCUMENT, "deployment", render(read_record(RECORD)))
-        return 0
+
+def measure(args: argparse.Namespace) -> None:
+    """Search the deploy space without and with the budget; write the record."""
     from kmnist_search import pipeline
     from kmnist_search.data.datasets import load_dataset
     from kmnist_search.report.rankings import pareto_front
@@ -130,13 +133,8 @@ def main() -> int:
     images = dataset.test_images[:100]
     front = [int(t.trial_id) + 1 for t in pareto_front(free.search.results.trials)]
     command = " ".join(["python benchmarks/deployment_budget.py", *sys.argv[1:]]).replace(str(args.data_dir), "D")
-    record = write_record(RECORD, command, {"trials": trial_rows(free), "front": front,
-                                            "unbudgeted": winner_row(free, images),
-                                            "budgeted": winner_row(budgeted, images)})
-    text = render(record)
-    write_into(DOCUMENT, "deployment", text)
-    print(text)
-    return 0
+    write_record(RECORD, command, {"trials": trial_rows(free), "front": front,
+                                   "unbudgeted": winner_row(free, images), "budgeted": winner_row(budgeted, images)})
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 from kmnist_search.data.rundir import RunDir
 
 RECORD = ROOT / "benchmarks" / "records" / "distributed_workers.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:distributed-workers"
 
 

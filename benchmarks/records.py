@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "BENCHMARKS.md"
 
 
 def description(docstring: str | None) -> str:
@@ -47,27 +48,34 @@ def read_record(path: Path) -> dict[str, Any]:
     return data
 
 
-def section(document: Path, marker: str) -> str:
-    """What a document holds between its ``marker`` lines ("" when they are adjacent)."""
+def _parts(document: Path, marker: str) -> tuple[str, str, str, str, str]:
+    """A document split at its ``marker`` lines: before, the start line, inside, the end line, after."""
     content = document.read_text(encoding="utf-8")
     start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
     if start not in content or end not in content.split(start, 1)[1]:
         raise ValueError(f"{document} has no {start.strip()} ... {end} section")
-    return content.split(start, 1)[1].split(end, 1)[0].removesuffix("\n")
+    before, rest = content.split(start, 1)
+    inside, after = rest.split(end, 1)
+    return before, start, inside, end, after
+
+
+def section(document: Path, marker: str) -> str:
+    """What a document holds between its ``marker`` lines ("" when they are adjacent)."""
+    return _parts(document, marker)[2].removesuffix("\n")
 
 
 def write_into(document: Path, marker: str, text: str) -> None:
     """Replace what a document holds between its ``marker`` lines with ``text``."""
-    content = document.read_text(encoding="utf-8")
-    start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
-    section(document, marker)  # both lines are there
-    before, rest = content.split(start, 1)
-    after = rest.split(end, 1)[1]
+    before, start, _, end, after = _parts(document, marker)
     document.write_text(f"{before}{start}{text}\n{end}{after}", encoding="utf-8")
+
+
+def show(document: Path, marker: str, text: str) -> None:
+    """Write ``text`` into the document's section, and print it."""
+    write_into(document, marker, text)
+    print(text)
 
 
 def publish(record: Path, document: Path, marker: str, render: Callable[[dict[str, Any]], str]) -> None:
     """Render a record into its document's section, and print what was written."""
-    text = render(read_record(record))
-    write_into(document, marker, text)
-    print(text)
+    show(document, marker, render(read_record(record)))

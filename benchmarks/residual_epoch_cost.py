@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import numpy as np
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 from kmnist_search.search.hypermodel import Architecture, build_network
 from kmnist_search.search.plan import ACTIVATION_COST, activation_elements, multiply_adds, network_cost
@@ -26,7 +26,7 @@ from kmnist_search.search.plan import ACTIVATION_COST, activation_elements, mult
 NETWORKS = [(14, 24), (8, 16), (14, 16), (20, 16), (8, 24)]  # (depth, width)
 REFERENCE = (20, 16)
 RECORD = ROOT / "benchmarks" / "records" / "residual_epoch_cost.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:residual-epoch-cost"
 
 

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras
 import numpy as np
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 from kmnist_search.data.contract import to_model_input
 from kmnist_search.data.datasets import load_dataset
@@ -31,7 +31,7 @@ from kmnist_search.search.hypermodel import build_network
 from kmnist_search.search.resume import epoch_batches
 
 RECORD = ROOT / "benchmarks" / "records" / "resumable_batches.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:resumable-batches"
 
 

@@ -15,11 +15,11 @@ import json
 import sys
 from typing import Any
 
-from records import ROOT, description, write_into
+from records import BENCHMARKS, ROOT, description, show
 
 CARD = ROOT / "exports" / "kmnist-reference.json"
 EVALUATION = ROOT / "exports" / "kmnist-reference.evaluation.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:shipped-model"
 
 
@@ -45,8 +45,7 @@ def render(card: dict[str, Any], evaluation: dict[str, Any]) -> str:
 def main() -> int:
     argparse.ArgumentParser(description=description(__doc__)).parse_args()
     text = render(json.loads(CARD.read_text(encoding="utf-8")), json.loads(EVALUATION.read_text(encoding="utf-8")))
-    write_into(DOCUMENT, MARKER, text)
-    print(text)
+    show(DOCUMENT, MARKER, text)
     return 0
 
 

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 RECORD = ROOT / "benchmarks" / "records" / "suite_time.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:test-suite"
 SELECTIONS = {"quick": ["-m", "not slow"], "whole": []}
 

@@ -26,13 +26,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 from kmnist_search.data.datasets import load_dataset, split_train_validation
 from kmnist_search.search.hypermodel import STEPS_PER_EXECUTION, build_network, to_model_input
 
 RECORD = ROOT / "benchmarks" / "records" / "trial_vs_plain_fit.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:trial-vs-plain-fit"
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import ROOT, description, publish, write_record
+from records import BENCHMARKS, ROOT, description, publish, write_record
 
 from kmnist_search.data.datasets import load_dataset
 from kmnist_search.export.convert import keras_probabilities, load_keras_model, without_augmentation
 
 SHIPPED_CARD = ROOT / "exports" / "kmnist-reference.json"
 RECORD = ROOT / "benchmarks" / "records" / "tta_shifts.json"
-DOCUMENT = ROOT / "BENCHMARKS.md"
+DOCUMENT = BENCHMARKS
 MARKER = "figures:tta-shifts"
 SHIFTS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 VIEW_SETS = {
