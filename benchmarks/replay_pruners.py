@@ -33,13 +33,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from ground_truth import HYPERPARAMETERS, OUT_DIR, planned_trainings, read_csv
-from records import description, read_record, write_into, write_record
+from records import ROOT, description, read_record, write_into, write_record
 
-ROOT = Path(__file__).resolve().parent.parent
 FIGURE = ROOT / "docs" / "images" / "replay-cost-regret.png"
 DOC = ROOT / "docs" / "pruning.md"
 RECORD = OUT_DIR / "replay.json"
