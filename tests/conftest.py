@@ -19,6 +19,12 @@ from kmnist_search.search.journal import STATES
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first, each group in its collected order: with ``-n auto`` the workers end on short tests
+    together instead of one of them finishing a long test while the others wait (longest first)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """28x28 uint8 images a small CNN can tell apart: a bright patch whose position encodes the class."""
     images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)

@@ -19,20 +19,20 @@ NOISE = ("I0000", "absl::InitializeLog", "oneDNN", "cpu_feature_guard", "Warning
 
 @pytest.fixture(scope="module")
 def quick_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Enough synthetic images for quick_space's 500 validation and 1,000 training images."""
-    return write_kmnist_files(tmp_path_factory.mktemp("quick") / "kmnist", train_per_class=150, test_per_class=20)
+    """Enough synthetic images for quick_space's 200 validation and 300 training images."""
+    return write_kmnist_files(tmp_path_factory.mktemp("quick") / "kmnist", train_per_class=50, test_per_class=20)
 
 
 @pytest.fixture(scope="module")
 def quick_space(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The quick space, its validation and training subsets cut to 500 and 1,000 images."""
+    """The quick space, its validation and training subsets cut to 200 and 300 images."""
     from kmnist_search.data.spaces import BUILTIN_DIR
 
     path = tmp_path_factory.mktemp("spaces") / "quick.toml"
     text = (BUILTIN_DIR / "quick.toml").read_text()
-    path.write_text(text.replace("train_images = 10000", "train_images = 1000").replace(
-        "validation_images = 6000", "validation_images = 500"))
-    assert "train_images = 1000\n" in path.read_text() and "validation_images = 500\n" in path.read_text()
+    path.write_text(text.replace("train_images = 10000", "train_images = 300").replace(
+        "validation_images = 6000", "validation_images = 200"))
+    assert "train_images = 300\n" in path.read_text() and "validation_images = 200\n" in path.read_text()
     return str(path)
 
 

@@ -22,7 +22,7 @@ SPACE = {
     "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64],
                         "loss": ["categorical_crossentropy", "mean_squared_error"],
                         "conv_layers": "4-p-8", "dense_units": 8},
-    "training": {"epochs": 2, "validation_images": 100, "train_images": 200},
+    "training": {"epochs": 2, "validation_images": 50, "train_images": 64},
     "pruning": {"strategy": "none"},
 }
 ALL_FOUR = sorted(json.dumps({"batch_size": 64, "learning_rate": lr, "loss": loss}, sort_keys=True)

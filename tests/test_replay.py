@@ -20,7 +20,7 @@ SPACE = {
     "name": "replayed",
     "hyperparameters": {"learning_rate": [1.0, 0.3, 0.01, 0.001], "batch_size": [64, 128],
                         "loss": ["categorical_crossentropy"], "conv_layers": "4-p-8", "dense_units": 16},
-    "training": {"epochs": 4, "validation_images": 100, "train_images": 400},
+    "training": {"epochs": 4, "validation_images": 100, "train_images": 128},
     "pruning": {"warmup_epochs": 1, "min_trials": 2},
 }
 
@@ -39,7 +39,7 @@ def test_the_replay_reproduces_a_live_pruned_search_exactly(synthetic_data_dir: 
     unpruned = pipeline.search(space, "grid", dataset=dataset, project_dir=tmp_path, name="unpruned", prune="none",
                                deterministic=True)
     assert unpruned is not None
-    recorded = recorded_from(unpruned, 400)
+    recorded = recorded_from(unpruned, SPACE["training"]["train_images"])
     for rule, pace in (("median", "held"), ("catch-up", "slowing")):  # held differs from slowing in a pure function
         searched = parse_space({**SPACE, "pruning": {**SPACE["pruning"], "pace": pace}})
         pruned = pipeline.search(searched, "grid", dataset=dataset, project_dir=tmp_path, name=f"{rule}-{pace}",
