@@ -26,7 +26,8 @@ from tests.kills import Killed, killed_when
 
 SPACE = {
     "name": "confirmed",
-    "hyperparameters": {"learning_rate": [1.0, 0.3, 0.001], "batch_size": [64], "loss": ["categorical_crossentropy"]},
+    "hyperparameters": {"learning_rate": [1.0, 0.3, 0.001], "batch_size": [64], "loss": ["categorical_crossentropy"],
+                        "conv_layers": "4-p-8", "dense_units": 16},
     "training": {"epochs": 2, "validation_images": 100, "train_images": 300},
     "pruning": {"strategy": "none"},
 }

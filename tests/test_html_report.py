@@ -22,7 +22,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 TWO_RATES = {
     "name": "two",
     "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64],
-                        "loss": ["categorical_crossentropy", "mean_squared_error"]},
+                        "loss": ["categorical_crossentropy", "mean_squared_error"], "conv_layers": "4-p-8",
+                        "dense_units": 16},
     "training": {"epochs": 2, "validation_images": 100, "train_images": 300},
     "pruning": {"strategy": "median", "warmup_epochs": 1, "min_trials": 2},
 }

@@ -25,7 +25,8 @@ from tests.kills import Killed, killed_when
 
 CHROMIUM = Path("/usr/bin/chromium")
 SPACE = {"name": "journal", "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64],
-                                                "loss": ["categorical_crossentropy"]},
+                                                "loss": ["categorical_crossentropy"], "conv_layers": "4-p-8",
+                                                "dense_units": 16},
          "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
          "pruning": {"strategy": "none"}}
 
