@@ -8,6 +8,7 @@ package ships; without it (matplotlib's default font has no kana) they fall back
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -173,6 +174,17 @@ def class_table(spec: DatasetSpec, labels: np.ndarray, predicted: np.ndarray) ->
     return "\n".join(lines)
 
 
+def compared_hyperparameters(trials: list[Trial]) -> list[str]:
+    """The hyperparameters whose learning curves are worth a figure: those the trials gave two or more
+    values (a setting every trial shared draws one line), or the first one when none varied."""
+    values: dict[str, set[str]] = {}
+    for trial in trials:
+        for name, value in trial.hyperparameters.items():
+            values.setdefault(name, set()).add(json.dumps(value, sort_keys=True))
+    names = sorted(values)
+    return [name for name in names if len(values[name]) > 1] or names[:1]
+
+
 def write_report(run_dir: RunDir, trials: list[Trial], results: RunRecord | None,
                  tables_markdown: str) -> Path:
     """Write every figure that the run's state allows, and report/README.md embedding them."""
@@ -187,8 +199,8 @@ def write_report(run_dir: RunDir, trials: list[Trial], results: RunRecord | None
     sections += ["## Trials and effects", "", tables_markdown, ""]
     if plot_effects(trials, report_dir / "effects.png"):
         sections += ["![Hyperparameter effects](effects.png)", ""]
-    names = sorted({name for t in trials for name in t.hyperparameters})
-    curves = [n for n in names if plot_learning_curves(trials, n, report_dir / f"learning_curves_{n}.png")]
+    curves = [n for n in compared_hyperparameters(trials)
+              if plot_learning_curves(trials, n, report_dir / f"learning_curves_{n}.png")]
     if curves:
         sections += ["## Learning curves", ""] + [f"![Learning curves by {n}](learning_curves_{n}.png)"
                                                    for n in curves] + [""]
