@@ -25,6 +25,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n``, an idle worker takes tests from a busy one's queue (pytest-xdist's work stealing):
+    the default hands each worker a fixed first quarter of the tests, and the slow ones differ in length
+    by minutes. Another ``--dist`` mode asked for is kept."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import WorkStealingScheduling
+
+    return WorkStealingScheduling(config, log)
+
+
 def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """28x28 uint8 images a small CNN can tell apart: a bright patch whose position encodes the class."""
     images = rng.integers(0, 60, size=(len(labels), 28, 28), dtype=np.uint8)
