@@ -46,7 +46,7 @@ FINAL_EPOCH = 12
 MAX_COST = 0.35  # the cost bound a default pruner must meet, as a fraction of the unpruned search
 UNSEEN_REGRET, UNSEEN_COST = 0.5, 0.40  # a default must hold these on workloads it was not chosen on
 # also replayed on Bayesian search and the workloads
-MAIN_RULES = ("median (warm-up 1)", "ASHA (1, 3)", "catch-up", "catch-up (slowing)")
+MAIN_RULES = ("median (warm-up 1)", "ASHA (1, 3)", "catch-up", "catch-up (slowing)", "catch-up (slowing, peers)")
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,9 @@ def rules() -> dict[str, Any]:
         "ASHA (1, 3)": Pruning("asha", min_epochs=1, reduction=3),
         "ASHA (1, 4)": Pruning("asha", min_epochs=1, reduction=4),
         "ASHA (2, 3)": Pruning("asha", min_epochs=2, reduction=3),
-        "catch-up": Pruning("catch-up", pace="held"),
-        "catch-up (slowing)": Pruning("catch-up", pace="slowing"),
+        "catch-up": Pruning("catch-up", pace="held", peers=False),
+        "catch-up (slowing)": Pruning("catch-up", pace="slowing", peers=False),
+        "catch-up (slowing, peers)": Pruning("catch-up", pace="slowing", peers=True),
     }
 
 

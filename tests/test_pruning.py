@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -109,16 +110,35 @@ def test_catch_up_with_a_slowing_pace_carries_the_gain_as_one_over_the_epoch() -
     assert pruner.decide(Curve((0.3, 0.6)), others) is None  # +0.3: 0.6 + 0.47 = 1.07 still catches up
     space = parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
                          "training": {"epochs": 5}, "pruning": {"pace": "slowing"}})
-    assert make_pruner(space.pruning, 5) == pruner and "slowing as 1/epoch" in space.pruning.describe()
+    assert make_pruner(space.pruning, 5) == replace(pruner, peers=True)
+    assert "slowing as 1/epoch" in space.pruning.describe()
     assert space.fingerprint()["pruning"]["pace"] == "slowing"
     with pytest.raises(SpaceError, match="pace must be one of held, slowing"):
         parse_space({"hyperparameters": {"batch_size": [8], "loss": ["mean_squared_error"]},
                      "training": {"epochs": 5}, "pruning": {"pace": "fast"}})
 
 
+def test_catch_up_with_peers_judges_a_first_epoch_by_the_most_a_trial_as_slow_per_epoch_gained_after_it() -> None:
+    pruner = CatchUpPruner(epochs=4, warmup_epochs=1, pace="slowing", peers=True)
+    fast = Curve((0.80, 0.90, 0.93, 0.95), steps_per_epoch=100)  # gained 0.15 after its first epoch
+    slow = Curve((0.50, 0.70, 0.85, 0.90), steps_per_epoch=10)  # gained 0.40 after its first epoch
+    stop = pruner.decide(Curve((0.45,), 10), [fast, slow])  # only `slow` takes as few steps: 0.45 + 0.40 < 0.95
+    assert stop is not None and stop.epoch == 1 and stop.reach == pytest.approx(0.85)
+    assert "at most 85.00% at the largest gain after epoch 1 of a trial with as few steps per epoch, below the " \
+           "best score so far 95.00% of 2 trials" in stop.message()
+    assert pruner.decide(Curve((0.60,), 100), [fast, slow]) is None  # both count: 0.60 + 0.40 >= 0.95
+    assert pruner.decide(Curve((0.45,), 5), [fast, slow]) is None  # none as slow: it waits for its own pace
+    assert pruner.decide(Curve((0.45,), 10), [fast, Curve((0.50,), 10)]) is None  # no slow one trained further
+    assert replace(pruner, peers=False).decide(Curve((0.45,), 10), [fast, slow]) is None
+    paced = pruner.decide(Curve((0.45, 0.47), 10), [fast, slow])  # from epoch 2, its own pace: 0.47 + 0.02 x 7/6
+    assert paced is not None and paced.reach_by == "its recent pace, slowing as 1/epoch"
+    warming = replace(pruner, warmup_epochs=2).decide(Curve((0.45, 0.60), 10), [fast, slow])  # peers until then
+    assert warming is not None and warming.reach == pytest.approx(0.60 + 0.20)
+
+
 def test_catch_up_in_a_trial_records_its_reach(tmp_path: Path) -> None:
     write_log(tmp_path, "0", [0.7, 0.85, 0.9, 0.92])
-    callback = callback_for(tmp_path, Pruning("catch-up", pace="held"), epochs=4)
+    callback = callback_for(tmp_path, Pruning("catch-up", pace="held", peers=False), epochs=4)
     callback.on_epoch_end(0, {"val_accuracy": 0.4})
     callback.on_epoch_end(1, {"val_accuracy": 0.45})  # 0.45 + 0.05 x 2 = 0.55 < 0.92
     assert callback.model.stop_training
@@ -147,11 +167,12 @@ def test_every_rule_is_set_in_the_space_file_and_checked_in_one_place() -> None:
     steps = parse_space({**base, "pruning": {"strategy": "percentile", "percentile": 25, "budget": "steps"}})
     assert make_pruner(steps.pruning, 3) == PercentilePruner(25.0, 1, 3, "steps")
     catch_up = parse_space({**base, "pruning": {"strategy": "catch-up", "warmup_epochs": 2}})
-    assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2, "slowing")  # the default pace
+    assert make_pruner(catch_up.pruning, 12) == CatchUpPruner(12, 2, "slowing", peers=True)  # the defaults
     # earlier runs recorded three settings: a default rule still fingerprints with those three (and a catch-up
     # rule with its pace), so a run made under the median default resumes with --prune median
     assert load_space("report").fingerprint()["pruning"] == {"strategy": "catch-up", "warmup_epochs": 1,
-                                                             "min_trials": 3, "pace": Pruning().pace}
+                                                             "min_trials": 3, "pace": Pruning().pace,
+                                                             "peers": Pruning().peers}
     assert load_space("report").with_pruning("median").fingerprint()["pruning"] == {
         "strategy": "median", "warmup_epochs": 1, "min_trials": 3}
     assert steps.fingerprint()["pruning"]["budget"] == "steps"
@@ -179,8 +200,10 @@ def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synth
     trials = {t["hyperparameters"]["learning_rate"]: t for t in results["trials"]}
     assert sorted(trials) == [0.0001, 0.001, 0.3, 1.0]
     pruned = [t for t in results["trials"] if t["status"] == "PRUNED"]
-    assert pruned and all(t["epochs_run"] < 3 and t["message"].startswith("at epoch 2") for t in pruned)
-    assert {t["hyperparameters"]["learning_rate"] for t in pruned} <= {0.001, 0.0001}
+    assert pruned and all(t["epochs_run"] < 3 and t["message"].startswith(f"at epoch {t['epochs_run']}:")
+                          for t in pruned)
+    stopped = {t["hyperparameters"]["learning_rate"] for t in pruned}
+    assert {0.001, 0.0001} <= stopped and 1.0 not in stopped  # the first trial sets the bar; the hopeless stop
     assert results["winner"]["hyperparameters"]["learning_rate"] in (1.0, 0.3)
 
 
@@ -205,11 +228,20 @@ def test_a_run_searched_with_another_pruner_names_the_flag_that_resumes_it(tmp_p
     held["space"] = {**held["space"], "pruning": {**held["space"]["pruning"], "pace": "held"}}
     with pytest.raises(RunError, match=r'other catch-up settings \(pace = "slowing"\): put them in the space'):
         run_guard.prepare(other, held, overwrite=False)
-    # a catch-up run recorded before the pace was recorded held its pace, and resumes as such
+    # a catch-up run recorded before the pace was recorded held its pace and judged no trial by its peers,
+    # and resumes as such
     old = RunDir(tmp_path / "before-the-pace")
     unpaced = {**held, "space": {**held["space"], "pruning": {
-        k: v for k, v in held["space"]["pruning"].items() if k != "pace"}}}
+        k: v for k, v in held["space"]["pruning"].items() if k not in ("pace", "peers")}}}
     run_guard.prepare(old, unpaced, overwrite=False)
-    run_guard.prepare(old, held, overwrite=False)
-    with pytest.raises(RunError, match=r'other catch-up settings \(pace = "held"\)'):
+    without_peers = {**held, "space": {**held["space"], "pruning": {**held["space"]["pruning"], "peers": False}}}
+    run_guard.prepare(old, without_peers, overwrite=False)
+    with pytest.raises(RunError, match=r'other catch-up settings \(pace = "held", peers = false\)'):
         run_guard.prepare(old, slowing, overwrite=False)
+    # one recorded before peers were recorded (its pace slowing) did not judge by them either
+    before_peers = RunDir(tmp_path / "before-the-peers")
+    unpeered = {**slowing, "space": {**slowing["space"], "pruning": {
+        k: v for k, v in slowing["space"]["pruning"].items() if k != "peers"}}}
+    run_guard.prepare(before_peers, unpeered, overwrite=False)
+    with pytest.raises(RunError, match=r'other catch-up settings \(peers = false\)'):
+        run_guard.prepare(before_peers, slowing, overwrite=False)

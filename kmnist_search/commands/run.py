@@ -74,7 +74,8 @@ def build_parser() -> OneLineArgumentParser:
     parser.add_argument("--prune", choices=PRUNERS,
                         help="how hopeless trials are stopped (default: the space's [pruning], else catch-up; the "
                              "rules and what they cost in docs/pruning.md)")
-    parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS", help="epochs before pruning may start")
+    parser.add_argument("--prune-warmup", type=int, metavar="EPOCHS",
+                        help="epochs before a trial's own curve may stop it")
     parser.add_argument("--prune-min-trials", type=int, metavar="N", help="trials to compare with before pruning")
     parser.add_argument("--confirm", type=int, default=DEFAULT_CONFIRM, metavar="K",
                         help=f"after the search, train the K best configurations until each has "

@@ -230,10 +230,12 @@ class Pruning:
     ``budget = "steps"``, the same number of optimizer steps. ``asha``: successive halving, keeping
     the top ``1/reduction`` at epochs ``min_epochs * reduction**k``. ``catch-up``: after ``warmup_epochs``,
     a trial that could not reach the best score so far at its recent pace, ``held`` to its last epoch or
-    ``slowing`` as 1/epoch, is stopped. ``none``: no pruning.
+    ``slowing`` as 1/epoch, is stopped; with ``peers``, before that, one that could not reach it even by
+    gaining what the trials with as few optimizer steps per epoch gained after as many epochs. ``none``: no
+    pruning.
     """
 
-    strategy: str = "catch-up"  # with pace "slowing": the rule the replay's verdict names (docs/pruning.md)
+    strategy: str = "catch-up"  # with pace "slowing" and peers: the rule the replay's verdict names
     warmup_epochs: int = 1
     min_trials: int = 3
     percentile: float = 50.0
@@ -241,6 +243,7 @@ class Pruning:
     min_epochs: int = 1
     reduction: int = 3
     pace: str = "slowing"
+    peers: bool = True
 
     def __post_init__(self) -> None:
         problem = self.problem()
@@ -258,6 +261,7 @@ class Pruning:
              and 0 < self.percentile <= 100, "percentile must be a number in (0, 100]"),
             (self.budget in BUDGETS, f"budget must be one of {', '.join(BUDGETS)}"),
             (self.pace in PACES, f"pace must be one of {', '.join(PACES)}"),
+            (isinstance(self.peers, bool), "peers must be true or false"),
             (_is_int(self.min_epochs) and self.min_epochs >= 1, "min_epochs must be a whole number >= 1"),
             (_is_int(self.reduction) and self.reduction >= 2, "reduction must be a whole number >= 2"),
             (self.strategy != "median" or self.percentile == 50, "median is the 50th percentile: use "
@@ -279,24 +283,26 @@ class Pruning:
                     f"{self.reduction}^k",
             "catch-up": f"catch-up: stop a trial that cannot reach the best score so far at its recent pace"
                         f"{', slowing as 1/epoch' if self.pace == 'slowing' else ''}, after {self.warmup_epochs} "
-                        f"epoch(s)",
+                        f"epoch(s)" + ("; before that, nor by the most a trial as slow per epoch gained after as "
+                                       "many epochs" if self.peers else ""),
         }[self.strategy]
 
     def record(self) -> dict[str, Any]:
         """The settings as space.json and results.json keep them: the three every version recorded, a
-        catch-up rule's pace, and the others only where they differ from their defaults (so earlier runs
-        still resume)."""
+        catch-up rule's pace and peers, and the others only where they differ from their defaults (so earlier
+        runs still resume)."""
         data = asdict(self)
         defaults = asdict(Pruning())
-        kept = ("strategy", "warmup_epochs", "min_trials", *(("pace",) if self.strategy == "catch-up" else ()))
+        kept = ("strategy", "warmup_epochs", "min_trials",
+                *(("pace", "peers") if self.strategy == "catch-up" else ()))
         return {key: value for key, value in data.items() if key in kept or value != defaults[key]}
 
 
 def recorded_pruning(record: dict[str, Any]) -> dict[str, Any]:
     """Pruning settings as a run recorded them, in today's terms: a catch-up rule recorded without its pace
-    held the pace (the only one there was)."""
-    if record.get("strategy") == "catch-up" and "pace" not in record:
-        return {**record, "pace": "held"}
+    held the pace (the only one there was), and one recorded without ``peers`` did not judge by them."""
+    if record.get("strategy") == "catch-up":
+        return {"pace": "held", "peers": False, **record}
     return record
 
 

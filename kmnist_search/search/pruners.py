@@ -25,7 +25,11 @@ The rules, and what they build on:
   ``pace="slowing"`` the pace falls as 1/epoch after the last one measured, as it does on a curve that
   grows like the logarithm of the epochs (one of the parametric families Domhan et al. fit): a tighter,
   still curve-shaped bound. A trial with large batches starts slower but climbs faster, so it is judged
-  by its own pace, not by where others stood at the same epoch.
+  by its own pace, not by where others stood at the same epoch. With ``peers``, a trial that its own pace
+  may not judge yet (its first epoch, and the warm-up) is judged by other trials' curves, as Vizier's
+  performance-curve stopping rule (Golovin et al. 2017) judges a trial by the curves of others: it could
+  at most gain what a trial taking no more optimizer steps per epoch gained after as many epochs (one
+  with larger batches learns slower per epoch and is not a bound for it).
 - :class:`NoPruning`: every trial trains to the end.
 """
 
@@ -163,13 +167,15 @@ class CatchUpPruner(Pruner):
     """After ``warmup_epochs``, stop a trial whose best score so far, raised by its pace (the mean gain of
     its best score over the last ``PACE_EPOCHS`` epochs) for each epoch it has left of ``epochs`` (``held``),
     or by that pace falling as 1/epoch (``slowing``), would still be below the best score any other trial
-    has reached."""
+    has reached. With ``peers``, before that (from its first epoch), stop it if its best score raised by the
+    most another trial with no more steps per epoch gained after as many epochs would still be below."""
 
     name: ClassVar[str] = "catch-up"
     PACE_EPOCHS: ClassVar[int] = 2
     epochs: int
     warmup_epochs: int = 1
     pace: str = "held"
+    peers: bool = False
 
     def reach(self, own: Curve) -> float:
         """The best score the trial could end with if its recent pace went on to its last epoch."""
@@ -179,17 +185,34 @@ class CatchUpPruner(Pruner):
             return own.best() + pace * sum(own.epochs / k for k in range(own.epochs + 1, self.epochs + 1))
         return own.best() + pace * (self.epochs - own.epochs)
 
+    def peer_reach(self, own: Curve, others: Sequence[Curve]) -> float | None:
+        """The best score the trial could end with if it gained as much after its epochs so far as the most
+        any other trial with no more optimizer steps per epoch gained after as many epochs; None if no such
+        trial has trained further."""
+        trained = own.epochs
+        gains = [other.best() - other.best(trained) for other in others
+                 if other.epochs > trained and other.steps_per_epoch <= own.steps_per_epoch
+                 and math.isfinite(other.best(trained))]
+        return own.best() + max(gains) if gains else None
+
     def decide(self, own: Curve, others: Sequence[Curve]) -> PruneRecord | None:
-        if own.epochs <= max(self.warmup_epochs, 1) or own.epochs >= self.epochs:
+        if own.epochs >= self.epochs:
+            return None
+        if own.epochs > max(self.warmup_epochs, 1):
+            reach: float | None = self.reach(own)
+            reach_by = "its recent pace, slowing as 1/epoch" if self.pace == "slowing" else None
+        elif self.peers:
+            reach = self.peer_reach(own, others)
+            reach_by = f"the largest gain after epoch {own.epochs} of a trial with as few steps per epoch"
+        else:
             return None
         scores = [score for score in (other.best() for other in others) if math.isfinite(score)]
-        if not scores or not math.isfinite(own.best()):
+        if reach is None or not scores or not math.isfinite(own.best()):
             return None
-        reach, best = self.reach(own), max(scores)
+        best = max(scores)
         if reach < best:
             return PruneRecord(epoch=own.epochs, value=own.best(), threshold=best, trials_compared=len(scores),
-                               rule="best score so far", reach=reach,
-                               reach_by="its recent pace, slowing as 1/epoch" if self.pace == "slowing" else None)
+                               rule="best score so far", reach=reach, reach_by=reach_by)
         return None
 
 
@@ -200,7 +223,7 @@ def make_pruner(pruning: Pruning, epochs: int) -> Pruner:
     if pruning.strategy == "none":
         return NoPruning()
     if pruning.strategy == "catch-up":
-        return CatchUpPruner(epochs, pruning.warmup_epochs, pruning.pace)
+        return CatchUpPruner(epochs, pruning.warmup_epochs, pruning.pace, pruning.peers)
     if pruning.strategy == "asha":
         return SuccessiveHalvingPruner(pruning.min_epochs, pruning.reduction)
     return PercentilePruner(float(pruning.percentile), pruning.warmup_epochs, pruning.min_trials, pruning.budget)
