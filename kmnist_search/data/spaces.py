@@ -283,8 +283,8 @@ class Pruning:
                     f"{self.reduction}^k",
             "catch-up": f"catch-up: stop a trial that cannot reach the best score so far at its recent pace"
                         f"{', slowing as 1/epoch' if self.pace == 'slowing' else ''}, after {self.warmup_epochs} "
-                        f"epoch(s)" + ("; before that, nor by the most a trial as slow per epoch gained after as "
-                                       "many epochs" if self.peers else ""),
+                        f"epoch(s)" + ("; before that, one that cannot reach it even by gaining what a trial as "
+                                       "slow per epoch gained after as many epochs" if self.peers else ""),
         }[self.strategy]
 
     def record(self) -> dict[str, Any]:
