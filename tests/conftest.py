@@ -148,6 +148,17 @@ def exported(finished_run: FinishedRun, tmp_path_factory: pytest.TempPathFactory
     return exports_dir / "export-test.onnx"
 
 
+# The four configurations (two learning rates by two losses, batch 64) of the kill tests' searches.
+ALL_FOUR = sorted(json.dumps({"batch_size": 64, "learning_rate": lr, "loss": loss}, sort_keys=True)
+                  for lr in (1.0, 0.1) for loss in ("categorical_crossentropy", "mean_squared_error"))
+
+
+def searched_configurations(trials: list[dict[str, Any]]) -> list[str]:
+    """The batch size, learning rate and loss each trial searched, as sorted JSON (fixed settings left out)."""
+    return sorted(json.dumps({k: t["hyperparameters"][k] for k in ("batch_size", "learning_rate", "loss")},
+                             sort_keys=True) for t in trials)
+
+
 def as_dict(record: RunRecord | None, folder: Path | None = None) -> dict[str, Any]:
     """A finished search's record as results.json holds it (plus ``folder``, the run folder, if given)."""
     assert record is not None, "a chief's search returns its record"

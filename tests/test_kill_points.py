@@ -14,7 +14,7 @@ from kmnist_search.data.datasets import Dataset, load_dataset
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.search import callbacks, keras_tuner_patches, tuners
 from kmnist_search.search.runner import SearchOptions, run_search
-from tests.conftest import FinishedRun, as_dict
+from tests.conftest import ALL_FOUR, FinishedRun, as_dict, searched_configurations
 from tests.kills import Killed, killed_when
 
 SPACE = {
@@ -25,8 +25,6 @@ SPACE = {
     "training": {"epochs": 2, "validation_images": 50, "train_images": 64},
     "pruning": {"strategy": "none"},
 }
-ALL_FOUR = sorted(json.dumps({"batch_size": 64, "learning_rate": lr, "loss": loss}, sort_keys=True)
-                  for lr in (1.0, 0.1) for loss in ("categorical_crossentropy", "mean_squared_error"))
 
 
 def trial_state(obj: dict[str, Any], trial: int, status: str) -> bool:
@@ -108,8 +106,7 @@ def test_a_kill_in_the_bookkeeping_loses_and_repeats_nothing(strategy: str, poin
     trials = results["trials"]
     assert all(t["status"] == "COMPLETED" for t in trials), [(t["trial_id"], t["status"]) for t in trials]
     if strategy != "hyperband":
-        searched = [{k: t["hyperparameters"][k] for k in ("batch_size", "learning_rate", "loss")} for t in trials]
-        assert sorted(json.dumps(values, sort_keys=True) for values in searched) == ALL_FOUR
+        assert searched_configurations(trials) == ALL_FOUR
     assert training.epochs == sum(t["epochs_run"] for t in trials)  # no epoch trained twice
     for log, text in ended_before.items():
         assert log.read_text() == text

@@ -21,7 +21,7 @@ from kmnist_search.base.errors import RunError
 from kmnist_search.data.datasets import Dataset, load_dataset, split_train_validation
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.search.runner import SearchOptions, run_search
-from tests.conftest import as_dict
+from tests.conftest import ALL_FOUR, as_dict, searched_configurations
 
 REPO = Path(__file__).resolve().parents[1]
 FOUR_CONFIGURATIONS = """
@@ -37,8 +37,6 @@ epochs = 2
 validation_images = 100
 train_images = 300
 """
-ALL_FOUR = sorted(json.dumps({"batch_size": 64, "learning_rate": lr, "loss": loss}, sort_keys=True)
-                  for lr in (1.0, 0.1) for loss in ("categorical_crossentropy", "mean_squared_error"))
 
 
 def command(strategy: str, space: Path, data_dir: Path) -> list[str]:
@@ -103,10 +101,7 @@ def test_sigkill_then_rerun_completes_the_same_search(strategy: str, moment: str
     results = json.loads((run_dir / "results.json").read_text())
     assert all(t["status"] in ("COMPLETED", "PRUNED") for t in results["trials"])
     if strategy != "hyperband":
-        searched = [{k: trial["hyperparameters"][k] for k in ("batch_size", "learning_rate", "loss")}
-                    for trial in results["trials"]]
-        configurations = sorted(json.dumps(values, sort_keys=True) for values in searched)
-        assert configurations == ALL_FOUR  # every configuration exactly once
+        assert searched_configurations(results["trials"]) == ALL_FOUR  # every configuration exactly once
     for trial_json, log in finished_before.items():  # no completed trial was run again
         assert Path(trial_json).parent.joinpath("trial_log.json").read_text() == log
     card = json.loads((tmp_path / "exports" / "killed.json").read_text())
