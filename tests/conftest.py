@@ -15,6 +15,7 @@ import pytest
 from kmnist_search.data.datasets import DATA_DIR_ENV, KMNIST, Dataset, DatasetSpec, load_dataset
 from kmnist_search.data.record import RunRecord
 from kmnist_search.search.journal import STATES
+from tests.cli import Command, command_in_process
 
 REAL_DATA_ENV = "KMNIST_REAL_DATA_DIR"  # CI points this at ../shared/data/kmnist when it exists
 
@@ -106,6 +107,12 @@ def real_data_dir() -> Path:
     if not directory or not Path(directory).is_dir():
         pytest.skip(f"real KMNIST data not available (set {REAL_DATA_ENV})")
     return Path(directory)
+
+
+@pytest.fixture
+def command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Command:
+    """A command run in this process (see ``tests.cli.command_in_process``)."""
+    return command_in_process(capsys, monkeypatch)
 
 
 @pytest.fixture

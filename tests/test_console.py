@@ -59,12 +59,20 @@ def test_the_quick_grid_prints_a_line_per_trial_and_an_eta(quick_data: Path, qui
 
 
 @pytest.mark.slow
-def test_quiet_keeps_the_trial_lines_only(quick_data: Path, quick_space: str, tmp_path: Path) -> None:
-    result = run_cli("kmnist_search.run", "--space", quick_space, "--data-dir", str(quick_data), "--no-checksum",
-                     "--no-export", "--quiet", "--max-trials", "1", "--epochs", "1", cwd=tmp_path)
+def test_quiet_keeps_the_trial_lines_only_and_a_diverging_trial_is_one_of_them(synthetic_data_dir: Path,
+                                                                              tmp_path: Path) -> None:
+    space = tmp_path / "diverge.toml"
+    space.write_text('[hyperparameters]\nlearning_rate = [1e12, 1.0]\nbatch_size = [64]\n'
+                     'loss = ["categorical_crossentropy"]\noptimizer = "sgd"\n'
+                     '[training]\nepochs = 2\nvalidation_images = 100\ntrain_images = 300\n')
+    result = run_cli("kmnist_search.run", "--space", str(space), "--data-dir", str(synthetic_data_dir),
+                     "--no-checksum", "--no-export", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"^trial 1/1 started", result.stdout, re.M) and "epoch 1/1:" not in result.stdout
-    assert re.search(r"^trial 1/1 completed: val_accuracy [\d.]+% \(best epoch 1 of 1\)", result.stdout, re.M)
+    console = result.stdout + result.stderr
+    assert re.search(r"^trial 1/2 started", result.stdout, re.M) and "epoch 1/2:" not in console
+    assert "trial 1/2 failed: loss became nan at epoch 1" in console
+    assert "Traceback" not in console and "Invalid loss" not in console
+    assert re.search(r"^trial 2/2 completed: val_accuracy [\d.]+% \(best epoch [12] of 2\)", result.stdout, re.M)
 
 
 @pytest.mark.parametrize(("total", "expected"), [(1, "search: 1 trial planned;"), (4, "search: 4 trials planned;")])

@@ -16,7 +16,7 @@ from kmnist_search.data.datasets import split_train_validation
 from kmnist_search.export.convert import keras_probabilities
 from kmnist_search.export.ensemble_graph import export_ensemble
 from kmnist_search.export.inference import Classifier
-from tests.cli import assert_one_line_error, run_cli
+from tests.cli import Command, assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
 
 
@@ -67,13 +67,14 @@ def test_ensemble_onnx_averages_its_members(two_members: tuple[Path, Path], fini
 
 
 @pytest.mark.slow
-def test_ensemble_cli_then_verify(two_members: tuple[Path, Path], finished_run: FinishedRun, tmp_path: Path) -> None:
+def test_ensemble_cli_then_verify(two_members: tuple[Path, Path], finished_run: FinishedRun, tmp_path: Path,
+                                  command: Command) -> None:
     _, _, data_dir = finished_run
-    result = run_cli("kmnist_search.ensemble", *map(str, two_members), "--name", "pair", "--exports-dir",
+    result = command("ensemble", *map(str, two_members), "--name", "pair", "--exports-dir",
                      str(tmp_path / "out"), "--data-dir", str(data_dir), "--no-checksum", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "predicted labels identical on 100.00%" in result.stdout and "members:" in result.stdout
-    verified = run_cli("kmnist_search.verify", str(tmp_path / "out" / "pair.onnx"), "--data-dir", str(data_dir),
+    verified = command("verify", str(tmp_path / "out" / "pair.onnx"), "--data-dir", str(data_dir),
                        "--no-checksum", cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
     assert "verified" in verified.stdout

@@ -20,7 +20,7 @@ from kmnist_search.export import convert as export
 from kmnist_search.export.inference import Classifier
 from kmnist_search.export.parity import EXACT, INT8, ParityRule, strictest
 from kmnist_search.search.hypermodel import build_network
-from tests.cli import assert_one_line_error, run_cli
+from tests.cli import Command, assert_one_line_error
 from tests.conftest import FinishedRun
 
 
@@ -70,25 +70,26 @@ def test_parity_failure_writes_nothing(finished_run: FinishedRun, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_verify_cli_passes_then_catches_tampering(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
+def test_verify_cli_passes_then_catches_tampering(exported: Path, finished_run: FinishedRun, tmp_path: Path,
+                                                  command: Command) -> None:
     _, _, data_dir = finished_run
     copy_dir = tmp_path / "copy"
     shutil.copytree(exported.parent, copy_dir)
     model = copy_dir / exported.name
-    ok = run_cli("kmnist_search.verify", str(model), "--data-dir", str(data_dir), "--no-checksum", cwd=tmp_path)
+    ok = command("verify", str(model), "--data-dir", str(data_dir), "--no-checksum", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
     assert "predicted labels identical on 100.00%" in ok.stdout and "verified" in ok.stdout
     card = json.loads(model.with_suffix(".json").read_text())
     card["onnx_sha256"] = "0" * 64
     model.with_suffix(".json").write_text(json.dumps(card))
-    assert_one_line_error(run_cli("kmnist_search.verify", str(model), "--data-dir", str(data_dir),
+    assert_one_line_error(command("verify", str(model), "--data-dir", str(data_dir),
                                   "--no-checksum", cwd=tmp_path), "changed after it was verified")
     model.write_bytes(model.read_bytes()[:1000])
-    assert_one_line_error(run_cli("kmnist_search.verify", str(model), cwd=tmp_path), "not a readable ONNX model")
+    assert_one_line_error(command("verify", str(model), cwd=tmp_path), "not a readable ONNX model")
 
 
 @pytest.mark.slow
-def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> None:
+def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path, command: Command) -> None:
     run_dir, _, data_dir = finished_run
     out = tmp_path / "out"
     out.mkdir()
@@ -97,17 +98,17 @@ def test_export_cli_on_a_run_dir(finished_run: FinishedRun, tmp_path: Path) -> N
         (out / name).write_bytes(b"half")  # left by killed exports of this name and another, and a user's file
     (out / f"{PARTIAL_PREFIX}export-test.keras-k1ll3d").mkdir()
     (out / f"{PARTIAL_PREFIX}export-test.keras-k1ll3d" / "export-test.keras").write_bytes(b"half")
-    result = run_cli("kmnist_search.export", str(run_dir), "--exports-dir", str(tmp_path / "out"), "--data-dir",
+    result = command("export", str(run_dir), "--exports-dir", str(tmp_path / "out"), "--data-dir",
                      str(data_dir), "--no-checksum", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "parity on 200 test images" in result.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted([  # the same name's leftovers swept, another's kept
         f"{PARTIAL_PREFIX}another.onnx-k1ll3d", ".export-test.lock", ".export-test.onnx.notes.tmp", "export-test.json",
         "export-test.keras", "export-test.onnx", "export-test.md", "export-test.evaluation.json"])
-    assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "nothing"), cwd=tmp_path),
+    assert_one_line_error(command("export", str(tmp_path / "nothing"), cwd=tmp_path),
                           "is not a run directory")
     (tmp_path / "unfinished").mkdir()
-    assert_one_line_error(run_cli("kmnist_search.export", str(tmp_path / "unfinished"), cwd=tmp_path),
+    assert_one_line_error(command("export", str(tmp_path / "unfinished"), cwd=tmp_path),
                           "results.json is missing")
 
 

@@ -14,7 +14,7 @@ from sklearn.metrics import balanced_accuracy_score
 from kmnist_search.data.datasets import K49, load_dataset
 from kmnist_search.export.inference import Classifier
 from kmnist_search.search.hypermodel import BalancedAccuracy
-from tests.cli import run_cli
+from tests.cli import Command
 from tests.conftest import write_dataset_files
 
 TRAIN_COUNTS = [12 + (i % 5) * 8 for i in range(49)]  # 12 to 44 images a class: imbalanced, like K49
@@ -46,10 +46,10 @@ def test_balanced_accuracy_metric_matches_scikit_learn() -> None:
 
 
 @pytest.mark.slow
-def test_k49_search_maximises_balanced_accuracy_and_exports(tmp_path: Path) -> None:
+def test_k49_search_maximises_balanced_accuracy_and_exports(tmp_path: Path, command: Command) -> None:
     data_dir = write_dataset_files(tmp_path / "k49", K49, TRAIN_COUNTS, TEST_COUNTS)
     (tmp_path / "k49.toml").write_text(K49_SPACE)
-    result = run_cli("kmnist_search.run", "--dataset", "k49", "--space", str(tmp_path / "k49.toml"), "--data-dir",
+    result = command("run", "--dataset", "k49", "--space", str(tmp_path / "k49.toml"), "--data-dir",
                      str(data_dir), "--no-checksum", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val_bal_acc" in result.stdout and "balanced accuracy: validation" in result.stdout

@@ -19,7 +19,7 @@ from kmnist_search.export.convert import convert_to_onnx, keras_probabilities
 from kmnist_search.export.inference import Classifier
 from kmnist_search.export.int8 import calibration_images, export_quantized, model_split
 from kmnist_search.export.parity import INT8
-from tests.cli import assert_one_line_error, run_cli
+from tests.cli import Command, assert_one_line_error, run_cli
 from tests.conftest import FinishedRun
 
 
@@ -105,22 +105,23 @@ def test_an_int8_model_that_strays_is_refused(exported: Path, finished_run: Fini
 
 
 @pytest.mark.slow
-def test_quantize_cli_then_verify(exported: Path, finished_run: FinishedRun, tmp_path: Path) -> None:
+def test_quantize_cli_then_verify(exported: Path, finished_run: FinishedRun, tmp_path: Path,
+                                  command: Command) -> None:
     _, _, data_dir = finished_run
     data = ("--data-dir", str(data_dir), "--no-checksum")
-    result = run_cli("kmnist_search.quantize", str(exported.with_suffix(".json")), "--name", "small",
+    result = command("quantize", str(exported.with_suffix(".json")), "--name", "small",
                      "--exports-dir", str(tmp_path / "out"), "--calibration-images", "200", *data, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "x smaller" in result.stdout and "(at least 99.5% required)" in result.stdout
     assert json.loads((tmp_path / "out" / "small.json").read_text())["quantization"]["calibration_images"] == 200
-    verified = run_cli("kmnist_search.verify", str(tmp_path / "out" / "small.onnx"), *data, cwd=tmp_path)
+    verified = command("verify", str(tmp_path / "out" / "small.onnx"), *data, cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
     assert "int8 vs float32 Keras" in verified.stdout and "verified" in verified.stdout
 
     other = keras.models.load_model(tmp_path / "out" / "small.keras", compile=False)
     other.set_weights([w * 0 for w in other.get_weights()])
     other.save(tmp_path / "other.keras")
-    assert_one_line_error(run_cli("kmnist_search.verify", str(tmp_path / "out" / "small.onnx"), "--keras-model",
+    assert_one_line_error(command("verify", str(tmp_path / "out" / "small.onnx"), "--keras-model",
                                   str(tmp_path / "other.keras"), *data, cwd=tmp_path), "does not reproduce")
 
 

@@ -28,7 +28,8 @@ def test_official_files_verify_and_load(real_data_dir: Path) -> None:
 def test_short_search_on_real_images_learns(real_data_dir: Path, tmp_path: Path) -> None:
     space = parse_space({
         "name": "real-smoke",
-        "hyperparameters": {"learning_rate": [1.0], "batch_size": [128], "loss": ["categorical_crossentropy"]},
+        "hyperparameters": {"learning_rate": [1.0], "batch_size": [32], "loss": ["categorical_crossentropy"],
+                            "conv_layers": "16-p-32", "dense_units": 64},  # small and quick
         "training": {"epochs": 1, "validation_images": 1000, "train_images": 4000},
     })
     data = load_dataset("kmnist", real_data_dir)
