@@ -70,3 +70,20 @@ def test_k49_search_maximises_balanced_accuracy_and_exports(tmp_path: Path, comm
     assert len(classifier.classes) == 49 and classifier.classes[48].character == "ゝ"
     dataset = load_dataset("k49", data_dir, verify_checksums=False)
     assert classifier.predict_proba(dataset.test_images[:5]).shape == (5, 49)
+
+
+def test_the_confusion_matrix_counts_cells_only_where_a_count_can_be_read() -> None:
+    import matplotlib.pyplot as plt
+
+    from kmnist_search.data.datasets import KMNIST
+    from kmnist_search.report.figures import confusion_figure
+
+    labels = np.arange(49).repeat(2)
+    k49 = confusion_figure(labels, labels, K49)
+    kmnist = confusion_figure(labels % 10, labels % 10, KMNIST)
+    try:
+        assert not k49.axes[0].texts and len(k49.axes) == 2  # colours only, read on a colour bar
+        assert len(kmnist.axes[0].texts) == 10 * 10 and len(kmnist.axes) == 1
+    finally:
+        plt.close(k49)
+        plt.close(kmnist)

@@ -113,13 +113,18 @@ def plot_effects(trials: list[Trial], path: Path) -> bool:
     return True
 
 
+MAX_COUNTED_CLASSES = 20  # beyond this many classes a count in every cell is too small to read at this size
+
+
 def confusion_figure(labels: np.ndarray, predicted: np.ndarray, spec: DatasetSpec) -> plt.Figure:
-    """The winner's confusion matrix on the test images, classes named by index and kana."""
+    """The winner's confusion matrix on the test images, classes named by index and kana; the count in each
+    cell where there are few enough classes to read it (K49's 2,401 cells are shown by colour only)."""
     figure, axis = plt.subplots(figsize=(7.5, 6.5))
+    counted = spec.num_classes <= MAX_COUNTED_CLASSES
     ConfusionMatrixDisplay.from_predictions(
         labels, predicted, labels=list(range(spec.num_classes)),
         display_labels=[class_label(spec, i) for i in range(spec.num_classes)],
-        ax=axis, cmap="Blues", colorbar=False, xticks_rotation=45)
+        ax=axis, cmap="Blues", colorbar=not counted, include_values=counted, xticks_rotation=45)
     axis.set_title(f"Winner's confusion matrix on {len(labels):,} test images")
     return figure
 
