@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import TINY_SPACE, assert_one_line_error, run_cli
+from tests.cli import TINY_SPACE, Command, assert_one_line_error, run_cli
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def tiny_space_file(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_run_end_to_end_prints_summary_and_writes_results_then_a_rerun_trains_nothing(
-        synthetic_data_dir: Path, tiny_space_file: Path, tmp_path: Path) -> None:
+        synthetic_data_dir: Path, tiny_space_file: Path, tmp_path: Path, command: Command) -> None:
     # two epochs: a one-epoch model's near-even probabilities leave its int8 copy no margin on some CPUs
     tiny_space_file.write_text(TINY_SPACE.replace("epochs = 1", "epochs = 2"))
     arguments = ("--strategy", "grid", "--space", str(tiny_space_file), "--data-dir", str(synthetic_data_dir),
@@ -43,7 +43,7 @@ def test_run_end_to_end_prints_summary_and_writes_results_then_a_rerun_trains_no
     assert len(results["trials"]) == 2 and results["strategy"] == "grid"
 
     # The API test checks that the export is left byte for byte; here, what the command says.
-    again = run_cli("kmnist_search.run", *arguments, "--no-export", cwd=tmp_path)
+    again = command("run", *arguments, "--no-export", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "had finished" in again.stdout and "nothing was trained" in again.stdout
     assert "trial 1/2 started" not in again.stdout and "winner: trial" in again.stdout

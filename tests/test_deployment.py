@@ -38,12 +38,15 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 @pytest.mark.slow
-def test_a_budget_picks_the_most_accurate_trial_that_fits_and_everything_carries_it(dataset: Dataset,
-                                                                                      tmp_path: Path) -> None:
+def test_a_budget_picks_the_most_accurate_trial_that_fits_confirms_only_those_and_everything_carries_it(
+        dataset: Dataset, tmp_path: Path) -> None:
     result = pipeline.search(parse_space(WIDTHS), "grid", dataset=dataset, project_dir=tmp_path, name="fits",
-                             budget_mb=1.0)
+                             budget_mb=1.0, confirm=1)
     assert result is not None and result.results.budget == Budget(max_mb=1.0)
     trials = result.results.trials
+    assert result.results.confirmation is not None
+    confirmed = {c.trial_id for c in result.results.confirmation.configurations}
+    assert confirmed == {t.trial_id for t in trials if t.hyperparameters["dense_units"] == 8}  # only what fits
     assert all(t.deployment is not None for t in trials)
     sizes = {t.hyperparameters["dense_units"]: t.deployment.onnx_bytes for t in trials}  # type: ignore[union-attr]
     assert sizes[8] < 1_000_000 < sizes[96]
@@ -132,13 +135,3 @@ def test_the_front_keeps_the_trials_no_other_beats_with_latency_noise_counted_as
     assert [t.trial_id for t in within_budget(trials, budget)] == ["2"]
     with pytest.raises(RunError, match=r"no trial fits the budget of 0\.01 ms per image: the closest is trial 3 "):
         within_budget(trials, Budget(max_ms=0.01))
-
-
-@pytest.mark.slow
-def test_confirming_under_a_budget_confirms_only_trials_that_fit(dataset: Dataset, tmp_path: Path) -> None:
-    result = pipeline.search(parse_space(WIDTHS), "grid", dataset=dataset, project_dir=tmp_path, name="sure",
-                             budget_mb=1.0, confirm=1)
-    assert result is not None and result.results.confirmation is not None
-    confirmed = {c.trial_id for c in result.results.confirmation.configurations}
-    fitting = {t.trial_id for t in result.results.trials if t.hyperparameters["dense_units"] == 8}
-    assert confirmed == fitting and result.winner.trial_id in fitting

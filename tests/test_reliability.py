@@ -21,6 +21,7 @@ from kmnist_search.base.errors import RunError
 from kmnist_search.data.datasets import Dataset, load_dataset, split_train_validation
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.search.runner import SearchOptions, run_search
+from tests.cli import Command
 from tests.conftest import ALL_FOUR, as_dict, searched_configurations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,9 +40,9 @@ train_images = 300
 """
 
 
-def command(strategy: str, space: Path, data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "kmnist_search.run", "--strategy", strategy, "--space", str(space), "--data-dir",
-            str(data_dir), "--no-checksum", "--quiet", "--max-trials", "4", "--name", "killed"]
+def run_arguments(strategy: str, space: Path, data_dir: Path) -> list[str]:
+    return ["--strategy", strategy, "--space", str(space), "--data-dir", str(data_dir), "--no-checksum", "--quiet",
+            "--max-trials", "4", "--name", "killed"]
 
 
 def trials_with_epochs(run_dir: Path) -> list[Path]:
@@ -79,13 +80,14 @@ MOMENTS: dict[str, Callable[[Path], bool]] = {
 ])
 @pytest.mark.slow
 def test_sigkill_then_rerun_completes_the_same_search(strategy: str, moment: str, synthetic_data_dir: Path,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, command: Command) -> None:
     space = tmp_path / "four.toml"
     space.write_text(FOUR_CONFIGURATIONS)
     run_dir = tmp_path / "runs" / "killed"
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    process = subprocess.Popen(command(strategy, space, synthetic_data_dir), cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    arguments = run_arguments(strategy, space, synthetic_data_dir)
+    process = subprocess.Popen([sys.executable, "-m", "kmnist_search.run", *arguments], cwd=tmp_path,
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not MOMENTS[moment](run_dir) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -95,8 +97,7 @@ def test_sigkill_then_rerun_completes_the_same_search(strategy: str, moment: str
     process.wait()
     finished_before = {str(p): p.parent.joinpath("trial_log.json").read_text() for p in completed_trials(run_dir)}
 
-    rerun = subprocess.run(command(strategy, space, synthetic_data_dir), cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
+    rerun = command("run", *arguments, cwd=tmp_path)  # the state on disk is what resumes it
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert all(t["status"] in ("COMPLETED", "PRUNED") for t in results["trials"])

@@ -19,6 +19,7 @@ from kmnist_search.data.datasets import Dataset, load_dataset
 from kmnist_search.data.spaces import parse_space
 from kmnist_search.search import resume
 from kmnist_search.search.runner import SearchOptions, run_search
+from tests.cli import Command
 from tests.conftest import as_dict
 from tests.kills import Killed, killed_when
 
@@ -126,7 +127,8 @@ def test_a_killed_retraining_continues_from_its_last_epoch(dataset: Dataset, tmp
 
 
 @pytest.mark.slow
-def test_sigkill_mid_trial_then_rerun_keeps_the_finished_epochs(synthetic_data_dir: Path, tmp_path: Path) -> None:
+def test_sigkill_mid_trial_then_rerun_keeps_the_finished_epochs(synthetic_data_dir: Path, tmp_path: Path,
+                                                                command: Command) -> None:
     space_file = tmp_path / "long.toml"
     space_file.write_text("""
 name = "long"
@@ -139,11 +141,11 @@ epochs = 6
 validation_images = 100
 train_images = 500
 """)
-    command = [sys.executable, "-m", "kmnist_search.run", "--space", str(space_file), "--data-dir",
-               str(synthetic_data_dir), "--no-checksum", "--quiet", "--no-export"]
+    arguments = ["--space", str(space_file), "--data-dir", str(synthetic_data_dir), "--no-checksum", "--quiet",
+                 "--no-export"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-m", "kmnist_search.run", *arguments], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     state = tmp_path / "runs" / "long-grid" / "trial_0" / "resume" / "state.json"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
@@ -155,7 +157,7 @@ train_images = 500
     saved = json.loads(state.read_text())["epoch"]
     assert 2 <= saved < 6, "the trial finished before it could be killed"
     kept = json.loads((state.parent.parent / "trial_log.json").read_text())["epochs"][:saved]
-    rerun = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    rerun = command("run", *arguments, cwd=tmp_path)  # the state on disk is what resumes it
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     results = json.loads((tmp_path / "runs" / "long-grid" / "results.json").read_text())
     history = results["trials"][0]["history"]
