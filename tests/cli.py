@@ -42,7 +42,8 @@ def command_in_process(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     """``command(VERB, ARGS, cwd=...)`` runs ``kmnist-search VERB ARGS`` as its console script does
     (``run_main``: one-line errors, exit codes) but in this process, where TensorFlow is loaded already: for
     tests of what a command does and says, not of the process boundary. What ``run_main`` changes for the
-    process (warning filters, log levels, the unraisable hook) is put back after the test."""
+    process (warning filters, environment, the unraisable hook, the silenced flag) is put back after the
+    test; the libraries' loggers stay at ERROR."""
 
     def command(verb: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         main = importlib.import_module(f"kmnist_search.commands.{verb}").main
