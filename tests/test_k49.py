@@ -49,8 +49,8 @@ def test_balanced_accuracy_metric_matches_scikit_learn() -> None:
 def test_k49_search_maximises_balanced_accuracy_and_exports(tmp_path: Path, command: Command) -> None:
     data_dir = write_dataset_files(tmp_path / "k49", K49, TRAIN_COUNTS, TEST_COUNTS)
     (tmp_path / "k49.toml").write_text(K49_SPACE)
-    result = command("run", "--dataset", "k49", "--space", str(tmp_path / "k49.toml"), "--data-dir",
-                     str(data_dir), "--no-checksum", "--quiet", cwd=tmp_path)
+    result = command("run", "--dataset", "k49", "--space", str(tmp_path / "k49.toml"), "--data-dir", str(data_dir),
+                     "--no-checksum", "--quiet", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "val_bal_acc" in result.stdout and "balanced accuracy: validation" in result.stdout
     run_dir = tmp_path / "runs" / "k49-tiny-grid"
