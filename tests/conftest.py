@@ -124,6 +124,10 @@ def seeded() -> None:
 
 FinishedRun = tuple[Path, Dataset, Path]  # run directory, its dataset, the data directory
 
+# The network of test spaces whose trained models are not quantized: what those tests check is the machinery
+# around the network, and the study's CNN (the default) costs about a hundred times the arithmetic per image.
+SMALL_NETWORK = {"conv_layers": "16-p-32", "dense_units": 32}
+
 EXPORT_TEST_SPACE = {
     "name": "export-test",
     "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"]},

@@ -15,11 +15,13 @@ from kmnist_search import pipeline
 from kmnist_search.base.errors import DISK_ERRORS, RunError, TrialDiskError
 from kmnist_search.data.rundir import RunDir, failed_for_the_environment
 from kmnist_search.search import resume
-from tests.conftest import FinishedRun
+from tests.cli import Command
+from tests.conftest import SMALL_NETWORK, FinishedRun
 
 SPACE = {
     "name": "environment",
-    "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"]},
+    "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"],
+                        **SMALL_NETWORK},
     "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
 }
 
@@ -123,16 +125,15 @@ def test_a_damaged_checkpoint_restarts_the_trial_instead_of_failing_it(
     assert [e.epoch for e in result.trials[0].history] == [1, 2, 3]
 
 
-@pytest.mark.slow  # the one-line error is the command's: each case starts it
-def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: Path,
+def test_an_unusable_cache_folder_or_home_is_one_line_naming_the_fix(tmp_path: Path, command: Command,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.cli import assert_one_line_error, run_cli
+    from tests.cli import assert_one_line_error
 
-    assert_one_line_error(run_cli("kmnist_search.download", "kmnist", "--cache-dir", "/proc/x", cwd=tmp_path),
+    assert_one_line_error(command("download", "kmnist", "--cache-dir", "/proc/x", cwd=tmp_path),
                           "cannot create /proc/x/kmnist", "point --cache-dir at a writable folder")
     monkeypatch.delenv("KMNIST_SEARCH_CACHE_DIR")
     monkeypatch.setenv("HOME", "/proc/nonexistent")
-    assert_one_line_error(run_cli("kmnist_search.run", "--space", "quick", "--no-export", cwd=tmp_path),
+    assert_one_line_error(command("run", "--space", "quick", "--no-export", cwd=tmp_path),
                           "cannot create /proc/nonexistent/.keras/datasets/kmnist", "--data-dir DIR")
 
 

@@ -16,7 +16,7 @@ from kmnist_search.data.spaces import parse_space
 from kmnist_search.report.html import importance
 from kmnist_search.report.summarize import write_report
 from kmnist_search.search.runner import SearchOptions, run_search
-from tests.cli import run_cli
+from tests.cli import Command
 
 CHROMIUM = Path("/usr/bin/chromium")
 TWO_RATES = {
@@ -90,12 +90,11 @@ def test_importance_comes_from_optunas_fanova_on_the_searched_hyperparameters() 
     assert result.values["learning_rate"] > 0.5 > result.values["loss"]  # the rate decides the epoch-1 scores
 
 
-@pytest.mark.slow
-def test_summary_html_prints_the_page_path(searched: RunDir, tmp_path: Path) -> None:
+def test_summary_html_prints_the_page_path(searched: RunDir, tmp_path: Path, command: Command) -> None:
     copy = tmp_path / "run"
     shutil.copytree(searched.path, copy)
     (copy / "report" / "index.html").unlink()
-    result = run_cli("kmnist_search.summary", str(copy), "--format", "html", cwd=tmp_path)
+    result = command("summary", str(copy), "--format", "html", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(copy / "report" / "index.html") and (copy / "report/index.html").is_file()
 

@@ -15,7 +15,7 @@ from kmnist_search.data.spaces import Pruning, load_space, parse_space
 from kmnist_search.search.callbacks import PruningCallback
 from kmnist_search.search.pruners import CatchUpPruner, Curve, PercentilePruner, SuccessiveHalvingPruner, make_pruner
 from kmnist_search.search.runner import SearchOptions, run_search
-from tests.conftest import as_dict
+from tests.conftest import SMALL_NETWORK, as_dict
 
 
 def write_log(run_dir: Path, trial: str, accuracies: list[float]) -> None:
@@ -192,7 +192,7 @@ def test_grid_search_prunes_hopeless_trials_but_visits_every_configuration(synth
     dataset: Dataset = load_dataset("kmnist", synthetic_data_dir, verify_checksums=False)
     space = parse_space({
         "hyperparameters": {"learning_rate": [1.0, 0.3, 0.001, 0.0001], "batch_size": [32],
-                            "loss": ["categorical_crossentropy"]},
+                            "loss": ["categorical_crossentropy"], **SMALL_NETWORK},
         "training": {"epochs": 3, "validation_images": 100, "train_images": 400},
         "pruning": {"warmup_epochs": 1, "min_trials": 2},
     })

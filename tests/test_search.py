@@ -13,11 +13,14 @@ from kmnist_search.data.datasets import Dataset, load_dataset
 from kmnist_search.data.spaces import SearchSpace, load_space, parse_space
 from kmnist_search.search.plan import describe_plan, planned_trials
 from kmnist_search.search.runner import SearchOptions, run_search
+from tests.conftest import SMALL_NETWORK
 
 TINY = {
     "name": "tiny",
-    "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64], "loss": ["categorical_crossentropy"]},
+    "hyperparameters": {"learning_rate": [1.0, 0.1], "batch_size": [64], "loss": ["categorical_crossentropy"],
+                        **SMALL_NETWORK},
     "training": {"epochs": 2, "validation_images": 100, "train_images": 400},
+    "pruning": {"strategy": "none"},  # every trial completes: what these tests check is not pruning
 }
 
 
@@ -52,7 +55,7 @@ def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace,
     assert 0.0 <= winner.test_accuracy <= 1.0 and (run_dir / "winner.keras").is_file()
     assert results.dataset.to_dict() | {"checksums": None} == {
         "name": "kmnist", "checksums": None, "train_images": 400, "validation_images": 100, "test_images": 200}
-    assert all(set(t.hyperparameters) == {"learning_rate", "batch_size", "loss"} for t in trials)
+    assert all(set(t.hyperparameters) == set(TINY["hyperparameters"]) for t in trials)
     if strategy != "hyperband":
         configurations = {json.dumps(t.hyperparameters, sort_keys=True) for t in trials}
         assert len(configurations) == len(trials) == 2
@@ -61,7 +64,7 @@ def test_every_strategy_runs_and_reports(strategy: str, tiny_space: SearchSpace,
 @pytest.mark.slow
 def test_a_finished_search_keeps_the_weights_only_of_its_winner(dataset: Dataset, tmp_path: Path) -> None:
     space = parse_space({**TINY, "hyperparameters": {**TINY["hyperparameters"], "learning_rate": [1.0, 0.1, 1e-4]},
-                         "training": {**TINY["training"], "epochs": 1}, "pruning": {"strategy": "none"}})
+                         "training": {**TINY["training"], "epochs": 1}})
     results = run_search(dataset, space, options(tmp_path, "grid"))
     assert results is not None and len(results.trials) == 3
     kept = sorted(p.parent.name for p in (tmp_path / "runs" / "tiny-grid").glob("trial_*/checkpoint.weights.h5"))
