@@ -97,7 +97,6 @@ class NoPruning(Pruner):
         return None
 
 
-
 @dataclass(frozen=True)
 class PercentilePruner(Pruner):
     """Stop a trial whose best score so far is below the ``percentile`` of the other trials' best scores
@@ -134,7 +133,6 @@ class PercentilePruner(Pruner):
         return share + (" at equal steps" if self.budget == "steps" else "")
 
 
-
 @dataclass(frozen=True)
 class SuccessiveHalvingPruner(Pruner):
     """ASHA as a pruner: at rung epochs ``min_epochs * reduction**k``, stop a trial that is not in the top
@@ -159,7 +157,6 @@ class SuccessiveHalvingPruner(Pruner):
             return None
         return PruneRecord(epoch=own.epochs, value=value, threshold=rung[kept - 1], trials_compared=len(rung),
                            rule=f"top-1/{self.reduction} cut")
-
 
 
 @dataclass(frozen=True)
@@ -214,7 +211,6 @@ class CatchUpPruner(Pruner):
             return PruneRecord(epoch=own.epochs, value=own.best(), threshold=best, trials_compared=len(scores),
                                rule="best score so far", reach=reach, reach_by=reach_by)
         return None
-
 
 
 def make_pruner(pruning: Pruning, epochs: int) -> Pruner:
