@@ -21,6 +21,8 @@ name = "tiny"
 learning_rate = [1.0, 0.1]
 batch_size = [64]
 loss = ["categorical_crossentropy"]
+conv_layers = "16-32"  # conftest's EXPORT_TEST_SPACE network: it is quantized too
+dense_units = 32
 [training]
 epochs = 1
 validation_images = 100

@@ -40,9 +40,10 @@ def test_user_file_by_path(tmp_path: Path) -> None:
     path.write_text(VALID)
     space = load_space(str(path))
     assert space.name == "tiny" and space.source == str(path)
+    network = {"conv_layers": "16-32", "dense_units": 32}
     assert space.configurations() == [
-        {"learning_rate": 1.0, "batch_size": 32, "loss": "categorical_crossentropy"},
-        {"learning_rate": 0.1, "batch_size": 32, "loss": "categorical_crossentropy"},
+        {"learning_rate": 1.0, "batch_size": 32, "loss": "categorical_crossentropy", **network},
+        {"learning_rate": 0.1, "batch_size": 32, "loss": "categorical_crossentropy", **network},
     ]
 
 
