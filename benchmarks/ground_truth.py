@@ -31,6 +31,7 @@ import io
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -80,6 +81,17 @@ class Unit:
 
 def row_key(row: dict[str, str]) -> tuple[str, ...]:
     return (row["space"], *(row[name] for name in HYPERPARAMETERS), row["seed"], row["repeat"])
+
+
+def whole_trainings(rows: list[dict[str, str]], space: str, epochs: int) -> dict[tuple[str, ...], list[dict[str, str]]]:
+    """The epoch rows of each first training (repeat 0) of ``space`` recorded for all ``epochs`` epochs, in epoch
+    order, by :func:`row_key`."""
+    grouped: dict[tuple[str, ...], list[dict[str, str]]] = defaultdict(list)
+    for row in rows:
+        if row["space"] == space and row["repeat"] == "0":
+            grouped[row_key(row)].append(row)
+    return {key: sorted(trained, key=lambda r: int(r["epoch"])) for key, trained in grouped.items()
+            if sorted(int(r["epoch"]) for r in trained) == list(range(1, epochs + 1))}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

@@ -35,7 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ground_truth import HYPERPARAMETERS, OUT_DIR, planned_trainings, read_csv
+from ground_truth import HYPERPARAMETERS, OUT_DIR, planned_trainings, read_csv, whole_trainings
 from records import ROOT, description, read_record, write_into, write_record
 
 FIGURE = ROOT / "docs" / "images" / "replay-cost-regret.png"
@@ -65,20 +65,13 @@ def recorded_runs(rows: list[dict[str, str]], space_name: str) -> dict[int, dict
     from kmnist_search.search.pruners import Curve
     from kmnist_search.search.replay import RecordedRun, configuration_key
 
-    grouped: dict[tuple[int, str], list[dict[str, str]]] = defaultdict(list)
-    for row in rows:
-        if row["repeat"] != "0":
-            continue
-        values = {name: typed(space_name, name, row[name]) for name in HYPERPARAMETERS}
-        grouped[(int(row["seed"]), configuration_key(values))].append(row)
     by_seed: dict[int, dict[str, Any]] = defaultdict(dict)
-    for (seed, key), epochs in grouped.items():
-        epochs.sort(key=lambda r: int(r["epoch"]))
-        if len(epochs) != FINAL_EPOCH:
-            continue
-        steps = int(epochs[0]["steps"])
-        by_seed[seed][key] = RecordedRun(Curve(tuple(float(r["val_accuracy"]) for r in epochs), steps),
-                                         tuple(float(r["cpu_seconds"]) for r in epochs))
+    for epochs in whole_trainings(rows, space_name, FINAL_EPOCH).values():
+        first = epochs[0]
+        values = {name: typed(space_name, name, first[name]) for name in HYPERPARAMETERS}
+        by_seed[int(first["seed"])][configuration_key(values)] = RecordedRun(
+            Curve(tuple(float(r["val_accuracy"]) for r in epochs), int(first["steps"])),
+            tuple(float(r["cpu_seconds"]) for r in epochs))
     return by_seed
 
 

@@ -17,11 +17,10 @@ import csv
 import itertools
 import statistics
 import sys
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ground_truth import OUT_DIR, read_csv
+from ground_truth import OUT_DIR, read_csv, whole_trainings
 from records import ROOT, description, write_into
 
 from kmnist_search.data.study import SETTINGS, StudySetting
@@ -82,11 +81,9 @@ def configuration_of(row: dict[str, str]) -> Configuration:
 def ground_truth(epochs: list[dict[str, str]], units: list[dict[str, str]], configurations: int
                  ) -> dict[Configuration, Truth] | None:
     """Each configuration's truth; None until some seed has every configuration trained to the end."""
-    curves: dict[tuple[Configuration, int], dict[int, float]] = defaultdict(dict)
-    for row in epochs:
-        if row["space"] == SPACE and row["repeat"] == "0":
-            curves[(configuration_of(row), int(row["seed"]))][int(row["epoch"])] = float(row["val_accuracy"])
-    whole = {key: curve for key, curve in curves.items() if sorted(curve) == list(range(1, FINAL_EPOCH + 1))}
+    whole = {(configuration_of(trained[0]), int(trained[0]["seed"])): {int(r["epoch"]): float(r["val_accuracy"])
+                                                                      for r in trained}
+             for trained in whole_trainings(epochs, SPACE, FINAL_EPOCH).values()}
     seeds = sorted({seed for _, seed in whole})
     if not any(sum(1 for _, s in whole if s == seed) == configurations for seed in seeds):
         return None
