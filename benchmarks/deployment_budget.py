@@ -125,8 +125,9 @@ def measure(args: argparse.Namespace) -> None:
     from kmnist_search.report.rankings import pareto_front
 
     dataset = load_dataset("kmnist", args.data_dir)
-    common = {"dataset": dataset, "project_dir": ROOT / "runs", "exports_dir": ROOT / "runs" / "bench-deploy-exports",
-              "quantize_export": True, "report": True, "measure": True}
+    common: dict[str, Any] = {"dataset": dataset, "project_dir": ROOT / "runs",
+                              "exports_dir": ROOT / "runs" / "bench-deploy-exports", "quantize_export": True,
+                              "report": True, "measure": True}
     free = pipeline.run("deploy", "grid", name="bench-deploy", **common)
     budgeted = pipeline.run("deploy", "grid", name="bench-deploy-budget", budget_ms=args.budget_ms,
                             budget_mb=args.budget_mb, **common)

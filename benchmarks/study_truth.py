@@ -229,7 +229,7 @@ def findings(truth: dict[Configuration, Truth]) -> list[str]:
                                                           for rate in gap_by_rate) + ".",
     ]
     for loss, name in LOSS_NAMES.items():
-        spans = []
+        by_batch = []
         for rate in rates:
             scores = {b: truth[Configuration(rate, b, loss)].mean for b in batches
                       if Configuration(rate, b, loss) in truth}
@@ -237,9 +237,9 @@ def findings(truth: dict[Configuration, Truth]) -> list[str]:
                 continue
             smallest_best = max(scores, key=lambda b: scores[b]) == batches[0]
             spread = (max(scores.values()) - min(scores.values())) * 100
-            spans.append(f"{rate:g}: best at batch {max(scores, key=lambda b: scores[b])}, a {spread:.2f}-point "
+            by_batch.append(f"{rate:g}: best at batch {max(scores, key=lambda b: scores[b])}, a {spread:.2f}-point "
                          f"spread{' (the smallest batch)' if smallest_best else ''}")
-        lines.append(f"- **The batch size**, with {name}, at each learning rate: " + "; ".join(spans) + ".")
+        lines.append(f"- **The batch size**, with {name}, at each learning rate: " + "; ".join(by_batch) + ".")
     return lines
 
 
