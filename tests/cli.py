@@ -21,7 +21,7 @@ name = "tiny"
 learning_rate = [1.0, 0.1]
 batch_size = [64]
 loss = ["categorical_crossentropy"]
-conv_layers = "16-32"  # conftest's EXPORT_TEST_SPACE network: it is quantized too
+conv_layers = "16-32"  # conftest's EXPORT_NETWORK: it is quantized too
 dense_units = 32
 [training]
 epochs = 1

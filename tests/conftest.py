@@ -128,12 +128,14 @@ FinishedRun = tuple[Path, Dataset, Path]  # run directory, its dataset, the data
 # around the network, and the study's CNN (the default) costs about a hundred times the arithmetic per image.
 SMALL_NETWORK = {"conv_layers": "16-p-32", "dense_units": 32}
 
-# The export tests' network, a quarter of the study's arithmetic: trained on 500 images, its int8 copy keeps
-# its float32 labels as quantization requires, which SMALL_NETWORK's does not.
+# The export tests' network (and tests/cli.py's TINY_SPACE's), a quarter of the study's arithmetic: trained on
+# 500 images, its int8 copy keeps its float32 labels as quantization requires, which SMALL_NETWORK's does not.
+EXPORT_NETWORK = {"conv_layers": "16-32", "dense_units": 32}
+
 EXPORT_TEST_SPACE = {
     "name": "export-test",
     "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"],
-                        "conv_layers": "16-32", "dense_units": 32},
+                        **EXPORT_NETWORK},
     "training": {"epochs": 2, "validation_images": 100, "train_images": 500},
 }
 

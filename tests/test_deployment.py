@@ -17,14 +17,14 @@ from kmnist_search.data.spaces import parse_space
 from kmnist_search.export.deployment import TrialMeasurer
 from kmnist_search.report.rankings import pareto_front, within_budget
 from tests.cli import assert_one_line_error, run_cli
-from tests.conftest import load_journal
+from tests.conftest import EXPORT_NETWORK, load_journal
 from tests.kills import Killed
 
 # Two widths of a CNN a quarter of the study's: dense 8 is about 0.2 MB in ONNX, dense 96 about 1.8 MB.
 WIDTHS = {
     "name": "widths",
     "hyperparameters": {"learning_rate": [1.0], "batch_size": [64], "loss": ["categorical_crossentropy"],
-                        "conv_layers": "16-32", "dense_units": [96, 8]},
+                        "conv_layers": EXPORT_NETWORK["conv_layers"], "dense_units": [96, 8]},
     "training": {"epochs": 2, "validation_images": 100, "train_images": 300},
     "pruning": {"strategy": "none"},
 }

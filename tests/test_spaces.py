@@ -9,6 +9,7 @@ import pytest
 from kmnist_search.base.errors import SpaceError
 from kmnist_search.data.spaces import BUILTIN_DIR, builtin_space_names, load_space, parse_space
 from tests.cli import TINY_SPACE
+from tests.conftest import EXPORT_NETWORK
 
 VALID = TINY_SPACE.replace("batch_size = [64]", "batch_size = [32]").replace("train_images = 400\n", "")
 
@@ -40,10 +41,9 @@ def test_user_file_by_path(tmp_path: Path) -> None:
     path.write_text(VALID)
     space = load_space(str(path))
     assert space.name == "tiny" and space.source == str(path)
-    network = {"conv_layers": "16-32", "dense_units": 32}
     assert space.configurations() == [
-        {"learning_rate": 1.0, "batch_size": 32, "loss": "categorical_crossentropy", **network},
-        {"learning_rate": 0.1, "batch_size": 32, "loss": "categorical_crossentropy", **network},
+        {"learning_rate": 1.0, "batch_size": 32, "loss": "categorical_crossentropy", **EXPORT_NETWORK},
+        {"learning_rate": 0.1, "batch_size": 32, "loss": "categorical_crossentropy", **EXPORT_NETWORK},
     ]
 
 
