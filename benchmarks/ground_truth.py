@@ -257,12 +257,19 @@ def main() -> int:
     return 0
 
 
-def planned_trainings(space_name: str, configurations: int) -> int:
+def settling_trainings(space_name: str, configurations: int) -> int:
     """How many whole trainings (a configuration at a seed) settle a space's true best: every configuration at
-    one seed, the best ones at three (stages 1 to 4; stage 5's other seeds feed the replay as they land)."""
+    one seed, the best ones at three (stages 1 to 4)."""
     if space_name == "report-small":
         return configurations * len(SEEDS)
     return configurations + TOP_CONFIGURATIONS * len(REPORT_REPLICATE_SEEDS)
+
+
+def planned_trainings(space_name: str, configurations: int) -> int:
+    """How many whole trainings of a space the command makes in all (stage 2's repeats aside)."""
+    if space_name == "report-small":
+        return configurations * len(SEEDS)
+    return configurations * (1 + len(REPORT_REPLICATE_SEEDS))
 
 
 def stage_units(stage: int, out_dir: Path) -> Iterator[Unit]:

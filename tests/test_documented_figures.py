@@ -111,7 +111,8 @@ def test_the_verdict_names_only_rules_within_both_bounds_on_both_ground_truths()
     from replay_pruners import verdict
 
     def result(space: str, sd: float, rows: list[tuple[str, float, float]]) -> dict[str, object]:
-        return {"space": space, "true_best_seed_sd_points": sd, "trainings_recorded": 50, "trainings_planned": 50,
+        return {"space": space, "true_best_seed_sd_points": sd, "trainings_recorded": 50, "trainings_planned": 120,
+                "trainings_settling_best": 50,
                 "table": [{"strategy": "grid (shuffled)", "pruner": name, "regret_points": regret,
                            "cpu_fraction": cost} for name, regret, cost in rows],
                 "workloads": [{"pruner": "rule a", "within_unseen_bounds": 0.5},
@@ -143,6 +144,7 @@ def test_when_the_seed_noise_exceeds_the_bound_the_verdict_says_so_and_takes_the
 
     def result(space: str, sd: float, rows: list[tuple[str, float, float]]) -> dict[str, object]:
         return {"space": space, "true_best_seed_sd_points": sd, "trainings_recorded": 1, "trainings_planned": 1,
+                "trainings_settling_best": 1,
                 "table": [{"strategy": "grid (shuffled)", "pruner": name, "regret_points": regret,
                            "cpu_fraction": cost} for name, regret, cost in rows]}
 
