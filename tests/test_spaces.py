@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from kmnist_search.base.errors import SpaceError
-from kmnist_search.data.spaces import BUILTIN_DIR, builtin_space_names, load_space, parse_space
+from kmnist_search.data.spaces import BUILTIN_DIR, Pruning, builtin_space_names, load_space, parse_space
 from tests.cli import TINY_SPACE
 from tests.conftest import EXPORT_NETWORK
 
@@ -148,3 +151,12 @@ def test_a_space_s_source_never_shows_the_machine_s_install_path(tmp_path: Path,
     assert load_space(str(BUILTIN_DIR / "report.toml")).source == "search_spaces/report.toml"
     (tmp_path / "mine.toml").write_text(VALID)
     assert load_space(str(tmp_path / "mine.toml")).source == str(tmp_path / "mine.toml")  # as the user gave it
+
+
+def test_the_documented_pruning_defaults_are_the_defaults() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "search-spaces.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(\[pruning\] +# optional; these are the defaults\n.*?)```", page, re.S)
+    assert block is not None
+    documented = tomllib.loads(block.group(1))["pruning"]
+    assert documented.keys() == asdict(Pruning()).keys()
+    assert Pruning(**documented).record() == Pruning().record()
