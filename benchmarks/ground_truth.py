@@ -11,8 +11,11 @@ configuration at one seed) at a time, each unit a one-configuration run of the r
 2. ``report-small``: all 40 at the first seed again (run-to-run noise at one seed);
 3. ``report``: all 40 configurations at the first seed;
 4. ``report``: the 5 best of stage 3 (by final validation accuracy) at 2 more seeds, best first;
-5. ``report``: the other 35 at those 2 seeds, one seed's whole grid before the next's, in the order of
-   stage 3 (best first): so the replay can average over three seeds' curves, not rank by one seed's.
+5. ``report``: the other 35 at the second seed, in the order of stage 3 (best first): so the replay can
+   average over two seeds' curves, not rank by one seed's;
+6. ``report-10k`` (``benchmarks/ground_truth/report-10k.toml``): the same grid on a 10,000-image subset at
+   a seed no other stage uses: a held-out workload, on which no pruning rule was chosen;
+7. ``report``: the other 35 at the third seed, as in stage 5.
 
 The split always uses seed 42. A unit of configuration ``i`` (in the space's grid order) at seed ``s``
 trains with weights and batch-order seed ``s + i``: what trial ``i`` of ``run --strategy grid --seed 42
@@ -45,6 +48,9 @@ SPLIT_SEED = 42
 SEEDS = (42, 1042, 2042, 3042, 4042)  # replicate seeds; a unit adds its configuration's grid index
 TOP_CONFIGURATIONS = 5
 REPORT_REPLICATE_SEEDS = SEEDS[1:3]  # the report grid's best configurations are trained again at these
+HELD_OUT_SPACE = "report-10k"  # a workload no rule is chosen on
+HELD_OUT_SEED = 5042
+SPACE_FILES = {HELD_OUT_SPACE: OUT_DIR / f"{HELD_OUT_SPACE}.toml"}  # ground truths that are not built-in spaces
 HYPERPARAMETERS = ("learning_rate", "batch_size", "loss")
 EPOCH_COLUMNS = ("space", *HYPERPARAMETERS, "seed", "repeat", "epoch", "train_accuracy", "train_loss",
                  "val_accuracy", "val_loss", "wall_seconds", "cpu_seconds", "train_images", "steps",
@@ -123,11 +129,16 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0) -> Iterator[Unit]:
-    """The space's whole grid at each seed, one seed's grid before the next seed's."""
+def space_named(space_name: str) -> Any:
+    """A ground truth's search space: a built-in one, or one of :data:`SPACE_FILES`."""
     from kmnist_search.data.spaces import load_space
 
-    configurations = list(enumerate(load_space(space_name).configurations()))
+    return load_space(str(SPACE_FILES.get(space_name, space_name)))
+
+
+def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0) -> Iterator[Unit]:
+    """The space's whole grid at each seed, one seed's grid before the next seed's."""
+    configurations = list(enumerate(space_named(space_name).configurations()))
     for seed in seeds:
         for index, configuration in configurations:
             yield Unit(space_name, index, configuration, seed, repeat)
@@ -135,9 +146,7 @@ def units_of(space_name: str, seeds: tuple[int, ...], repeat: int = 0) -> Iterat
 
 def seed_units(space_name: str, seeds: tuple[int, ...], ranked: list[dict[str, Any]]) -> Iterator[Unit]:
     """Each of the ``ranked`` configurations at every seed, best first: the best one's seed spread lands first."""
-    from kmnist_search.data.spaces import load_space
-
-    configurations = load_space(space_name).configurations()
+    configurations = space_named(space_name).configurations()
     for configuration in ranked:
         for seed in seeds:
             yield Unit(space_name, configurations.index(configuration), configuration, seed)
@@ -146,9 +155,7 @@ def seed_units(space_name: str, seeds: tuple[int, ...], ranked: list[dict[str, A
 def seed_grids(space_name: str, seeds: tuple[int, ...], ranked: list[dict[str, Any]]) -> Iterator[Unit]:
     """All ``ranked`` configurations at one seed, best first, then at the next seed: each seed's whole grid
     (which the replay needs) lands as soon as it can."""
-    from kmnist_search.data.spaces import load_space
-
-    configurations = load_space(space_name).configurations()
+    configurations = space_named(space_name).configurations()
     for seed in seeds:
         for configuration in ranked:
             yield Unit(space_name, configurations.index(configuration), configuration, seed)
@@ -158,9 +165,7 @@ def best_configurations(rows: list[dict[str, str]], space: str, seed: int,
                         count: int | None) -> list[dict[str, Any]] | None:
     """The ``count`` configurations (all when None) with the highest final validation accuracy at ``seed``,
     best first; None until every configuration of the space has finished at that seed."""
-    from kmnist_search.data.spaces import load_space
-
-    configurations = load_space(space).configurations()
+    configurations = space_named(space).configurations()
     final: dict[int, float] = {}
     for index, configuration in enumerate(configurations):
         unit = Unit(space, index, configuration, seed)
@@ -177,9 +182,8 @@ def train(unit: Unit, dataset: Any, project_dir: Path) -> tuple[list[dict[str, A
     import keras
 
     from kmnist_search import pipeline
-    from kmnist_search.data.spaces import load_space
 
-    full = load_space(unit.space)
+    full = space_named(unit.space)
     space = replace(full, hyperparameters={name: (value,) for name, value in unit.configuration.items()})
     result = pipeline.search(space, "grid", dataset=dataset, project_dir=project_dir, name=unit.run_name,
                              seed=SPLIT_SEED, init_seed=unit.weights_seed, prune="none")
@@ -230,7 +234,7 @@ def main() -> int:
     dataset = load_dataset("kmnist", args.data_dir, None)
     load_tensorflow_quietly()
     trained = 0
-    for stage in range(5):
+    for stage in range(STAGES):
         units = list(stage_units(stage, args.out_dir))
         for unit in units:
             epochs_path = args.out_dir / f"{unit.space}.csv"
@@ -250,7 +254,7 @@ def main() -> int:
             print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} {unit.run_name} {unit.configuration}: final val "
                   f"{float(summary['final_val_accuracy']) * 100:.2f}% (cpu {summary['cpu_seconds']:.0f} s, "
                   f"{time.monotonic() - started:.0f} s here)", flush=True)
-        if stage >= 3 and not units:
+        if not units:
             print("the report grid's other seeds wait for every report configuration at the first seed", flush=True)
             return 0
     print("ground truth complete", flush=True)
@@ -269,16 +273,26 @@ def planned_trainings(space_name: str, configurations: int) -> int:
     """How many whole trainings of a space the command makes in all (stage 2's repeats aside)."""
     if space_name == "report-small":
         return configurations * len(SEEDS)
+    if space_name == HELD_OUT_SPACE:
+        return configurations
     return configurations * (1 + len(REPORT_REPLICATE_SEEDS))
 
 
+STAGES = 7
+HELD_OUT_STAGE = 5
+
+
 def stage_units(stage: int, out_dir: Path) -> Iterator[Unit]:
+    """The units of a stage (numbered from 0; see the module's docstring), done or not; the stages that follow
+    the report grid's ranking yield nothing until its first seed is complete."""
     if stage == 0:
         yield from units_of("report-small", SEEDS)
     elif stage == 1:
         yield from units_of("report-small", SEEDS[:1], repeat=1)
     elif stage == 2:
         yield from units_of("report", SEEDS[:1])
+    elif stage == HELD_OUT_STAGE:
+        yield from units_of(HELD_OUT_SPACE, (HELD_OUT_SEED,))
     else:
         count = TOP_CONFIGURATIONS if stage == 3 else None
         ranked = best_configurations(read_csv(out_dir / "report.csv"), "report", SEEDS[0], count)
@@ -287,7 +301,8 @@ def stage_units(stage: int, out_dir: Path) -> Iterator[Unit]:
         if stage == 3:
             yield from seed_units("report", REPORT_REPLICATE_SEEDS, ranked)
         else:
-            yield from seed_grids("report", REPORT_REPLICATE_SEEDS, ranked)
+            seeds = REPORT_REPLICATE_SEEDS[:1] if stage == 4 else REPORT_REPLICATE_SEEDS[1:]
+            yield from seed_grids("report", seeds, ranked)
 
 
 if __name__ == "__main__":

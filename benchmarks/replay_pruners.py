@@ -14,6 +14,10 @@ strategy's orders or seeds (Bayesian search: ORDERS seeds on each ground truth, 
   over its seeds);
 - survival: how often the true best configuration was trained to the end.
 
+The main rules are also replayed on workloads none was chosen on: each ground truth's curves cut at fewer
+epochs or narrowed to fewer configurations, and the held-out ground truth (``report-10k``: another subset
+at another seed), which takes no part in choosing the default.
+
 Writes benchmarks/ground_truth/replay.json (the figures, with the command, machine and date) and
 docs/images/replay-cost-regret.png; prints the table.
 """
@@ -36,12 +40,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ground_truth import (
+    HELD_OUT_SEED,
+    HELD_OUT_SPACE,
     HYPERPARAMETERS,
     OUT_DIR,
     TOP_CONFIGURATIONS,
     planned_trainings,
     read_csv,
     settling_trainings,
+    space_named,
     whole_trainings,
 )
 from records import ROOT, description, read_record, write_into, write_record
@@ -228,10 +235,11 @@ def true_scores(by_seed: dict[int, dict[str, Any]], epochs: int) -> tuple[dict[s
     return {key: statistics.fmean(values) for key, values in finals.items()}, dict(finals)
 
 
-def workloads(space: Any) -> list[tuple[str, Any]]:
+def workloads(space: Any, whole: bool = False) -> list[tuple[str, Any]]:
     """Searches no rule was designed on: shorter budgets (the curves cut at fewer epochs), and the grid
-    without one learning rate or with one loss only."""
-    variants = [(f"{epochs} epochs", space.with_epochs(epochs)) for epochs in (4, 6, 9)]
+    without one learning rate or with one loss only; with ``whole``, first the whole grid itself."""
+    variants = [(f"{space.epochs} epochs, the whole grid", space)] if whole else []
+    variants += [(f"{epochs} epochs", space.with_epochs(epochs)) for epochs in (4, 6, 9)]
     for name, values in space.hyperparameters.items():
         if name not in ("learning_rate", "loss"):
             continue
@@ -253,12 +261,12 @@ class Workload:
     best: str
 
 
-def workload_truths(space: Any, by_seed: dict[int, dict[str, Any]]) -> list[Workload]:
+def workload_truths(space: Any, by_seed: dict[int, dict[str, Any]], whole: bool = False) -> list[Workload]:
     """Each workload's configurations and its truth: the mean over seeds of the curves cut at its epochs."""
     from kmnist_search.search.replay import configuration_key
 
     truths = []
-    for label, variant in workloads(space):
+    for label, variant in workloads(space, whole):
         keys = frozenset(configuration_key(values) for values in variant.configurations())
         truth, _ = true_scores({seed: cut(runs, keys, variant.epochs) for seed, runs in by_seed.items()},
                                variant.epochs)
@@ -337,6 +345,22 @@ def confirm_replays(by_seed: dict[int, dict[str, Any]], seeds: list[int], truth:
     return rows
 
 
+def evaluate_held_out() -> dict[str, Any] | None:
+    """The main rules on the held-out ground truth (one seed, no part in choosing the default): the whole grid,
+    and the same cuts and narrower grids as the other workloads; None until its grid is recorded."""
+    space = space_named(HELD_OUT_SPACE)
+    runs = recorded_runs(read_csv(OUT_DIR / f"{HELD_OUT_SPACE}.csv"), HELD_OUT_SPACE).get(HELD_OUT_SEED, {})
+    if len(runs) < len(space.configurations()):
+        return None
+    started_cpu, started_wall = cpu_seconds(), time.monotonic()
+    variants = workload_truths(space, {HELD_OUT_SEED: runs}, whole=True)
+    rows = workload_table(replay_workloads(runs, variants), {w.label: len(w.keys) for w in variants})
+    return {"space": HELD_OUT_SPACE, "seed": HELD_OUT_SEED, "train_images": space.train_images,
+            "trainings_recorded": len(runs), "replays": sum(row["replays"] for row in rows),
+            "replay_cpu_seconds": round(cpu_seconds() - started_cpu, 1),
+            "replay_wall_seconds": round(time.monotonic() - started_wall, 1), "workloads": rows}
+
+
 def measure(outcome: Any, baseline: Any, truth: dict[str, float], best: str, epochs: int) -> dict[str, float]:
     survived = any(t.configuration == best and t.epochs == epochs for t in outcome.trials)
     return {"epochs_fraction": outcome.epochs / baseline.epochs,
@@ -378,23 +402,8 @@ def render_table(result: dict[str, Any]) -> str:
     if result.get("workloads"):
         lines += ["", "Workloads no rule was chosen on: grid search (the space's order and "
                   f"{ORDERS} shuffled orders) with the curves cut at fewer epochs, without one learning rate, or "
-                  f"with one loss. *Held* is the share of searches whose winner's final score is within "
-                  f"{UNSEEN_REGRET} points of the best final score on the same curves, at no more than {UNSEEN_COST}x "
-                  "the epochs of the same search unpruned; *in space order*, the same for the searches in the "
-                  "order the space lists its values, as a user's grid runs. Regret is against the mean over seeds, "
-                  "as above.", "",
-                  "| workload | configurations | pruner | epochs | regret (points) | worst regret | same-curves "
-                  "regret | held | held in space order | replays |",
-                  "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {row['workload']} | {row['configurations']} | {row['pruner']} | {row['epochs_fraction']:.2f}x | "
-                  f"{row['regret_points']:.2f} | {row['worst_regret_points']:.2f} | {row['run_regret_points']:.2f} | "
-                  f"{row['within_unseen_bounds'] * 100:.0f}% | {row['within_unseen_bounds_space_order'] * 100:.0f}% | "
-                  f"{row['replays']} |" for row in result["workloads"]]
-        for column, searches in (("within_unseen_bounds", "every search"),
-                                 ("within_unseen_bounds_space_order", "every search in the space's order")):
-            held = [name for name in MAIN_RULES if all(row[column] == 1 for row in result["workloads"]
-                                                       if row["pruner"] == name)]
-            lines += ["", f"Held on every workload in {searches}: {', '.join(held) or 'no rule'}."]
+                  f"with one loss. {HELD} Regret is against the mean over seeds, as above.", "",
+                  *render_workloads(result["workloads"])]
     if result.get("confirmation"):
         lines += ["", f"After the unpruned grid, `--confirm K` on the same curves (each of the {len(result['seeds'])} "
                   "seeds in turn as the search's, the next seeds as the extra runs):", "",
@@ -405,6 +414,43 @@ def render_table(result: dict[str, Any]) -> str:
         lines += ["", f"The smallest K that leaves no regret on these curves: {cleared}." if cleared is not None
                   else "No K here leaves the regret at zero."]
     return "\n".join(lines)
+
+
+HELD = (f"*Held* is the share of searches whose winner's final score is within {UNSEEN_REGRET} points of the best "
+        f"final score on the same curves, at no more than {UNSEEN_COST}x the epochs of the same search unpruned; "
+        "*in space order*, the same for the searches in the order the space lists its values, as a user's grid runs.")
+
+
+def render_workloads(rows: list[dict[str, Any]]) -> list[str]:
+    """The workload table's lines, and which rules held on every workload."""
+    lines = ["| workload | configurations | pruner | epochs | regret (points) | worst regret | same-curves "
+             "regret | held | held in space order | replays |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {row['workload']} | {row['configurations']} | {row['pruner']} | {row['epochs_fraction']:.2f}x | "
+              f"{row['regret_points']:.2f} | {row['worst_regret_points']:.2f} | {row['run_regret_points']:.2f} | "
+              f"{row['within_unseen_bounds'] * 100:.0f}% | {row['within_unseen_bounds_space_order'] * 100:.0f}% | "
+              f"{row['replays']} |" for row in rows]
+    for column, searches in (("within_unseen_bounds", "every search"),
+                             ("within_unseen_bounds_space_order", "every search in the space's order")):
+        held = [name for name in MAIN_RULES if (ruled := [row for row in rows if row["pruner"] == name])
+                and all(row[column] == 1 for row in ruled)]
+        lines += ["", f"Held on every workload in {searches}: {', '.join(held) or 'no rule'}."]
+    return lines
+
+
+def render_held_out(result: dict[str, Any] | None) -> str:
+    """The held-out ground truth's section of docs/pruning.md (what it will hold, until it is recorded)."""
+    if result is None:
+        return (f"The held-out ground truth, `{HELD_OUT_SPACE}`, is replayed here once all its configurations are "
+                "recorded (benchmarks/ground_truth.py, stage 6).")
+    return "\n".join([
+        f"`{result['space']}`: the `report` grid on a stratified subset of {result['train_images']:,} training "
+        f"images, trained once at seed {result['seed']}, which no other ground truth uses; no rule was chosen on "
+        "it. Grid search in the space's order and "
+        f"{ORDERS} shuffled orders, on the whole grid and on the same cuts and narrower grids as above. {HELD} "
+        "With one seed, regret is against the same curves. "
+        f"Its {result['replays']} searches replayed in {result['replay_wall_seconds']:.0f} s "
+        f"({result['replay_cpu_seconds']:.0f} CPU seconds).", "", *render_workloads(result["workloads"])])
 
 
 def shuffled_grid_rows(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -551,7 +597,11 @@ def main() -> int:
         print(render_table(result) + "\n")
         write_into(DOC, f"replay:{space_name}", render_table(result))
         results.append(result)
-    write_record(RECORD, " ".join(["python benchmarks/replay_pruners.py", *sys.argv[1:]]), {"results": results})
+    held_out = evaluate_held_out()
+    print(render_held_out(held_out) + "\n")
+    write_into(DOC, "replay:held-out", render_held_out(held_out))
+    write_record(RECORD, " ".join(["python benchmarks/replay_pruners.py", *sys.argv[1:]]),
+                 {"results": results, "held_out": held_out})
     write_into(DOC, "replay:verdict", verdict(results))
     print(verdict(results))
     plot(results)

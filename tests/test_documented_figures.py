@@ -23,6 +23,34 @@ def test_the_pruning_tables_are_rendered_from_the_replay_record() -> None:
         assert section(DOC, f"replay:{result['space']}") == render_table(result)
 
 
+def test_the_held_out_workload_s_section_is_rendered_from_the_replay_record() -> None:
+    from replay_pruners import render_held_out
+
+    assert section(DOC, "replay:held-out") == render_held_out(read_record(RECORD).get("held_out"))
+
+
+def test_the_held_out_section_names_the_rules_that_held_everywhere() -> None:
+    from replay_pruners import MAIN_RULES, render_held_out
+
+    assert "once all its configurations are recorded" in render_held_out(None)
+
+    def row(workload: str, pruner: str, held: float, in_order: float) -> dict[str, object]:
+        return {"workload": workload, "configurations": 40, "pruner": pruner, "epochs_fraction": 0.3,
+                "regret_points": 0.1, "worst_regret_points": 0.2, "run_regret_points": 0.1,
+                "within_unseen_bounds": held, "within_unseen_bounds_space_order": in_order, "replays": 6}
+
+    first, second = MAIN_RULES[0], MAIN_RULES[-1]
+    text = render_held_out({"space": "report-10k", "seed": 5042, "train_images": 10000, "replays": 24,
+                            "replay_wall_seconds": 3.2, "replay_cpu_seconds": 3.0,
+                            "workloads": [row("12 epochs, the whole grid", first, 1.0, 1.0),
+                                          row("12 epochs, the whole grid", second, 0.5, 1.0),
+                                          row("4 epochs", first, 1.0, 0.0), row("4 epochs", second, 1.0, 1.0)]})
+    assert "a stratified subset of 10,000 training images, trained once at seed 5042" in text
+    assert "| 4 epochs | 40 | " + second + " | 0.30x | 0.10 | 0.20 | 0.10 | 100% | 100% | 6 |" in text
+    assert text.endswith(f"Held on every workload in every search: {first}.\n\n"
+                         f"Held on every workload in every search in the space's order: {second}.")
+
+
 def test_the_pruning_page_s_reading_of_the_grid_orders_holds_on_the_record() -> None:
     """docs/pruning.md: the space's order is the cheap case for every rule; on `report` the median and
     successive-halving rules lose more there than in shuffled orders."""
@@ -243,6 +271,21 @@ def test_each_further_seed_s_whole_grid_lands_before_the_next_seed_s() -> None:
     units = list(seed_grids("report", (1042, 2042), [configurations[7], configurations[3]]))
     assert [(unit.index, unit.seed, unit.weights_seed) for unit in units] == [
         (7, 1042, 1049), (3, 1042, 1045), (7, 2042, 2049), (3, 2042, 2045)]
+
+
+def test_the_held_out_workload_is_the_report_grid_on_another_subset_trained_between_the_further_seeds() -> None:
+    from ground_truth import HELD_OUT_SEED, HELD_OUT_SPACE, OUT_DIR, SEEDS, STAGES, space_named, stage_units
+
+    from kmnist_search.data.spaces import load_space
+
+    held_out, report = space_named(HELD_OUT_SPACE), load_space("report")
+    assert held_out.configurations() == report.configurations() and held_out.epochs == report.epochs
+    assert held_out.train_images == 10_000 and held_out.validation_images == report.validation_images
+    stages = [list(stage_units(stage, OUT_DIR)) for stage in range(STAGES)]
+    assert {unit.space for unit in stages[5]} == {HELD_OUT_SPACE}
+    assert [unit.weights_seed for unit in stages[5]] == [HELD_OUT_SEED + i for i in range(40)]
+    assert HELD_OUT_SEED not in SEEDS
+    assert {unit.seed for unit in stages[4]} == {SEEDS[1]} and {unit.seed for unit in stages[6]} == {SEEDS[2]}
 
 
 def test_the_study_page_s_findings_are_computed_from_the_grid() -> None:
