@@ -547,8 +547,19 @@ def verdict(results: list[dict[str, Any]]) -> str:
     return " ".join(sentences)
 
 
+def frontier(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows no other row beats on both cost (CPU fraction) and regret, cheapest first: the trade-offs
+    worth choosing between."""
+    kept: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: (r["cpu_fraction"], r["regret_points"])):
+        if not kept or row["regret_points"] < kept[-1]["regret_points"]:
+            kept.append(row)
+    return kept
+
+
 def plot(results: list[dict[str, Any]]) -> None:
-    """Cost against regret: one colour per pruner, one marker per strategy, the seed sd and 0.35x marked."""
+    """Cost against regret: one colour per pruner, one marker per strategy, the seed sd and 0.35x marked, and
+    the frontier of the shuffled grid's rules drawn through."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -557,18 +568,22 @@ def plot(results: list[dict[str, Any]]) -> None:
     markers = {"grid (space order)": "o", "grid (shuffled)": "s", "random (10 trials)": "^",
                "Bayesian (10 trials)": "D", "Hyperband (factor 3)": "*"}
     names = list(dict.fromkeys(row["pruner"] for result in results for row in result["table"]))
-    colours = {name: plt.get_cmap("tab10")(index % 10) for index, name in enumerate(names)}
+    colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
     figure, axes = plt.subplots(1, len(results), figsize=(6.4 * len(results) + 2.6, 4.8), squeeze=False)
     for axis, result in zip(axes[0], results, strict=True):
         for row in result["table"]:
             axis.scatter(row["cpu_fraction"], row["regret_points"], marker=markers[row["strategy"]], s=40,
-                         color=colours[row["pruner"]], edgecolors="black", linewidths=0.3)
+                         color=colours[row["pruner"]], edgecolors="black", linewidths=0.3, zorder=3)
+        front = frontier(list(shuffled_grid_rows(result).values()))
+        axis.step([row["cpu_fraction"] for row in front], [row["regret_points"] for row in front], where="post",
+                  color="black", linewidth=0.8, alpha=0.6, zorder=2)
         if result["true_best_seed_sd_points"] is not None:
             axis.axhline(result["true_best_seed_sd_points"], color="grey", linestyle="--", linewidth=0.8)
         axis.axvline(MAX_COST, color="grey", linestyle=":", linewidth=0.8)
         axis.set_xlabel("CPU seconds, fraction of the same search unpruned")
         axis.set_ylabel("regret (points of final validation accuracy)")
-        axis.set_title(f"{result['space']} (dashed: the true best's seed sd; dotted: 0.35x)", fontsize=9)
+        axis.set_title(f"{result['space']} (dashed: the true best's seed sd; dotted: 0.35x; "
+                       "line: the shuffled grid's frontier)", fontsize=9)
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[name], label=name) for name in names]
     handles += [plt.Line2D([], [], marker=marker, linestyle="", color="grey", label=strategy)
                 for strategy, marker in markers.items()]

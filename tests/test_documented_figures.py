@@ -51,6 +51,15 @@ def test_the_held_out_section_names_the_rules_that_held_everywhere() -> None:
                          f"Held on every workload in every search in the space's order: {second}.")
 
 
+def test_the_frontier_keeps_only_the_rules_nothing_beats_on_both_cost_and_regret() -> None:
+    from replay_pruners import frontier
+
+    rows = [{"pruner": name, "cpu_fraction": cost, "regret_points": regret}
+            for name, cost, regret in (("none", 1.0, 0.2), ("a", 0.2, 0.5), ("b", 0.3, 0.1), ("c", 0.4, 0.1),
+                                       ("d", 0.25, 0.6), ("e", 0.5, 0.0))]
+    assert [row["pruner"] for row in frontier(rows)] == ["a", "b", "e"]
+
+
 def test_the_pruning_page_s_reading_of_the_grid_orders_holds_on_the_record() -> None:
     """docs/pruning.md: the space's order is the cheap case for every rule; on `report` the median and
     successive-halving rules lose more there than in shuffled orders."""
