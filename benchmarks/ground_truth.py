@@ -51,6 +51,8 @@ REPORT_REPLICATE_SEEDS = SEEDS[1:3]  # the report grid's best configurations are
 HELD_OUT_SPACE = "report-10k"  # a workload no rule is chosen on
 HELD_OUT_SEED = 5042
 SPACE_FILES = {HELD_OUT_SPACE: OUT_DIR / f"{HELD_OUT_SPACE}.toml"}  # ground truths that are not built-in spaces
+STAGES = 7  # numbered from 0 in the code, from 1 in the docstring's list
+HELD_OUT_STAGE = 5
 HYPERPARAMETERS = ("learning_rate", "batch_size", "loss")
 EPOCH_COLUMNS = ("space", *HYPERPARAMETERS, "seed", "repeat", "epoch", "train_accuracy", "train_loss",
                  "val_accuracy", "val_loss", "wall_seconds", "cpu_seconds", "train_images", "steps",
@@ -278,12 +280,8 @@ def planned_trainings(space_name: str, configurations: int) -> int:
     return configurations * (1 + len(REPORT_REPLICATE_SEEDS))
 
 
-STAGES = 7
-HELD_OUT_STAGE = 5
-
-
 def stage_units(stage: int, out_dir: Path) -> Iterator[Unit]:
-    """The units of a stage (numbered from 0; see the module's docstring), done or not; the stages that follow
+    """The units of a stage (numbered from 0: stage 0 is the docstring's 1), done or not; the stages that follow
     the report grid's ranking yield nothing until its first seed is complete."""
     if stage == 0:
         yield from units_of("report-small", SEEDS)

@@ -42,6 +42,7 @@ from typing import Any
 from ground_truth import (
     HELD_OUT_SEED,
     HELD_OUT_SPACE,
+    HELD_OUT_STAGE,
     HYPERPARAMETERS,
     OUT_DIR,
     TOP_CONFIGURATIONS,
@@ -442,7 +443,7 @@ def render_held_out(result: dict[str, Any] | None) -> str:
     """The held-out ground truth's section of docs/pruning.md (what it will hold, until it is recorded)."""
     if result is None:
         return (f"The held-out ground truth, `{HELD_OUT_SPACE}`, is replayed here once all its configurations are "
-                "recorded (benchmarks/ground_truth.py, stage 6).")
+                f"recorded (benchmarks/ground_truth.py, stage {HELD_OUT_STAGE + 1}).")
     return "\n".join([
         f"`{result['space']}`: the `report` grid on a stratified subset of {result['train_images']:,} training "
         f"images, trained once at seed {result['seed']}, which no other ground truth uses; no rule was chosen on "
