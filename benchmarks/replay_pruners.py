@@ -151,9 +151,7 @@ Measures = dict[tuple[str, str], list[dict[str, float]]]  # (strategy or workloa
 def evaluate(space_name: str) -> dict[str, Any] | None:
     """The replay of one ground truth; None until some seed has every configuration recorded. Each seed's
     searches replay in a process of their own, as many at once as the machine has cores."""
-    from kmnist_search.data.spaces import load_space
-
-    space = load_space(space_name)
+    space = space_named(space_name)
     by_seed = recorded_runs(read_csv(OUT_DIR / f"{space_name}.csv"), space_name)
     configurations = len(space.configurations())
     seeds = sorted(seed for seed, runs in by_seed.items() if len(runs) == configurations)
@@ -205,10 +203,9 @@ def merged(parts: Iterable[Measures]) -> Measures:
 def replay_searches(space_name: str, recorded: dict[str, Any], truth: dict[str, float], best: str,
                     bayesian: list[int]) -> Measures:
     """Every strategy with every pruner on one seed's curves (Bayesian search with the given seeds)."""
-    from kmnist_search.data.spaces import load_space
     from kmnist_search.search.replay import replay
 
-    space = load_space(space_name)
+    space = space_named(space_name)
     configurations = len(space.configurations())
     rows: Measures = defaultdict(list)
     for scenario in scenarios(bayesian):
